@@ -1,0 +1,193 @@
+"""Typed configuration shared by the GUI, the CLI and checkpoints.
+
+One :class:`Config` describes a whole job. It saves to and loads from our own YAML layout
+(:func:`save_yaml` / :func:`load_yaml`); BiaPy's self-supervised YAML is read and written by
+:mod:`napari_ssl.biapy_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PretextTask = Literal["crappify", "masking"]
+Normalization = Literal["zero_mean_unit_variance", "scale_range", "div"]
+MaskType = Literal["random", "grid"]
+
+UNET_ARCHITECTURES = ("unet", "resunet")
+MAE_ARCHITECTURES = ("mae",)
+NORMALIZATIONS = ("zero_mean_unit_variance", "scale_range", "div")
+VIT_PRESETS: dict[str, tuple[int, int, int]] = {
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and the allowed values."""
+
+
+@dataclass
+class DataConfig:
+    ndim: int = 2
+    patch_size: tuple[int, ...] = (256, 256)  # spatial only: (Y, X) or (Z, Y, X)
+    train_path: str = ""
+    test_path: str = ""
+    normalization: Normalization = "zero_mean_unit_variance"
+    percentile_clip: tuple[float, float] | None = None  # e.g. (0.1, 99.9), applied first
+    val_fraction: float = 0.1
+    test_overlap: float = 0.25  # fraction of the tile shared with each neighbour
+    test_padding: tuple[int, ...] | None = None  # per side, spatial; None = tile // 8
+
+
+@dataclass
+class PretextConfig:
+    task: PretextTask = "crappify"
+    noise: float = 0.2  # Gaussian std as a fraction of the image max
+    resizing_factor: float = 4.0  # area factor: each axis is scaled by 1/sqrt(factor)
+    fresh_noise: bool = True  # redraw the degradation every step (False: once per image)
+    mask_type: MaskType = "grid"
+    mask_ratio: float = 0.5
+    norm_pix_loss: bool = False
+
+
+@dataclass
+class ModelConfig:
+    architecture: str = "unet"
+    feature_maps: tuple[int, ...] = (16, 32, 64, 128, 256)
+    dropout: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    kernel_size: int = 3
+    norm: str = "in"  # BiaPy MODEL.NORMALIZATION: "bn", "sync_bn", "in", "gn", "none"
+    activation: str = "elu"
+    upsample_layer: str = "convtranspose"
+    z_down: tuple[int, ...] = (2, 2, 2, 2)
+    # vision transformer (mae)
+    vit_preset: str | None = None  # "tiny" | "small" | "base": overrides the three numbers below
+    vit_token_size: int = 16
+    vit_embed_dim: int = 768
+    vit_num_layers: int = 12
+    vit_num_heads: int = 12
+    vit_mlp_ratio: float = 4.0
+    vit_norm_eps: float = 1e-6
+    mae_dec_hidden_size: int = 512
+    mae_dec_num_layers: int = 8
+    mae_dec_num_heads: int = 16
+    mae_dec_mlp_dims: int = 2048
+    # loading
+    load_checkpoint: bool = False
+    checkpoint_file: str = ""
+
+
+@dataclass
+class TrainConfig:
+    enable: bool = True
+    optimizer: str = "ADAMW"  # "ADAMW" | "ADAM" | "SGD"
+    lr: float = 1e-4
+    weight_decay: float = 0.02
+    batch_size: int = 6
+    epochs: int = 100
+    patience: int = 20  # epochs without val-loss improvement; <= 0 disables early stopping
+    loss: Literal["l1", "mse"] = "l1"
+    patches_per_epoch: int | None = None  # None: as many patches as cover the training data once
+    augment: bool = True  # flips and 90-degree rotations, p = 0.5 each
+    mixed_precision: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto = bf16 on CUDA
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    log_every: int = 10  # steps between step events (a host sync each)
+
+
+@dataclass
+class SystemConfig:
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+    seed: int = 0
+    num_workers: int = 0
+
+
+@dataclass
+class TestConfig:
+    enable: bool = True
+    batch_size: int = 4
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    pretext: PretextConfig = field(default_factory=PretextConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    system: SystemConfig = field(default_factory=SystemConfig)
+
+    def validate(self) -> Config:
+        """Check values and combinations; raise :class:`ConfigError` naming the key."""
+        from napari_ssl.validation import validate_config
+
+        validate_config(self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Build from :meth:`to_dict` output; unknown keys raise :class:`ConfigError`."""
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(sections)
+        if unknown:
+            raise ConfigError(f"unknown config section(s): {sorted(unknown)}")
+        cfg = cls()
+        for name, values in data.items():
+            section = getattr(cfg, name)
+            _update_section(section, values or {}, name)
+        return cfg
+
+
+def _update_section(section: Any, values: dict[str, Any], prefix: str) -> None:
+    known = {f.name for f in dataclasses.fields(section)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown key(s) in '{prefix}': {sorted(unknown)}; known: {sorted(known)}")
+    for key, value in values.items():
+        default = getattr(section, key)
+        if isinstance(value, list) and (isinstance(default, tuple) or default is None):
+            value = tuple(value)
+        setattr(section, key, value)
+
+
+def _plain(obj: Any) -> Any:
+    """Tuples to lists, recursively, for YAML / JSON / checkpoint metadata."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def save_yaml(cfg: Config, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path
+
+
+def load_yaml(path: str | Path) -> Config:
+    """Load our YAML layout, or BiaPy's (detected by its upper-case sections)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if any(k.isupper() for k in data):
+        from napari_ssl.biapy_config import from_biapy
+
+        return from_biapy(data, source=str(path))
+    return Config.from_dict(data)

@@ -1,0 +1,60 @@
+"""Shared fixtures: real sample images, the BiaPy peer interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+DATA = Path(__file__).resolve().parents[1] / "src" / "napari_ssl" / "sample_data"
+BIAPY_VENV = Path(os.environ.get("BIAPY_VENV", "/tmp/biapy/v"))
+
+
+@pytest.fixture(scope="session")
+def sem_2d() -> np.ndarray:
+    """Real SEM image (uint8, 1024x1536, YX)."""
+    return tifffile.imread(DATA / "sem_retic_2d.tif")
+
+
+@pytest.fixture(scope="session")
+def nuclei_3d() -> np.ndarray:
+    """Real confocal nuclei stack (uint16, 60x256x256, ZYX)."""
+    return tifffile.imread(DATA / "nuclei_cells3d_3d.tif")
+
+
+@pytest.fixture(scope="session")
+def biapy_python() -> Path:
+    """The BiaPy 3.7.1 peer's interpreter; tests using it skip when the venv is absent."""
+    python = BIAPY_VENV / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"BiaPy peer venv not found at {BIAPY_VENV} (../shared/tools/biapy_peer.sh setup)")
+    return python
+
+
+def run_biapy(python: Path, script: str, *args: str, timeout: float = 300) -> str:
+    """Run ``script`` with BiaPy's interpreter (which has its own torch); return stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        [str(python), "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"BiaPy script failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_threads() -> None:
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -32,7 +32,9 @@ def biapy_python() -> Path:
     """The BiaPy 3.7.1 peer's interpreter; tests using it skip when the venv is absent."""
     python = BIAPY_VENV / "bin" / "python"
     if not python.exists():
-        pytest.skip(f"BiaPy peer venv not found at {BIAPY_VENV} (../shared/tools/biapy_peer.sh setup)")
+        pytest.skip(
+            f"BiaPy peer venv not found at {BIAPY_VENV} (../shared/tools/biapy_peer.sh setup)"
+        )
     return python
 
 

@@ -1,3 +1,3 @@
-"""napari-ssl: self-supervised pretraining of image-restoration backbones, in napari and headless."""
+"""napari-ssl: self-supervised pretraining of image-restoration backbones (napari + CLI)."""
 
 __version__ = "0.1.0"

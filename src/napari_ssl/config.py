@@ -36,6 +36,7 @@ class ConfigError(ValueError):
 class DataConfig:
     ndim: int = 2
     patch_size: tuple[int, ...] = (256, 256)  # spatial only: (Y, X) or (Z, Y, X)
+    channels: int | None = None  # expected channels (last entry of BiaPy PATCH_SIZE); None = any
     train_path: str = ""
     test_path: str = ""
     normalization: Normalization = "zero_mean_unit_variance"
@@ -62,7 +63,7 @@ class ModelConfig:
     feature_maps: tuple[int, ...] = (16, 32, 64, 128, 256)
     dropout: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
     kernel_size: int = 3
-    norm: str = "in"  # BiaPy MODEL.NORMALIZATION: "bn", "sync_bn", "in", "gn", "none"
+    norm: str = "in"  # BiaPy MODEL.NORMALIZATION: "in", "bn", "sync_bn", "none"
     activation: str = "elu"
     upsample_layer: str = "convtranspose"
     z_down: tuple[int, ...] = (2, 2, 2, 2)
@@ -151,7 +152,9 @@ def _update_section(section: Any, values: dict[str, Any], prefix: str) -> None:
     known = {f.name for f in dataclasses.fields(section)}
     unknown = set(values) - known
     if unknown:
-        raise ConfigError(f"unknown key(s) in '{prefix}': {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(
+            f"unknown key(s) in '{prefix}': {sorted(unknown)}; known: {sorted(known)}"
+        )
     for key, value in values.items():
         default = getattr(section, key)
         if isinstance(value, list) and (isinstance(default, tuple) or default is None):

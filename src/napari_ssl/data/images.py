@@ -18,7 +18,7 @@ class DataError(ValueError):
 
 @dataclass
 class Image:
-    """One image, channels first: ``array.shape == (C, *spatial)`` (spatial = (Y, X) or (Z, Y, X))."""
+    """One image, channels first: ``array.shape == (C, *spatial)``, spatial (Y, X) or (Z, Y, X)."""
 
     array: Any  # numpy / dask / zarr array, or anything sliceable with .shape and .dtype
     name: str
@@ -52,7 +52,7 @@ class Image:
 def check_dtype(dtype: np.dtype, name: str) -> None:
     """Refuse dtypes that are not real-valued intensities."""
     dtype = np.dtype(dtype)
-    if dtype == bool:
+    if dtype == np.dtype(bool):
         raise DataError(f"{name}: boolean image (a mask?). Pick an intensity image instead.")
     if np.issubdtype(dtype, np.complexfloating):
         raise DataError(f"{name}: complex image. Convert it to magnitude (np.abs) first.")

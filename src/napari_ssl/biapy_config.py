@@ -1,0 +1,420 @@
+"""BiaPy 3.7.1 self-supervised YAML <-> :class:`~napari_ssl.config.Config`.
+
+:func:`from_biapy` reads BiaPy's nested upper-case layout as ``yaml.safe_load`` returns it, so
+tuples written ``(256, 256, 1)`` and floats written ``1.E-4`` arrive as strings and are parsed
+here. A key the file leaves out takes BiaPy 3.7.1's default, because that is what BiaPy would run
+(e.g. ``TRAIN.OPTIMIZER`` SGD, ``TRAIN.EPOCHS`` 360, ``AUGMENTOR.ENABLE`` False); our settings
+that BiaPy has no key for keep our defaults. Keys we do not use, or do not know, are named in one
+``UserWarning`` together with any approximation made.
+
+:func:`to_biapy` is the reverse: a plain nested dict that BiaPy 3.7.1 merges into its defaults
+and accepts (checkpoints' ``cfg``, ``config_files/<name>.yaml``).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import math
+import warnings
+from typing import Any
+
+from napari_ssl.config import MAE_ARCHITECTURES, VIT_PRESETS, Config, ConfigError
+
+_MODEL_SAME_NAME = (
+    "architecture", "feature_maps", "kernel_size", "activation", "upsample_layer", "z_down",
+    "vit_token_size", "vit_embed_dim", "vit_num_layers", "vit_num_heads", "vit_mlp_ratio",
+    "vit_norm_eps", "mae_dec_hidden_size", "mae_dec_num_layers", "mae_dec_num_heads",
+    "mae_dec_mlp_dims", "load_checkpoint",
+)  # fmt: skip
+# our field -> BiaPy key. Fields absent from _SPECIAL map one to one, typed like our default.
+BIAPY_KEYS: dict[str, str] = {
+    **{f"model.{name}": f"MODEL.{name.upper()}" for name in _MODEL_SAME_NAME},
+    "data.ndim": "PROBLEM.NDIM",
+    "data.patch_size": "DATA.PATCH_SIZE",
+    "data.channels": "DATA.PATCH_SIZE",
+    "data.train_path": "DATA.TRAIN.PATH",
+    "data.test_path": "DATA.TEST.PATH",
+    "data.normalization": "DATA.NORMALIZATION.TYPE",
+    "data.percentile_clip": "DATA.NORMALIZATION.PERC_CLIP",
+    "data.val_fraction": "DATA.VAL.SPLIT_TRAIN",
+    "data.test_overlap": "DATA.TEST.OVERLAP",
+    "data.test_padding": "DATA.TEST.PADDING",
+    "pretext.task": "PROBLEM.SELF_SUPERVISED.PRETEXT_TASK",
+    "pretext.noise": "PROBLEM.SELF_SUPERVISED.NOISE",
+    "pretext.resizing_factor": "PROBLEM.SELF_SUPERVISED.RESIZING_FACTOR",
+    "pretext.mask_type": "MODEL.MAE_MASK_TYPE",
+    "pretext.mask_ratio": "MODEL.MAE_MASK_RATIO",
+    "model.dropout": "MODEL.DROPOUT_VALUES",
+    "model.norm": "MODEL.NORMALIZATION",
+    "model.checkpoint_file": "PATHS.CHECKPOINT_FILE",
+    "train.enable": "TRAIN.ENABLE",
+    "train.optimizer": "TRAIN.OPTIMIZER",
+    "train.lr": "TRAIN.LR",
+    "train.weight_decay": "TRAIN.W_DECAY",
+    "train.batch_size": "TRAIN.BATCH_SIZE",
+    "train.epochs": "TRAIN.EPOCHS",
+    "train.patience": "TRAIN.PATIENCE",
+    "train.loss": "LOSS.TYPE",
+    "train.augment": "AUGMENTOR.ENABLE",
+    "test.enable": "TEST.ENABLE",
+    "system.seed": "SYSTEM.SEED",
+    "system.num_workers": "SYSTEM.NUM_WORKERS",
+}
+_SPECIAL = {
+    "data.ndim", "data.patch_size", "data.channels", "data.percentile_clip", "data.test_overlap",
+    "data.test_padding", "train.optimizer", "train.lr", "train.loss", "train.augment",
+}  # fmt: skip
+# BiaPy 3.7.1 defaults that differ from ours (applied when the file leaves the key out)
+_BIAPY_DEFAULTS: dict[str, Any] = {
+    "TRAIN.ENABLE": False,
+    "TEST.ENABLE": False,
+    "TRAIN.BATCH_SIZE": 2,
+    "TRAIN.EPOCHS": 360,
+    "TRAIN.PATIENCE": -1,
+    "MODEL.Z_DOWN": [0, 0, 0, 0],  # 0 = BiaPy's "2 at every level"
+}
+_LOSSES = {"MAE": "l1", "MSE": "mse"}
+_FLIPS = ("VFLIP", "HFLIP", "ROT90", "ZFLIP")  # ZFLIP only counts in 3D
+_AUG_PROB = 0.5
+_SECTIONS = ("SYSTEM", "PROBLEM", "DATA", "AUGMENTOR", "MODEL", "LOSS", "TRAIN", "TEST", "PATHS")
+
+
+def _literal(value: Any) -> Any:
+    """Parse BiaPy-style strings (``(256, 256, 1)``, ``1.E-4``, ``True``); others unchanged."""
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            return value.strip()
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    value = _literal(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected True or False, got {value!r}")
+    return value
+
+
+def _number(key: str, value: Any, kind: type) -> int | float:
+    value = _literal(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if kind is int:
+        if value != int(value):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def _numbers(key: str, value: Any, kind: type) -> tuple:
+    value = _literal(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list such as [1, 2] or (1, 2), got {value!r}")
+    return tuple(_number(f"{key}[{i}]", v, kind) for i, v in enumerate(value))
+
+
+def _text(key: str, value: Any) -> str:
+    value = _literal(value)
+    if isinstance(value, (list, tuple, dict)):
+        raise ConfigError(f"{key}: expected a single value, got {value!r}")
+    return str(value)
+
+
+def _one(key: str, value: Any) -> Any:
+    """BiaPy lists one entry per optimizer (GANs use two); we train one network."""
+    value = _literal(value)
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ConfigError(f"{key}: napari-ssl trains one network: one value; got {value!r}")
+        return value[0]
+    return value
+
+
+def _convert(key: str, value: Any, default: Any) -> Any:
+    """Parse ``value`` into the type of our ``default``."""
+    if isinstance(default, bool):
+        return _bool(key, value)
+    if isinstance(default, (int, float)):
+        return _number(key, value, type(default))
+    if isinstance(default, tuple):
+        return _numbers(key, value, type(default[0]))
+    return _text(key, value)
+
+
+class _Reader:
+    """Looks up dotted keys in a nested dict and remembers which ones were read."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.used: set[str] = set()
+        self.notes: list[str] = []
+
+    def get(self, key: str, default: Any) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        self.used.add(key)
+        return node
+
+    def ignored(self) -> list[str]:
+        """Leaf keys not read; switched-off augmentations agree with us and are left out."""
+        return [
+            key
+            for key, value in _leaves(self.data, "")
+            if key not in self.used and not (key.startswith("AUGMENTOR.") and value is False)
+        ]
+
+
+def _leaves(node: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict) and value:
+            out.extend(_leaves(value, key + "."))
+        else:
+            out.append((key, value))
+    return out
+
+
+def from_biapy(data: dict[str, Any], source: str = "config", warn: bool = True) -> Config:
+    """Read a BiaPy 3.7.1 self-supervised config; raise :class:`ConfigError` if it is invalid.
+
+    ``warn=False`` skips the unused-keys warning (e.g. a checkpoint's full BiaPy dump).
+    """
+    from napari_ssl.validation import validate_config
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of BiaPy sections, got {type(data)}")
+    r = _Reader(data)
+    problem = _text("PROBLEM.TYPE", r.get("PROBLEM.TYPE", "SEMANTIC_SEG"))
+    if problem != "SELF_SUPERVISED":
+        raise ConfigError(
+            f"{source}: PROBLEM.TYPE must be 'SELF_SUPERVISED' (napari-ssl runs BiaPy's "
+            f"self-supervised workflow only); got {problem!r}"
+        )
+    model_source = _text("MODEL.SOURCE", r.get("MODEL.SOURCE", "biapy"))
+    if model_source != "biapy":
+        raise ConfigError(f"MODEL.SOURCE: allowed 'biapy' (BiaPy's models); got {model_source!r}")
+    cfg = Config()
+    for field, key in BIAPY_KEYS.items():
+        if field not in _SPECIAL:
+            section, name = field.split(".")
+            default = getattr(getattr(cfg, section), name)
+            value = _convert(key, r.get(key, _BIAPY_DEFAULTS.get(key, default)), default)
+            setattr(getattr(cfg, section), name, value)
+    _read_shape(r, cfg)
+    _read_tiling(r, cfg)
+    _read_clip(r, cfg)
+    _read_training(r, cfg)
+    _read_augment(r, cfg)
+    _tidy(r, cfg)
+    if warn:
+        _warn(r, source)
+    validate_config(cfg)
+    return cfg
+
+
+def _read_shape(r: _Reader, cfg: Config) -> None:
+    ndim_text = _text("PROBLEM.NDIM", r.get("PROBLEM.NDIM", "2D")).upper()
+    if ndim_text not in ("2D", "3D"):
+        raise ConfigError(f"PROBLEM.NDIM: allowed '2D' or '3D'; got {ndim_text!r}")
+    ndim = int(ndim_text[0])
+    size = _numbers("DATA.PATCH_SIZE", r.get("DATA.PATCH_SIZE", (256, 256, 1)), int)
+    if len(size) != ndim + 1:
+        axes = "(z, y, x, c)" if ndim == 3 else "(y, x, c)"
+        raise ConfigError(
+            f"DATA.PATCH_SIZE: with PROBLEM.NDIM {ndim_text} BiaPy expects {ndim + 1} values "
+            f"{axes}, the channel count last; got {size}"
+        )
+    cfg.data.ndim, cfg.data.patch_size, cfg.data.channels = ndim, size[:-1], size[-1]
+
+
+def _read_tiling(r: _Reader, cfg: Config) -> None:
+    """DATA.TEST.PADDING: pixels per side, per axis; OVERLAP: fraction per axis (0 = minimal)."""
+    ndim = cfg.data.ndim
+    values = {}
+    for name, kind in (("PADDING", int), ("OVERLAP", float)):
+        key = f"DATA.TEST.{name}"
+        value = _numbers(key, r.get(key, (0,) * ndim), kind)
+        if ndim == 3 and value == (0, 0):  # BiaPy widens its 2D default the same way
+            value = (kind(0),) * 3
+        if len(value) != ndim:
+            raise ConfigError(f"{key}: needs {ndim} values for PROBLEM.NDIM {ndim}D; got {value}")
+        values[name] = value
+    cfg.data.test_padding = values["PADDING"]
+    overlap = values["OVERLAP"]
+    cfg.data.test_overlap = max(overlap)
+    if len(set(overlap)) > 1:
+        r.notes.append(
+            f"DATA.TEST.OVERLAP {overlap}: napari-ssl uses one overlap for all axes, "
+            f"the largest ({max(overlap)})"
+        )
+
+
+def _read_clip(r: _Reader, cfg: Config) -> None:
+    base = "DATA.NORMALIZATION.PERC_CLIP"
+    enable = _bool(f"{base}.ENABLE", r.get(f"{base}.ENABLE", False))
+    lo = _number(f"{base}.LOWER_PERC", r.get(f"{base}.LOWER_PERC", -1.0), float)
+    hi = _number(f"{base}.UPPER_PERC", r.get(f"{base}.UPPER_PERC", -1.0), float)
+    if not enable:
+        cfg.data.percentile_clip = None
+    elif lo == -1.0 or hi == -1.0:
+        raise ConfigError(
+            f"{base}.LOWER_PERC / UPPER_PERC: set both in [0, 100] when {base}.ENABLE is True "
+            "(napari-ssl clips by percentiles; fixed LOWER_VALUE / UPPER_VALUE are not supported)"
+        )
+    else:
+        cfg.data.percentile_clip = (lo, hi)
+
+
+def _read_training(r: _Reader, cfg: Config) -> None:
+    opt = _text("TRAIN.OPTIMIZER", _one("TRAIN.OPTIMIZER", r.get("TRAIN.OPTIMIZER", "SGD")))
+    cfg.train.optimizer = opt.upper()
+    cfg.train.lr = _number("TRAIN.LR", _one("TRAIN.LR", r.get("TRAIN.LR", cfg.train.lr)), float)
+    names = _literal(r.get("LOSS.TYPE", []))
+    if isinstance(names, str):
+        names = [names] if names else []
+    if not isinstance(names, (list, tuple)):
+        raise ConfigError(f"LOSS.TYPE: expected a list such as ['MAE']; got {names!r}")
+    loss = str(_one("LOSS.TYPE", list(names) or ["MAE"])).upper()
+    if loss not in _LOSSES:
+        raise ConfigError(f"LOSS.TYPE: allowed ['MAE'] (l1) or ['MSE'] (mse); got {names!r}")
+    cfg.train.loss = _LOSSES[loss]
+    weights = _numbers("LOSS.WEIGHTS", r.get("LOSS.WEIGHTS", []), float)
+    if weights not in ((), (1.0,)):
+        r.notes.append(f"LOSS.WEIGHTS {list(weights)}: napari-ssl does not scale its single loss")
+    if not _bool("DATA.VAL.FROM_TRAIN", r.get("DATA.VAL.FROM_TRAIN", True)):
+        val_path = r.get("DATA.VAL.PATH", "")
+        r.notes.append(
+            f"DATA.VAL.FROM_TRAIN is False: napari-ssl does not read a separate validation set "
+            f"(DATA.VAL.PATH {val_path!r}); it holds out DATA.VAL.SPLIT_TRAIN = "
+            f"{cfg.data.val_fraction} of the training data instead"
+        )
+
+
+def _read_augment(r: _Reader, cfg: Config) -> None:
+    """We flip and rotate by 90 degrees, all together, p = 0.5 each (ZFLIP in 3D)."""
+    enable = _bool("AUGMENTOR.ENABLE", r.get("AUGMENTOR.ENABLE", False))
+    da_prob = _number("AUGMENTOR.DA_PROB", r.get("AUGMENTOR.DA_PROB", _AUG_PROB), float)
+    wanted = _FLIPS if cfg.data.ndim == 3 else _FLIPS[:3]
+    on, probs = [], []
+    for name in _FLIPS:
+        if _bool(f"AUGMENTOR.{name}", r.get(f"AUGMENTOR.{name}", False)) and name in wanted:
+            on.append(name)
+        key = f"AUGMENTOR.{name}_PROB"
+        probs.append(_number(key, r.get(key, da_prob), float))
+    cfg.train.augment = enable and bool(on)
+    section = r.data.get("AUGMENTOR")
+    if not enable and isinstance(section, dict):
+        r.used.update(k for k, _ in _leaves(section, "AUGMENTOR."))
+    elif on and (len(on) < len(wanted) or any(p != _AUG_PROB for p in probs)):
+        r.notes.append(
+            f"AUGMENTOR: {', '.join(on)} enabled; napari-ssl applies all of "
+            f"{', '.join(wanted)} together, each with probability {_AUG_PROB}"
+        )
+
+
+def _tidy(r: _Reader, cfg: Config) -> None:
+    """BiaPy conventions that differ from ours."""
+    cfg.model.architecture = cfg.model.architecture.lower()
+    if all(z == 0 for z in cfg.model.z_down):
+        cfg.model.z_down = (2,) * (len(cfg.model.feature_maps) - 1)
+    if cfg.system.num_workers < 0:
+        r.notes.append("SYSTEM.NUM_WORKERS -1 (automatic): napari-ssl uses 0 (no worker processes)")
+        cfg.system.num_workers = 0
+
+
+def _warn(r: _Reader, source: str) -> None:
+    ignored = r.ignored()
+    if not ignored and not r.notes:
+        return
+    known = list(BIAPY_KEYS.values())
+    parts = []
+    for key in ignored:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.9)
+        parts.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    lines = [f"{source}: napari-ssl reads BiaPy keys with these differences."]
+    if parts:
+        lines.append("Not used by napari-ssl, or not known: " + ", ".join(parts) + ".")
+    lines.extend(r.notes)
+    warnings.warn("\n".join(lines), UserWarning, stacklevel=3)
+
+
+def to_biapy(cfg: Config) -> dict[str, Any]:
+    """A BiaPy 3.7.1 self-supervised config (nested plain dicts) describing ``cfg``.
+
+    Values BiaPy cannot express are written as BiaPy will run them: ``test_padding`` None as
+    tile // 8, ``patience`` <= 0 as -1 (off), ``vit_preset`` as its three numbers, an unknown
+    channel count as 1. Empty paths are left out (BiaPy then uses its placeholders). BiaPy
+    itself accepts only RESIZING_FACTOR in {2, 4, 6}.
+    """
+    out: dict[str, Any] = {s: {} for s in _SECTIONS}
+    defaults = Config()
+    for field, key in BIAPY_KEYS.items():
+        section, name = field.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if field not in _SPECIAL and not (key.endswith(".PATH") and value == ""):
+            _put(out, key, _typed(value, getattr(getattr(defaults, section), name)))
+    d, m, t = cfg.data, cfg.model, cfg.train
+    factor = float(cfg.pretext.resizing_factor)
+    spatial = [int(s) for s in d.patch_size]
+    padding = d.test_padding if d.test_padding is not None else [s // 8 for s in spatial]
+    embed, layers, heads = VIT_PRESETS.get(
+        m.vit_preset or "", (m.vit_embed_dim, m.vit_num_layers, m.vit_num_heads)
+    )
+    values: dict[str, Any] = {
+        "PROBLEM.TYPE": "SELF_SUPERVISED",
+        "PROBLEM.NDIM": f"{d.ndim}D",
+        "PROBLEM.SELF_SUPERVISED.RESIZING_FACTOR": int(factor) if factor.is_integer() else factor,
+        "DATA.PATCH_SIZE": [*spatial, int(d.channels or 1)],
+        "DATA.VAL.FROM_TRAIN": True,
+        "DATA.TEST.PADDING": [int(p) for p in padding],
+        "DATA.TEST.OVERLAP": [float(d.test_overlap)] * d.ndim,
+        "DATA.NORMALIZATION.PERC_CLIP.ENABLE": d.percentile_clip is not None,
+        "AUGMENTOR.ENABLE": t.augment,
+        "TRAIN.OPTIMIZER": [t.optimizer],
+        "TRAIN.LR": [float(t.lr)],
+        "TRAIN.PATIENCE": int(t.patience) if t.patience > 0 else -1,
+        "LOSS.TYPE": [{v: k for k, v in _LOSSES.items()}[t.loss]],
+        "LOSS.WEIGHTS": [1.0],
+        "MODEL.VIT_EMBED_DIM": int(embed),
+        "MODEL.VIT_NUM_LAYERS": int(layers),
+        "MODEL.VIT_NUM_HEADS": int(heads),
+    }
+    if d.percentile_clip is not None:
+        lo, hi = d.percentile_clip
+        values["DATA.NORMALIZATION.PERC_CLIP.LOWER_PERC"] = float(lo)
+        values["DATA.NORMALIZATION.PERC_CLIP.UPPER_PERC"] = float(hi)
+    flips = _FLIPS if d.ndim == 3 else _FLIPS[:3]
+    for name in flips if t.augment else ():
+        values[f"AUGMENTOR.{name}"] = True
+        values[f"AUGMENTOR.{name}_PROB"] = _AUG_PROB
+    if m.architecture in MAE_ARCHITECTURES:  # BiaPy: one dropout value for ViT models
+        values["MODEL.DROPOUT_VALUES"] = [float(m.dropout[0]) if m.dropout else 0.0]
+    for key, value in values.items():
+        _put(out, key, value)
+    return out
+
+
+def _typed(value: Any, default: Any) -> Any:
+    """Plain builtins of our default's type: BiaPy's yacs refuses e.g. an int for a float key."""
+    if isinstance(default, tuple):
+        return [_typed(v, default[0]) for v in value]
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return type(default)(value)
+    return value
+
+
+def _put(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value

@@ -1,0 +1,145 @@
+"""``napari-ssl demo | predict | export | gui``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SAMPLES = Path(__file__).parent / "sample_data"
+
+
+def demo(argv: list[str]) -> int:
+    """Pretrain on the bundled SEM image for a few epochs, test on a held-out strip, report."""
+    p = argparse.ArgumentParser(prog="napari-ssl demo", description=demo.__doc__)
+    p.add_argument("--result_dir", default="napari_ssl_demo", help="output folder")
+    p.add_argument("--task", choices=("crappify", "masking"), default="crappify")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--gpu", default=None, help="GPU index (default: auto)")
+    args = p.parse_args(argv)
+
+    import tifffile
+
+    from napari_ssl.config import Config, save_yaml
+    from napari_ssl.job import exit_code, run_job
+    from napari_ssl.results import ResultsLayout
+
+    name = f"demo_{args.task}"
+    root = Path(args.result_dir)
+    data_dir = root / "demo_data"
+    image = tifffile.imread(SAMPLES / "sem_retic_2d.tif")
+    for split, rows in (("train", slice(0, 768)), ("test", slice(768, 1024))):
+        (data_dir / split / "x").mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(
+            data_dir / split / "x" / "sem_retic.tif", np.ascontiguousarray(image[rows])
+        )
+    cfg = Config()
+    cfg.data.train_path = str(data_dir / "train" / "x")
+    cfg.data.test_path = str(data_dir / "test" / "x")
+    cfg.data.patch_size = (128, 128)
+    cfg.train.epochs = args.epochs
+    cfg.train.patches_per_epoch = 96
+    cfg.train.patience = 0
+    if args.task == "masking":
+        cfg.pretext.task = "masking"
+        cfg.model.architecture = "mae"
+        cfg.model.vit_preset = "tiny"
+        cfg.model.vit_num_layers = 4
+        cfg.model.mae_dec_hidden_size = 128
+        cfg.model.mae_dec_num_layers = 2
+        cfg.model.mae_dec_num_heads = 4
+        cfg.model.mae_dec_mlp_dims = 512
+        cfg.pretext.mask_type = "random"
+        cfg.pretext.mask_ratio = 0.5
+        cfg.train.lr = 5e-4
+    if args.gpu is not None:
+        cfg.system.device = f"cuda:{args.gpu}"
+    layout = ResultsLayout(str(root), name, "1")
+    config_path = save_yaml(cfg, root / f"{name}.yaml")
+    print(
+        f"demo: SEM sample (skan, BSD-3-Clause), {args.task}, {args.epochs} epochs; "
+        f"config {config_path}"
+    )
+    code = exit_code(run_job(cfg, layout))
+    if code == 0:
+        print(
+            f"re-run headless with: napari-ssl --config {config_path} --result_dir {root} "
+            f"--name {name} --run_id 2"
+        )
+    return code
+
+
+def predict(argv: list[str]) -> int:
+    """Reconstruct images (files) with a checkpoint; writes <output>/<name>.tif."""
+    p = argparse.ArgumentParser(prog="napari-ssl predict", description=predict.__doc__)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--input", required=True, nargs="+", help="image files or folders")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--gpu", default=None)
+    p.add_argument("--overlap", type=float, default=None)
+    args = p.parse_args(argv)
+
+    from napari_ssl.data.folders import list_images, load_image
+    from napari_ssl.data.images import DataError
+    from napari_ssl.engine.checkpoints import CheckpointError, load_trained
+    from napari_ssl.inference.reconstruct import reconstruct
+    from napari_ssl.results import save_tif
+
+    try:
+        trained = load_trained(args.checkpoint)
+        files = [f for i in args.input for f in (list_images(i) if Path(i).is_dir() else [Path(i)])]
+        device = f"cuda:{args.gpu}" if args.gpu is not None else "auto"
+        for path in files:
+            image = load_image(path, trained.cfg.data.ndim, trained.in_channels)
+            outputs = reconstruct(trained, image, device=device, overlap=args.overlap)
+            key = (
+                "reconstruction"
+                if "reconstruction_and_visible" not in outputs
+                else "reconstruction_and_visible"
+            )
+            out = save_tif(Path(args.output) / f"{path.stem}.tif", outputs[key])
+            print(f"{path.name} -> {out}")
+    except (CheckpointError, DataError, ValueError) as err:
+        print(f"napari-ssl predict: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def export(argv: list[str]) -> int:
+    """Export a checkpoint as .pth (BiaPy layout), .safetensors and the YAML config."""
+    p = argparse.ArgumentParser(prog="napari-ssl export", description=export.__doc__)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--name", default=None, help="file name stem (default: the checkpoint's)")
+    args = p.parse_args(argv)
+
+    from napari_ssl.engine.checkpoints import CheckpointError, export_checkpoint, load_trained
+
+    try:
+        trained = load_trained(args.checkpoint)
+        paths = export_checkpoint(trained, args.output, args.name or Path(args.checkpoint).stem)
+    except (CheckpointError, ValueError) as err:
+        print(f"napari-ssl export: {err}", file=sys.stderr)
+        return 1
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def gui(argv: list[str]) -> int:
+    """Open napari with the napari-ssl docks and a bundled sample loaded."""
+    p = argparse.ArgumentParser(prog="napari-ssl gui", description=gui.__doc__)
+    p.add_argument("--sample", choices=("sem", "nuclei", "none"), default="sem")
+    args = p.parse_args(argv)
+    try:
+        from napari_ssl.widgets.launch import open_gui
+    except ImportError as err:
+        print(
+            f"napari-ssl gui needs napari and Qt: pip install 'napari-ssl[gui]' ({err})",
+            file=sys.stderr,
+        )
+        return 1
+    open_gui(None if args.sample == "none" else args.sample)
+    return 0

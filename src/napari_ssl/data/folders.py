@@ -1,0 +1,110 @@
+"""Reading image folders: ``dataset/{train,test}/x/*.{tif,tiff,png,npy,zarr}``.
+
+Files are opened lazily where the format allows (``.npy`` memory-mapped, ``.zarr`` as a zarr
+array); TIFF and PNG files are read whole. Channel axes come from the TIFF's axes metadata when it
+names one, else a trailing extra axis is the channel axis (BiaPy's convention).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_ssl.data.images import DataError, Image, as_image, check_consistent
+
+EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files of a folder, sorted by name; clear errors for missing or empty folders."""
+    folder = Path(folder)
+    if not str(folder) or not folder.exists():
+        raise DataError(f"folder not found: '{folder}'. Check DATA.TRAIN.PATH / DATA.TEST.PATH.")
+    if not folder.is_dir():
+        raise DataError(f"'{folder}' is a file; give the folder that holds the images.")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
+    if not files:
+        raise DataError(
+            f"no images in '{folder}' (looked for {', '.join(EXTENSIONS)}). "
+            "Point to the folder with the images, e.g. dataset/train/x."
+        )
+    return files
+
+
+def resolve_dataset(path: str | Path, split: str = "train") -> Path:
+    """``dataset`` -> ``dataset/<split>/x`` when laid out so; otherwise the path itself."""
+    path = Path(path)
+    nested = path / split / "x"
+    return nested if nested.is_dir() else path
+
+
+def read_array(path: str | Path) -> tuple[Any, int | None]:
+    """Open one file: (array, channel axis or None when the file says nothing about channels)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            return _read_tiff(path)
+        if suffix == ".npy":
+            return np.load(path, mmap_mode="r", allow_pickle=False), None
+        if suffix == ".png":
+            from PIL import Image as PILImage
+
+            with PILImage.open(path) as img:
+                return np.asarray(img), None
+        if suffix == ".zarr":
+            import zarr
+
+            return zarr.open(str(path), mode="r"), None
+    except DataError:
+        raise
+    except Exception as err:  # corrupt or unreadable file: name it
+        raise DataError(f"cannot read '{path}': {err}. Is the file complete and an image?") from err
+    raise DataError(f"'{path}': unsupported file type; use one of {', '.join(EXTENSIONS)}.")
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, int | None]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        axes = series.axes
+        data = series.asarray()
+    data = np.squeeze(data) if data.ndim > 2 and 1 in data.shape else data
+    if data.ndim != len(axes):  # squeezed: recompute axes of the kept dimensions
+        axes = "".join(a for a, s in zip(series.axes, series.shape, strict=True) if s != 1)
+    for name in ("C", "S"):
+        if name in axes and len(axes) == data.ndim:
+            return data, axes.index(name)
+    return data, None
+
+
+def load_folder(folder: str | Path, ndim: int, channels: int | None = None) -> list[Image]:
+    """All images of a folder as channels-first :class:`Image` objects (checked consistent)."""
+    images = [load_image(path, ndim, channels) for path in list_images(folder)]
+    check_consistent(images)
+    return images
+
+
+def load_image(path: str | Path, ndim: int, channels: int | None = None) -> Image:
+    """One file as a channels-first :class:`Image` with ``ndim`` spatial axes."""
+    path = Path(path)
+    array, channel_axis = read_array(path)
+    if channel_axis is None and array.ndim == ndim + 1:
+        channel_axis = -1
+    if channel_axis is not None and array.ndim == ndim:
+        channel_axis = None  # a single-channel file whose metadata names C
+    if array.ndim not in (ndim, ndim + 1):
+        raise DataError(
+            f"'{path.name}' has shape {tuple(array.shape)}: not a {ndim}D image "
+            f"({ndim} spatial axes, optionally one channel axis). Check PROBLEM.NDIM."
+        )
+    image = as_image(array, path.stem, ndim, channel_axis)
+    if channels is not None and image.channels != channels:
+        raise DataError(
+            f"'{path.name}' has {image.channels} channel(s) but the config expects {channels} "
+            "(last entry of DATA.PATCH_SIZE)."
+        )
+    return image

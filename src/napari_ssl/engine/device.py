@@ -1,0 +1,57 @@
+"""Device choice: auto / each CUDA GPU / MPS / CPU, and the matching precision."""
+
+from __future__ import annotations
+
+import torch
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(label, value) pairs for a device picker, e.g. ("CUDA 0: NVIDIA H200", "cuda:0")."""
+    choices = [("auto", "auto")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            choices.append((f"CUDA {i}: {torch.cuda.get_device_name(i)}", f"cuda:{i}"))
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        choices.append(("Apple MPS", "mps"))
+    choices.append(("CPU", "cpu"))
+    return choices
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> first CUDA GPU, else MPS, else CPU; explicit names are checked."""
+    if name in ("", "auto", None):
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device '{name}' asked for, but no CUDA GPU is available: use 'cpu'.")
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device '{name}' does not exist: {torch.cuda.device_count()} GPU(s) found."
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' asked for, but Apple MPS is not available: use 'cpu'.")
+    return device
+
+
+def autocast_dtype(device: torch.device, mixed_precision: str) -> torch.dtype | None:
+    """The autocast dtype for ``mixed_precision`` on ``device`` (None = full fp32)."""
+    if mixed_precision == "off" or device.type == "cpu":
+        return None
+    if mixed_precision == "fp16":
+        return torch.float16
+    if mixed_precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":  # auto
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]

@@ -1,0 +1,370 @@
+"""Everything a training run holds: data, model, optimizer, checkpoints and per-epoch outputs.
+
+:func:`prepare_run` builds a :class:`Run` from a config and images (or resumes one from a
+checkpoint); the loop in :mod:`napari_ssl.engine.trainer` drives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_ssl.config import Config, save_yaml
+from napari_ssl.data.images import DataError, Image
+from napari_ssl.data.normalization import NormStats, compute_stats
+from napari_ssl.data.sampling import (
+    PatchSampler,
+    coverage_count,
+    split_regions,
+    validation_patches,
+)
+from napari_ssl.engine import checkpoints as ckpt
+from napari_ssl.engine import events as ev
+from napari_ssl.engine.device import autocast_dtype, precision_name, resolve_device
+from napari_ssl.engine.state import RunState
+from napari_ssl.engine.tasks import StatsTable, augment, make_task
+from napari_ssl.results import ResultsLayout
+
+VAL_BATCH = 8
+
+
+@dataclass
+class Run:
+    cfg: Config
+    images: list[Image]
+    layout: ResultsLayout
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    stats: list[NormStats]
+    sampler: PatchSampler
+    task: Any
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    in_channels: int
+    steps_per_epoch: int
+    generator: torch.Generator
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+    state: RunState = field(default_factory=RunState)
+    start_epoch: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    # ----- per step
+    def augment(self, raw: torch.Tensor) -> torch.Tensor:
+        return augment(raw, self.generator)
+
+    def to_memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda" and self.cfg.train.channels_last and self._is_cnn:
+            fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
+            return x.contiguous(memory_format=fmt)
+        return x
+
+    @property
+    def _is_cnn(self) -> bool:
+        return self.cfg.model.architecture != "mae"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def backward_and_step(self, loss: torch.Tensor, finite: torch.Tensor) -> None:
+        """Backward and optimizer step; a non-finite loss skips the update (no host sync when
+        the optimizer is fused: it reads ``found_inf`` on the device)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            return
+        loss.backward()
+        if self.optimizer.defaults.get("fused"):
+            self.optimizer.found_inf = (~finite).float()  # read by torch's fused kernels
+            self.optimizer.step()
+        elif bool(finite):
+            self.optimizer.step()
+
+    # ----- per epoch
+    @torch.no_grad()
+    def validate(self) -> tuple[float, dict[str, float]]:
+        """Validation loss and PSNR/SSIM (raw units) on fixed patches and degradations."""
+        if self.val is None:
+            return self.state_train_loss_fallback(), {}
+        from napari_ssl.inference.metrics import psnr, ssim
+
+        self.model.eval()
+        generator = torch.Generator().manual_seed(self.cfg.system.seed + 1)
+        raw_all, idx_all = self.val
+        losses, psnrs, ssims = [], [], []
+        for start in range(0, raw_all.shape[0], VAL_BATCH):
+            raw, idx = raw_all[start : start + VAL_BATCH], idx_all[start : start + VAL_BATCH]
+            with self.autocast():
+                loss, out = self.task.evaluate(
+                    self.model, self.to_memory_format(raw), idx, generator
+                )
+            losses.append(float(loss) * raw.shape[0])
+            out_np, raw_np = out.float().cpu().numpy(), raw.cpu().numpy()
+            for pred, target in zip(out_np, raw_np, strict=True):
+                rng = float(target.max() - target.min()) or 1.0
+                psnrs.append(psnr(pred, target, rng))
+                if len(ssims) < 16:
+                    ssims.append(ssim(pred, target, rng))
+        n = raw_all.shape[0]
+        return sum(losses) / n, {
+            "val_psnr": float(np.mean(psnrs)),
+            "val_ssim": float(np.mean(ssims)),
+        }
+
+    def state_train_loss_fallback(self) -> float:
+        """Without validation data the best checkpoint follows the training loss."""
+        return float("nan") if not self.state.history else self.state.history[-1]["train_loss"]
+
+    def train_state(self, partial: bool) -> dict[str, Any]:
+        return {
+            **self.state.to_dict(),
+            "partial_epoch": partial,
+            "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
+            "sampler_rng": json.dumps(self.sampler.rng.bit_generator.state),
+        }
+
+    def save_best(self, epoch: int) -> Path:
+        payload = ckpt.make_payload(self.model, self.cfg, self.in_channels, epoch)
+        return ckpt.save_checkpoint(payload, self.layout.best_checkpoint)
+
+    def save_last(self, epoch: int, partial: bool = False) -> Path:
+        payload = ckpt.make_payload(
+            self.model, self.cfg, self.in_channels, epoch, self.optimizer, self.train_state(partial)
+        )
+        return ckpt.save_checkpoint(payload, self.layout.last_checkpoint)
+
+    def write_epoch_outputs(self, seconds: float) -> None:
+        from napari_ssl.charts import write_charts
+        from napari_ssl.results import append_train_log
+
+        row = dict(self.state.history[-1])
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["seconds"] = seconds
+        append_train_log(self.layout, row)
+        write_charts(self.state.history, self.layout)
+
+    # ----- events and previews
+    def started_event(self) -> ev.Started:
+        from napari_ssl.models import count_parameters
+
+        return ev.Started(
+            epochs=self.cfg.train.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            start_epoch=self.start_epoch,
+            device=str(self.device),
+            precision=precision_name(self.amp_dtype),
+            model=self.cfg.model.architecture,
+            parameters=count_parameters(self.model),
+            train_patches=self.steps_per_epoch * self.cfg.train.batch_size,
+            notes=tuple(self.notes),
+        )
+
+    def finished_event(self, seconds: float, early: bool) -> ev.Finished:
+        best = self.layout.best_checkpoint
+        return ev.Finished(
+            epochs_run=self.state.epoch,
+            best_val_loss=self.state.best_val_loss,
+            best_checkpoint=str(best) if best.exists() else "",
+            last_checkpoint=str(self.layout.last_checkpoint),
+            seconds=seconds,
+            early_stopped=early,
+        )
+
+    @torch.no_grad()
+    def preview(self, spec: Any) -> np.ndarray:
+        """Reconstruction of a region of a training image, in raw units (C, *region)."""
+        from napari_ssl.inference.reconstruct import reconstruct_region
+
+        self.model.eval()
+        image = self.images[spec.image_index]
+        out = reconstruct_region(
+            self.model,
+            self.cfg,
+            self.task,
+            image.read(spec.region),
+            self.stats[spec.image_index],
+            self.device,
+            self.autocast,
+        )
+        return out
+
+    def release(self) -> None:
+        """Free device memory (the GUI keeps running after training)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.sampler.release()
+        self.val = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def prepare_run(
+    cfg: Config, images: list[Image], layout: ResultsLayout | None, resume: str | Path | None
+) -> Run:
+    """Check inputs against the config, build data, model and optimizer; restore a checkpoint."""
+    from napari_ssl.models import build_model
+
+    data = cfg.data
+    _check_images(cfg, images)
+    torch.manual_seed(cfg.system.seed)
+    device = resolve_device(cfg.system.device)
+    patch = tuple(data.patch_size)
+    notes = _size_notes(images, patch)
+    stats = [compute_stats(img, data.normalization, data.percentile_clip) for img in images]
+    train_regions, val_regions = split_regions(images, data.val_fraction, patch)
+    sampler = PatchSampler(images, train_regions, patch, device, seed=cfg.system.seed)
+    val = None
+    if val_regions:
+        raw, idx = validation_patches(images, val_regions, patch)
+        val = (torch.from_numpy(raw).to(device), torch.from_numpy(idx).to(device))
+    in_channels = images[0].channels
+    integer = all(np.issubdtype(img.dtype, np.integer) for img in images)
+    table = StatsTable(stats, device)
+    model = build_model(cfg.model, data.ndim, in_channels, patch).to(device)
+    if device.type == "cuda" and cfg.train.channels_last and cfg.model.architecture != "mae":
+        model = model.to(
+            memory_format=torch.channels_last if data.ndim == 2 else torch.channels_last_3d
+        )
+    _check_memory(cfg, device, in_channels)
+    optimizer = _make_optimizer(cfg, model, device)
+    amp = autocast_dtype(device, cfg.train.mixed_precision)
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+    per_epoch = cfg.train.patches_per_epoch or coverage_count(train_regions, patch)
+    steps = max(1, -(-per_epoch // cfg.train.batch_size))
+    layout = (layout or ResultsLayout(tempfile.mkdtemp(prefix="napari-ssl-"), "run", "1")).make()
+    run = Run(
+        cfg, images, layout, device, model, optimizer, stats, sampler,
+        make_task(cfg, table, integer), val, in_channels, steps,
+        torch.Generator().manual_seed(cfg.system.seed), amp, scaler, notes=notes,
+    )  # fmt: skip
+    source = _checkpoint_to_load(cfg, layout, resume)
+    if source is not None:
+        _restore(run, source, full=resume is not None or source == layout.last_checkpoint)
+    else:
+        _write_start_outputs(run)
+    if cfg.train.compile:
+        run.model = torch.compile(model)
+    return run
+
+
+def _check_images(cfg: Config, images: list[Image]) -> None:
+    for img in images:
+        if img.ndim != cfg.data.ndim:
+            raise DataError(
+                f"{img.name} is {img.ndim}D but the config says {cfg.data.ndim}D "
+                "(PROBLEM.NDIM / the 2D-3D choice): change one of them."
+            )
+        if cfg.data.channels is not None and img.channels != cfg.data.channels:
+            raise DataError(
+                f"{img.name} has {img.channels} channel(s); the config expects {cfg.data.channels} "
+                "(last entry of DATA.PATCH_SIZE)."
+            )
+
+
+def _size_notes(images: list[Image], patch: tuple[int, ...]) -> list[str]:
+    return [
+        f"{img.name} {img.spatial_shape} is smaller than the patch {patch}: it is reflect-padded."
+        for img in images
+        if any(s < p for s, p in zip(img.spatial_shape, patch, strict=True))
+    ]
+
+
+def _check_memory(cfg: Config, device: torch.device, in_channels: int) -> None:
+    if cfg.model.architecture != "mae" or device.type != "cuda":
+        return
+    from napari_ssl.models.mae import estimate_mae_memory
+
+    need = estimate_mae_memory(
+        cfg.model, cfg.data.ndim, tuple(cfg.data.patch_size), cfg.train.batch_size, in_channels,
+        cfg.pretext.mask_ratio,
+    )  # fmt: skip
+    free, _ = torch.cuda.mem_get_info(device)
+    if need > free:
+        raise ValueError(
+            f"this MAE needs about {need / 2**30:.1f} GiB but the GPU has {free / 2**30:.1f} GiB "
+            "free: lower the batch size or the patch size, or use a smaller preset (tiny/small)."
+        )
+
+
+def _make_optimizer(
+    cfg: Config, model: torch.nn.Module, device: torch.device
+) -> torch.optim.Optimizer:
+    tc = cfg.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
+    if tc.optimizer == "SGD":
+        return torch.optim.SGD(
+            params, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay, **fused
+        )
+    if tc.optimizer == "ADAM":
+        return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay, **fused)
+    return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, **fused)
+
+
+def _checkpoint_to_load(
+    cfg: Config, layout: ResultsLayout, resume: str | Path | None
+) -> Path | None:
+    if resume is not None:
+        return Path(resume)
+    if not cfg.model.load_checkpoint:
+        return None
+    if cfg.model.checkpoint_file:
+        return Path(cfg.model.checkpoint_file)
+    for path in (layout.last_checkpoint, layout.best_checkpoint):
+        if path.exists():
+            return path
+    raise ckpt.CheckpointError(
+        "MODEL.LOAD_CHECKPOINT is set but PATHS.CHECKPOINT_FILE is empty and this run has no "
+        f"checkpoint yet in {layout.checkpoints_dir}: give the file to start from."
+    )
+
+
+def _restore(run: Run, path: Path, full: bool) -> None:
+    """Load weights; with ``full`` (same run) also optimizer, epoch, history and RNG states."""
+    data = ckpt.read_checkpoint(path)
+    ckpt.load_weights(getattr(run.model, "_orig_mod", run.model), data["model"], f"'{path.name}'")
+    state = data.get("train_state")
+    if not full or state is None or "optimizer" not in data:
+        run.notes.append(f"weights loaded from {path.name} (fine-tuning: new optimizer, epoch 0)")
+        _write_start_outputs(run)
+        return
+    run.optimizer.load_state_dict(data["optimizer"][0])
+    run.state = RunState.from_dict(state)
+    run.start_epoch = run.state.epoch
+    torch.set_rng_state(state["torch_rng"])
+    run.generator.set_state(state["generator"])
+    run.sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
+    run.notes.append(f"resumed from {path.name} after epoch {run.state.epoch}")
+
+
+def _write_start_outputs(run: Run) -> None:
+    """Config files, the model picture and a few augmented training pairs."""
+    import yaml
+
+    from napari_ssl.biapy_config import to_biapy
+    from napari_ssl.charts import write_model_plot
+    from napari_ssl.results import save_tif
+
+    layout, cfg = run.layout, run.cfg
+    save_yaml(cfg, layout.config_dir / f"{layout.name}.napari-ssl.yaml")
+    (layout.config_dir / f"{layout.name}.yaml").write_text(
+        yaml.safe_dump(to_biapy(cfg), sort_keys=False)
+    )
+    raw, idx = run.sampler.sample(min(3, cfg.train.batch_size))
+    example = run.task.example_args(raw[:1], idx[:1])
+    with contextlib.suppress(Exception):  # a picture must never stop training
+        write_model_plot(run.model, example, layout.model_plot)
+    for k, (inp, target) in enumerate(run.task.examples(run.augment(raw), idx, run.generator)):
+        save_tif(layout.aug(f"pair{k}_input"), inp)
+        save_tif(layout.aug(f"pair{k}_target"), target)

@@ -1,0 +1,186 @@
+"""The training loop: a generator of typed events, read top to bottom.
+
+``train(cfg, images)`` validates, builds the data, model and optimizer, then loops over epochs and
+steps, yielding :mod:`napari_ssl.engine.events`. The CLI prints the events; the GUI's thread worker
+relays them. A :class:`TrainingControl` pauses, resumes or stops the loop at step boundaries.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_ssl.config import Config, ConfigError
+from napari_ssl.data.images import DataError, Image, check_consistent
+from napari_ssl.engine import events as ev
+from napari_ssl.engine.checkpoints import CheckpointError
+from napari_ssl.engine.setup import Run, prepare_run
+from napari_ssl.results import ResultsLayout
+
+
+class TrainingControl:
+    """Thread-safe pause / resume / stop requests, honoured at step boundaries."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # a paused loop must wake up to stop
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self) -> None:
+        while not self._running.wait(timeout=0.1):
+            pass
+
+
+@dataclass(frozen=True)
+class PreviewSpec:
+    """Region of one training image to reconstruct every ``every_s`` seconds as a live preview."""
+
+    image_index: int
+    region: tuple[slice, ...]
+    every_s: float = 5.0
+
+
+def train(
+    cfg: Config,
+    images: list[Image],
+    *,
+    layout: ResultsLayout | None = None,
+    control: TrainingControl | None = None,
+    resume: str | Path | None = None,
+    preview: PreviewSpec | None = None,
+) -> Iterator[ev.Event]:
+    """Pretrain on ``images``; yields events and ends with Finished, Stopped or Failed."""
+    control = control or TrainingControl()
+    try:
+        cfg.validate()
+        check_consistent(images)
+        run = prepare_run(cfg, images, layout, resume)
+    except (ConfigError, DataError, CheckpointError, ValueError) as err:
+        yield ev.Failed(str(err))
+        return
+    try:
+        yield from _loop(run, control, preview)
+    except torch.OutOfMemoryError:
+        yield ev.Failed(
+            "out of GPU memory: lower the batch size or the patch size (or choose a smaller model),"
+            " then start again. The last checkpoint is kept."
+        )
+    finally:
+        run.release()
+
+
+def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> Iterator[ev.Event]:
+    cfg, model, opt = run.cfg, run.model, run.optimizer
+    tc = cfg.train
+    steps = run.steps_per_epoch
+    yield run.started_event()
+    t_start = time.perf_counter()
+    last_preview = -math.inf
+    step = run.state.epoch * steps
+    for epoch in range(run.state.epoch, tc.epochs):
+        model.train()
+        t_epoch = time.perf_counter()
+        loss_sum = torch.zeros((), device=run.device)
+        nonfinite = torch.zeros((), device=run.device, dtype=torch.long)
+        window_sum, window_n, window_t = torch.zeros((), device=run.device), 0, time.perf_counter()
+        for _ in range(steps):
+            if control.paused:
+                control.wait_while_paused()
+                window_t = time.perf_counter()
+            if control.stopped:
+                path = run.save_last(epoch, partial=True)
+                yield ev.Stopped(epoch + 1, step, str(path))
+                return
+            step += 1
+            raw, idx = run.sampler.sample(tc.batch_size)
+            if tc.augment:
+                raw = run.augment(raw)
+            with run.autocast():
+                loss = run.task.loss(model, run.to_memory_format(raw), idx, run.generator)
+            finite = torch.isfinite(loss)
+            run.backward_and_step(loss, finite)
+            loss = torch.where(finite, loss.detach(), torch.zeros_like(loss))
+            loss_sum += loss
+            window_sum += loss
+            nonfinite += (~finite).long()
+            window_n += 1
+            if window_n == tc.log_every or _ == steps - 1:
+                now = time.perf_counter()
+                rate = window_n * tc.batch_size / max(now - window_t, 1e-9)
+                done = step - run.state.epoch * steps
+                todo = tc.epochs * steps - step
+                eta = (now - t_start) / max(done, 1) * todo
+                run.state.skipped = run.state.skipped_before + int(nonfinite.item())
+                yield ev.Step(
+                    epoch + 1,
+                    step,
+                    float(window_sum.item()) / window_n,
+                    opt.param_groups[0]["lr"],
+                    rate,
+                    eta,
+                    run.state.skipped,
+                )
+                window_sum.zero_()
+                window_n, window_t = 0, now
+            if preview is not None and time.perf_counter() - last_preview >= preview.every_s:
+                last_preview = time.perf_counter()
+                yield ev.Preview(epoch + 1, step, run.preview(preview), preview.image_index)
+                model.train()
+        train_loss = float(loss_sum.item()) / steps
+        run.state.skipped_before = run.state.skipped
+        val_loss, metrics = run.validate()
+        seconds = time.perf_counter() - t_epoch
+        best = run.state.record(epoch + 1, train_loss, val_loss, metrics)
+        if best:
+            path = run.save_best(epoch + 1)
+            yield ev.CheckpointSaved(str(path), "best", epoch + 1)
+        last = run.save_last(epoch + 1)
+        yield ev.CheckpointSaved(str(last), "last", epoch + 1)
+        run.write_epoch_outputs(seconds)
+        elapsed = time.perf_counter() - t_start
+        done_epochs = epoch + 1 - run.start_epoch
+        yield ev.Epoch(
+            epoch + 1,
+            train_loss,
+            val_loss,
+            metrics,
+            seconds,
+            steps * tc.batch_size / max(seconds, 1e-9),
+            elapsed / done_epochs * (tc.epochs - epoch - 1),
+            best,
+        )
+        if run.state.should_stop_early(tc.patience):
+            yield run.finished_event(time.perf_counter() - t_start, early=True)
+            return
+    yield run.finished_event(time.perf_counter() - t_start, early=False)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy (CPU runs are then reproducible)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)

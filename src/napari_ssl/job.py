@@ -1,0 +1,148 @@
+"""A whole headless job: train on a folder (or arrays), then test, printing progress.
+
+The CLI and ``napari-ssl demo`` call :func:`run_job`; it consumes the trainer's events and prints
+one line per epoch with losses, throughput and ETA.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from napari_ssl.config import Config
+from napari_ssl.data.folders import load_folder, resolve_dataset
+from napari_ssl.data.images import Image
+from napari_ssl.engine import events as ev
+from napari_ssl.results import ResultsLayout
+
+Log = Callable[[str], None]
+
+
+def _default_log(message: str) -> None:
+    print(message, flush=True)
+
+
+@dataclass
+class JobResult:
+    ok: bool
+    message: str = ""
+    best_checkpoint: str = ""
+    last_checkpoint: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def describe(event: ev.Event) -> str | None:
+    """One terminal line per event worth printing."""
+    if isinstance(event, ev.Started):
+        notes = "".join(f"\n  note: {n}" for n in event.notes)
+        return (
+            f"training {event.model} ({event.parameters:,} parameters) on {event.device} "
+            f"[{event.precision}]: {event.epochs} epochs x {event.steps_per_epoch} steps "
+            f"({event.train_patches} patches/epoch){notes}"
+        )
+    if isinstance(event, ev.Epoch):
+        metrics = "".join(f", {k} {v:.4g}" for k, v in event.metrics.items())
+        star = " *" if event.best else ""
+        return (
+            f"epoch {event.epoch}: train loss {event.train_loss:.5g}, val loss "
+            f"{event.val_loss:.5g}{metrics}, {event.patches_per_s:.1f} patches/s, "
+            f"{event.seconds:.1f}s, ETA {format_seconds(event.eta_s)}{star}"
+        )
+    if isinstance(event, ev.Stopped):
+        return f"stopped at epoch {event.epoch}; resume from {event.last_checkpoint}"
+    if isinstance(event, ev.Finished):
+        early = " (early stopping)" if event.early_stopped else ""
+        return (
+            f"finished {event.epochs_run} epochs in {format_seconds(event.seconds)}{early}; "
+            f"best val loss {event.best_val_loss:.5g}"
+        )
+    if isinstance(event, ev.Failed):
+        return f"error: {event.message}"
+    return None
+
+
+def train_images(cfg: Config) -> list[Image]:
+    return load_folder(
+        resolve_dataset(cfg.data.train_path, "train"), cfg.data.ndim, cfg.data.channels
+    )
+
+
+def test_images(cfg: Config) -> list[Image]:
+    return load_folder(
+        resolve_dataset(cfg.data.test_path, "test"), cfg.data.ndim, cfg.data.channels
+    )
+
+
+def run_job(
+    cfg: Config,
+    layout: ResultsLayout,
+    *,
+    images: list[Image] | None = None,
+    test: list[Image] | None = None,
+    resume: str | None = None,
+    log: Log = _default_log,
+) -> JobResult:
+    """Train (when TRAIN.ENABLE) and test (when TEST.ENABLE); print progress; never raise on
+    user errors (the message comes back in the result)."""
+    from napari_ssl.data.images import DataError
+    from napari_ssl.engine.checkpoints import CheckpointError, load_trained
+    from napari_ssl.engine.trainer import train
+    from napari_ssl.inference.evaluate import evaluate
+
+    result = JobResult(ok=True)
+    try:
+        cfg.validate()
+        if cfg.test.enable and test is None:
+            test = test_images(cfg)  # fail early, before hours of training
+        if cfg.train.enable:
+            images = images if images is not None else train_images(cfg)
+            for event in train(cfg, images, layout=layout, resume=resume):
+                line = describe(event)
+                if line:
+                    log(line)
+                if isinstance(event, ev.Failed):
+                    return JobResult(False, event.message)
+                if isinstance(event, ev.Finished):
+                    result.best_checkpoint = event.best_checkpoint
+                    result.last_checkpoint = event.last_checkpoint
+        if cfg.test.enable and test:
+            path = _checkpoint_for_test(cfg, layout, result)
+            log(f"testing {len(test)} image(s) with {Path(path).name}")
+            trained = load_trained(path)
+            result.metrics = evaluate(
+                trained, test, layout, device=cfg.system.device, seed=cfg.system.seed,
+                batch_size=cfg.test.batch_size, log=log,
+            )  # fmt: skip
+            log("test mean: " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()))
+    except (DataError, CheckpointError, ValueError) as err:
+        log(f"error: {err}")
+        return JobResult(False, str(err))
+    log(f"results in {layout.root}")
+    return result
+
+
+def _checkpoint_for_test(cfg: Config, layout: ResultsLayout, result: JobResult) -> str:
+    for candidate in (result.best_checkpoint, str(layout.best_checkpoint), result.last_checkpoint):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    if cfg.model.checkpoint_file:
+        return cfg.model.checkpoint_file
+    raise ValueError(
+        "TEST.ENABLE is set but there is no checkpoint to test: enable TRAIN.ENABLE or set "
+        "MODEL.LOAD_CHECKPOINT and PATHS.CHECKPOINT_FILE."
+    )
+
+
+def exit_code(result: JobResult) -> int:
+    if not result.ok:
+        print(f"napari-ssl: {result.message}", file=sys.stderr)
+    return 0 if result.ok else 1

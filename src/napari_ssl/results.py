@@ -1,0 +1,370 @@
+"""BiaPy-style results folder: layout, per-epoch CSV log, metrics CSV, TIFFs, atomic writes.
+
+::
+
+    <result_dir>/<name>/
+      config_files/<name>.yaml
+      checkpoints/<name>_<run_id>-checkpoint-{best,last}.pth (.safetensors)
+      results/<name>_<run_id>/
+        per_image/  MAE_checks/  charts/  aug/  train_logs/  tensorboard/
+        test_results_metrics.csv
+
+Charts (loss / metric curves, the model picture) are drawn by :mod:`napari_ssl.charts` and
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_ssl.charts import write_charts, write_model_plot
+
+__all__ = [
+    "MAE_CHECK_KINDS",
+    "ResultsLayout",
+    "TrainLog",
+    "append_train_log",
+    "atomic_write",
+    "check_plain_name",
+    "make_tensorboard_writer",
+    "safe_filename",
+    "save_tif",
+    "write_charts",
+    "write_metrics_csv",
+    "write_model_plot",
+]
+
+MAE_CHECK_KINDS = ("original", "masked", "reconstruction", "reconstruction_and_visible")
+_FORBIDDEN = re.compile(r'[/\\:\x00-\x1f<>"|?*]')
+
+
+def check_plain_name(value: str, what: str) -> str:
+    """Return ``value`` if it is a plain file name (no separators, not ``..``), else raise."""
+    text = str(value)
+    plain = text.strip() and text not in (".", "..") and not _FORBIDDEN.search(text)
+    if not plain or Path(text).is_absolute():
+        raise ValueError(
+            f"{what} {value!r} is not a plain name: use a name such as 'my_run' without path "
+            "separators, '..', control characters or any of : < > \" | ? *"
+        )
+    return text
+
+
+def safe_filename(text: str) -> str:
+    """A file-name-safe version of a free-form label (layer names may hold '/', ':' ...)."""
+    cleaned = _FORBIDDEN.sub("_", str(text)).strip(" .")
+    return cleaned or "image"
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    """All paths of one run. ``name`` and ``run_id`` must be plain names (checked)."""
+
+    result_dir: Path
+    name: str
+    run_id: str | int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "result_dir", Path(self.result_dir))
+        object.__setattr__(self, "name", check_plain_name(self.name, "name"))
+        object.__setattr__(self, "run_id", check_plain_name(str(self.run_id), "run_id"))
+        base = self.result_dir.resolve()
+        for path in (self.root, self.run_dir, self.best_checkpoint):
+            if not path.resolve().is_relative_to(base):
+                raise ValueError(f"{path} would be outside the result folder {base}")
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}_{self.run_id}"
+
+    @property
+    def root(self) -> Path:
+        return self.result_dir / self.name
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "config_files"
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / f"{self.name}.yaml"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, which: str = "best", suffix: str = ".pth") -> Path:
+        """``checkpoints/<name>_<run_id>-checkpoint-<which><suffix>`` (which: best | last)."""
+        if which not in ("best", "last"):
+            raise ValueError(f"checkpoint must be 'best' or 'last', got {which!r}")
+        return self.checkpoints_dir / f"{self.tag}-checkpoint-{which}{suffix}"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoint("best")
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoint("last")
+
+    @property
+    def safetensors_checkpoint(self) -> Path:
+        return self.checkpoint("best", ".safetensors")
+
+    @property
+    def normalization_mean(self) -> Path:
+        return self.checkpoints_dir / "normalization_mean_value.npy"
+
+    @property
+    def normalization_std(self) -> Path:
+        return self.checkpoints_dir / "normalization_std_value.npy"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "results" / self.tag
+
+    @property
+    def per_image_dir(self) -> Path:
+        return self.run_dir / "per_image"
+
+    @property
+    def mae_checks_dir(self) -> Path:
+        return self.run_dir / "MAE_checks"
+
+    @property
+    def charts_dir(self) -> Path:
+        return self.run_dir / "charts"
+
+    @property
+    def aug_dir(self) -> Path:
+        return self.run_dir / "aug"
+
+    @property
+    def train_logs_dir(self) -> Path:
+        return self.run_dir / "train_logs"
+
+    @property
+    def train_log(self) -> Path:
+        return self.train_logs_dir / f"{self.tag}_log.csv"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.run_dir / "test_results_metrics.csv"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.run_dir / "tensorboard"
+
+    @property
+    def loss_chart(self) -> Path:
+        return self.charts_dir / f"{self.tag}_loss.png"
+
+    def metric_chart(self, metric: str) -> Path:
+        return self.charts_dir / f"{self.tag}_{safe_filename(metric)}.png"
+
+    @property
+    def model_plot(self) -> Path:
+        return self.charts_dir / f"model_plot_{self.tag}.png"
+
+    def per_image(self, image_name: str) -> Path:
+        return self.per_image_dir / f"{safe_filename(image_name)}.tif"
+
+    def mae_check(self, image_name: str, kind: str) -> Path:
+        if kind not in MAE_CHECK_KINDS:
+            raise ValueError(f"MAE check kind must be one of {MAE_CHECK_KINDS}, got {kind!r}")
+        return self.mae_checks_dir / f"{safe_filename(image_name)}_{kind}.tif"
+
+    def aug(self, label: str) -> Path:
+        return self.aug_dir / f"{safe_filename(label)}.tif"
+
+    def make(self) -> ResultsLayout:
+        """Create the folders every run uses (MAE_checks/ and tensorboard/ appear when used)."""
+        for d in (
+            self.config_dir,
+            self.checkpoints_dir,
+            self.per_image_dir,
+            self.charts_dir,
+            self.aug_dir,
+            self.train_logs_dir,
+        ):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` (after fsync),
+    on failure it is removed, so ``path`` is either the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class TrainLog:
+    """Per-epoch CSV log: ``epoch, train_loss, val_loss, <metrics...>, lr, seconds``.
+
+    Opening an existing log keeps its rows. Appending epoch ``e`` first drops any rows of epochs
+    ``>= e``: a new run (epoch 1) replaces an old log of the same run id, and a resumed run
+    drops the epochs logged after the checkpoint it resumes from. New metric columns widen the
+    header. Each row is flushed as it is written.
+    """
+
+    HEAD = ("epoch", "train_loss", "val_loss")
+    TAIL = ("lr", "seconds")
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.fields: list[str] = []
+        self.rows: list[dict[str, float]] = []
+        if self.path.exists():
+            self.fields, self.rows = _read_log(self.path)
+
+    def append(self, row: Mapping[str, float | None]) -> None:
+        """Write one epoch's row (``None`` values become empty cells)."""
+        values = {k: _number(k, v) for k, v in row.items() if v is not None}
+        if "epoch" not in values:
+            raise ValueError(f"{self.path.name}: a log row needs an 'epoch', got {sorted(row)}")
+        kept = [r for r in self.rows if r.get("epoch", 0) < values["epoch"]]
+        fields = self._merge_fields(self.fields if kept else [], values)
+        if kept != self.rows or fields != self.fields or not self.path.exists():
+            self.rows, self.fields = kept, fields
+            self._rewrite()
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.fields).writerow(values)
+            f.flush()
+        self.rows.append(values)
+
+    def history(self) -> list[dict[str, float]]:
+        """The logged rows (epoch an int, the rest floats, empty cells left out), for charts."""
+        return [dict(r) for r in self.rows]
+
+    def _merge_fields(self, fields: list[str], row: Mapping[str, float]) -> list[str]:
+        fixed = self.HEAD + self.TAIL
+        middle = [f for f in fields if f not in fixed]
+        middle += sorted(k for k in row if k not in fixed and k not in middle)
+        return [*self.HEAD, *middle, *self.TAIL]
+
+    def _rewrite(self) -> None:
+        with atomic_write(self.path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, self.fields)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+def append_train_log(layout: ResultsLayout, row: Mapping[str, float | None]) -> None:
+    """Append one epoch's row to the run's ``train_logs/<name>_<run_id>_log.csv``."""
+    TrainLog(layout.train_log).append(row)
+
+
+def _read_log(path: Path) -> tuple[list[str], list[dict[str, float]]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [{k: _number(k, v) for k, v in r.items() if v not in ("", None)} for r in reader]
+        return list(reader.fieldnames or []), rows
+
+
+def _number(key: str, value: Any) -> float:
+    return int(float(value)) if key == "epoch" else float(value)
+
+
+def write_metrics_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
+    """Per-image rows (e.g. ``image, psnr, ssim, mae, mse``) plus a final ``mean`` row: numeric
+    columns are averaged, the first text column holds ``"mean"``."""
+    if not rows:
+        raise ValueError("no metric rows to write")
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    numeric = [k for k in fields if all(_is_number(r.get(k, 0.0)) for r in rows)]
+    mean: dict[str, Any] = {k: float(np.mean([r[k] for r in rows if k in r])) for k in numeric}
+    label = next((k for k in fields if k not in numeric), None)
+    if label is not None:
+        mean[label] = "mean"
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        writer.writerow(mean)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+_IMAGEJ_AXES = "TZCYXS"
+
+
+def save_tif(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    scale: tuple[float, ...] | None = None,
+    axes: str | None = None,
+    unit: str = "um",
+) -> Path:
+    """Write an ImageJ-compatible TIFF atomically, with the pixel size stored.
+
+    ``axes`` uses the letters T, Z, C, Y, X in any order; the default follows the package's
+    channels-first arrays: ``YX``, ``CYX`` or ``CZYX`` by ndim (pass ``ZYX`` for a bare stack).
+    The data is reordered to ImageJ's TZCYX. ``scale`` is the pixel size of the spatial
+    axes in ``axes`` order (Z if present, Y, X): X/Y go to the resolution tags, Z to ``spacing``.
+    uint8, uint16 and float32 are kept; bool becomes uint8; every other type float32.
+    """
+    import tifffile
+
+    array = np.asarray(array)
+    axes = (axes or {2: "YX", 3: "CYX", 4: "CZYX"}.get(array.ndim, "")).upper()
+    if len(axes) != array.ndim or set(axes) - set(_IMAGEJ_AXES[:-1]) or len(set(axes)) != len(axes):
+        raise ValueError(f"axes {axes!r} do not describe an array of shape {array.shape}")
+    order = sorted(range(len(axes)), key=lambda i: _IMAGEJ_AXES.index(axes[i]))
+    data = _imagej_dtype(np.transpose(array, order))
+    ij_axes = "".join(axes[i] for i in order)
+    metadata: dict[str, Any] = {"axes": ij_axes}
+    kwargs: dict[str, Any] = {}
+    if scale is not None:
+        spatial = [a for a in axes if a in "ZYX"]
+        if len(scale) != len(spatial):
+            raise ValueError(f"scale {scale} needs one value per spatial axis {''.join(spatial)}")
+        size = dict(zip(spatial, (float(s) for s in scale), strict=True))
+        kwargs["resolution"] = (1.0 / size["X"], 1.0 / size["Y"])
+        metadata["unit"] = unit
+        if "Z" in size:
+            metadata["spacing"] = size["Z"]
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **kwargs)
+    return path
+
+
+def _imagej_dtype(data: np.ndarray) -> np.ndarray:
+    if data.dtype in (np.uint8, np.uint16, np.float32):
+        return data
+    if data.dtype == bool:
+        return data.astype(np.uint8)
+    return data.astype(np.float32)
+
+
+def make_tensorboard_writer(layout: ResultsLayout) -> Any | None:
+    """A ``SummaryWriter`` logging to ``tensorboard/``, or None when tensorboard is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    layout.tensorboard_dir.mkdir(parents=True, exist_ok=True)
+    return SummaryWriter(log_dir=str(layout.tensorboard_dir))

@@ -1,0 +1,127 @@
+"""validate_config: every invalid value names our key, BiaPy's key and the allowed values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from napari_ssl.config import Config, ConfigError
+from napari_ssl.validation import validate_config
+
+
+def _masking() -> Config:
+    cfg = Config()
+    cfg.data.patch_size = (64, 64)
+    cfg.pretext.task, cfg.model.architecture = "masking", "mae"
+    cfg.model.vit_preset = "tiny"
+    return cfg
+
+
+def _set(path: str, value) -> Callable[[Config], None]:
+    section, name = path.split(".")
+    return lambda cfg: setattr(getattr(cfg, section), name, value)
+
+
+def test_defaults_are_valid() -> None:
+    validate_config(Config())
+    assert Config().validate() == Config()
+    validate_config(_masking())
+
+
+CASES = [
+    ("data.ndim", 4, ["data.ndim (BiaPy PROBLEM.NDIM)", "2 or 3", "4"]),
+    ("data.patch_size", (256,), ["data.patch_size (BiaPy DATA.PATCH_SIZE)", "2 positive"]),
+    ("data.patch_size", (256, 0), ["data.patch_size", "(256, 0)"]),
+    ("data.patch_size", (256, 25.6), ["data.patch_size", "whole numbers"]),
+    ("data.channels", 0, ["data.channels (BiaPy DATA.PATCH_SIZE)", ">= 1"]),
+    ("data.normalization", "percentile",
+     ["data.normalization (BiaPy DATA.NORMALIZATION.TYPE)", "'zero_mean_unit_variance'",
+      "'scale_range'", "'div'", "'percentile'"]),
+    ("data.percentile_clip", (50.0, 50.0),
+     ["data.percentile_clip (BiaPy DATA.NORMALIZATION.PERC_CLIP)", "0 <= lower < upper <= 100"]),
+    ("data.percentile_clip", (-1.0, 99.0), ["data.percentile_clip", "(-1.0, 99.0)"]),
+    ("data.percentile_clip", (1.0, 100.5), ["data.percentile_clip", "<= 100"]),
+    ("data.percentile_clip", (1.0,), ["data.percentile_clip", "(lower, upper)"]),
+    ("data.val_fraction", 1.0, ["data.val_fraction (BiaPy DATA.VAL.SPLIT_TRAIN)", "[0, 1)"]),
+    ("data.val_fraction", -0.1, ["data.val_fraction", "[0, 1)"]),
+    ("data.test_overlap", 1.0, ["data.test_overlap (BiaPy DATA.TEST.OVERLAP)", "[0, 1)"]),
+    ("data.test_padding", (8,), ["data.test_padding (BiaPy DATA.TEST.PADDING)", "2 whole"]),
+    ("data.test_padding", (-1, 0), ["data.test_padding", ">= 0"]),
+    ("data.test_padding", (128, 8), ["data.test_padding", "half of (256, 256)"]),
+    ("pretext.task", "inpaint",
+     ["pretext.task (BiaPy PROBLEM.SELF_SUPERVISED.PRETEXT_TASK)", "['crappify', 'masking']"]),
+    ("pretext.noise", 1.5, ["pretext.noise (BiaPy PROBLEM.SELF_SUPERVISED.NOISE)", "[0, 1]"]),
+    ("pretext.noise", -0.1, ["pretext.noise", "[0, 1]"]),
+    ("pretext.noise", "lots", ["pretext.noise", "must be a number"]),
+    ("pretext.resizing_factor", 0.5,
+     ["pretext.resizing_factor (BiaPy PROBLEM.SELF_SUPERVISED.RESIZING_FACTOR)", ">= 1"]),
+    ("pretext.mask_type", "block",
+     ["pretext.mask_type (BiaPy MODEL.MAE_MASK_TYPE)", "['random', 'grid']"]),
+    ("pretext.mask_ratio", 0.0, ["pretext.mask_ratio (BiaPy MODEL.MAE_MASK_RATIO)", "(0, 1)"]),
+    ("pretext.mask_ratio", 1.0, ["pretext.mask_ratio", "(0, 1)"]),
+    ("train.lr", 0.0, ["train.lr (BiaPy TRAIN.LR)", "> 0"]),
+    ("train.weight_decay", -0.1, ["train.weight_decay (BiaPy TRAIN.W_DECAY)", ">= 0"]),
+    ("train.batch_size", 0, ["train.batch_size (BiaPy TRAIN.BATCH_SIZE)", ">= 1"]),
+    ("train.epochs", 0, ["train.epochs (BiaPy TRAIN.EPOCHS)", ">= 1"]),
+    ("train.epochs", 1.5, ["train.epochs", "whole number"]),
+    ("train.optimizer", "adamw",
+     ["train.optimizer (BiaPy TRAIN.OPTIMIZER)", "['ADAMW', 'ADAM', 'SGD']"]),
+    ("train.loss", "ssim", ["train.loss (BiaPy LOSS.TYPE)", "['l1', 'mse']"]),
+    ("train.mixed_precision", "fp8",
+     ["train.mixed_precision must be one of ['auto', 'bf16', 'fp16', 'off']"]),
+    ("train.patches_per_epoch", 0, ["train.patches_per_epoch", ">= 1"]),
+    ("system.num_workers", -1, ["system.num_workers (BiaPy SYSTEM.NUM_WORKERS)", ">= 0"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), CASES)
+def test_invalid_value_names_the_key(field: str, value, expected: list[str]) -> None:
+    cfg = Config()
+    _set(field, value)(cfg)
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    for text in expected:
+        assert text in str(info.value)
+
+
+def test_masking_needs_mae_in_biapy_wording() -> None:
+    cfg = Config()
+    cfg.pretext.task = "masking"
+    with pytest.raises(ConfigError) as info:
+        cfg.validate()
+    assert str(info.value) == (
+        "'MODEL.ARCHITECTURE' needs to be 'mae' when 'PROBLEM.SELF_SUPERVISED.PRETEXT_TASK' is "
+        "'masking' (model.architecture='unet')"
+    )
+
+
+def test_crappify_refuses_mae_in_biapy_wording() -> None:
+    cfg = _masking()
+    cfg.pretext.task = "crappify"
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    assert str(info.value) == (
+        "'MODEL.ARCHITECTURE' can not be 'mae' when 'PROBLEM.SELF_SUPERVISED.PRETEXT_TASK' is "
+        "'crappify' (model.architecture='mae')"
+    )
+
+
+def test_train_or_test_must_be_enabled() -> None:
+    cfg = Config()
+    cfg.train.enable = cfg.test.enable = False
+    with pytest.raises(ConfigError, match=r"'TRAIN\.ENABLE' or 'TEST\.ENABLE'"):
+        validate_config(cfg)
+    cfg.test.enable = True  # inference only is fine
+    validate_config(cfg)
+
+
+def test_model_checks_are_delegated_to_the_registry() -> None:
+    cfg = _masking()
+    cfg.data.patch_size = (64, 48)  # the MAE needs square patches
+    with pytest.raises(ConfigError, match="square"):
+        validate_config(cfg)
+    cfg = Config()
+    cfg.model.architecture = "transformer9000"
+    with pytest.raises(ConfigError, match="transformer9000"):
+        validate_config(cfg)

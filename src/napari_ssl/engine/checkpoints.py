@@ -37,13 +37,31 @@ class TrainedModel:
     normalization: dict[str, Any] = field(default_factory=dict)
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DDP (``module``) and torch.compile (``_orig_mod``) wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
 def state_dict_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Weights without DDP's ``module.`` or torch.compile's ``_orig_mod.`` prefixes."""
-    inner = getattr(model, "module", model)
-    inner = getattr(inner, "_orig_mod", inner)
+    inner = unwrap(model)
     return {
         k: v.detach().clone() if v.is_cuda else v.detach() for k, v in inner.state_dict().items()
     }
+
+
+def model_kwargs(cfg: Config, in_channels: int) -> dict[str, Any]:
+    """BiaPy's ``model_build_kwargs`` for this config (mae also records its mask)."""
+    from napari_ssl.models import build_kwargs
+
+    extra = {}
+    if cfg.model.architecture == "mae":
+        extra = {"mask_type": cfg.pretext.mask_type, "mask_ratio": cfg.pretext.mask_ratio}
+    return build_kwargs(cfg.model, cfg.data.ndim, in_channels, tuple(cfg.data.patch_size), **extra)
 
 
 def make_payload(
@@ -55,12 +73,9 @@ def make_payload(
     train_state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from napari_ssl.biapy_config import to_biapy
-    from napari_ssl.models import build_kwargs
 
     payload: dict[str, Any] = {
-        "model_build_kwargs": build_kwargs(
-            cfg.model, cfg.data.ndim, in_channels, tuple(cfg.data.patch_size)
-        ),
+        "model_build_kwargs": model_kwargs(cfg, in_channels),
         "model": {k: v.cpu() for k, v in state_dict_of(model).items()},
         "epoch": epoch,
         "cfg": to_biapy(cfg),
@@ -203,7 +218,6 @@ def export_safetensors(trained: TrainedModel, path: str | Path) -> Path:
     from safetensors.torch import save_file
 
     from napari_ssl.biapy_config import to_biapy
-    from napari_ssl.models import build_kwargs
     from napari_ssl.results import atomic_write
 
     cfg = trained.cfg
@@ -211,9 +225,7 @@ def export_safetensors(trained: TrainedModel, path: str | Path) -> Path:
         "napari_ssl_config": json.dumps(cfg.to_dict()),
         "cfg": json.dumps(to_biapy(cfg)),
         "normalization": json.dumps(trained.normalization),
-        "model_build_kwargs": json.dumps(
-            build_kwargs(cfg.model, cfg.data.ndim, trained.in_channels, tuple(cfg.data.patch_size))
-        ),
+        "model_build_kwargs": json.dumps(model_kwargs(cfg, trained.in_channels)),
         "epoch": str(trained.epoch),
         "in_channels": str(trained.in_channels),
         "napari_ssl_version": __version__,

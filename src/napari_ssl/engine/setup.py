@@ -26,6 +26,7 @@ from napari_ssl.data.sampling import (
     validation_patches,
 )
 from napari_ssl.engine import checkpoints as ckpt
+from napari_ssl.engine import distributed as dist
 from napari_ssl.engine import events as ev
 from napari_ssl.engine.device import autocast_dtype, precision_name, resolve_device
 from napari_ssl.engine.state import RunState
@@ -107,7 +108,7 @@ class Run:
             raw, idx = raw_all[start : start + VAL_BATCH], idx_all[start : start + VAL_BATCH]
             with self.autocast():
                 loss, out = self.task.evaluate(
-                    self.model, self.to_memory_format(raw), idx, generator
+                    self.core_model, self.to_memory_format(raw), idx, generator
                 )
             losses.append(float(loss) * raw.shape[0])
             out_np, raw_np = out.float().cpu().numpy(), raw.cpu().numpy()
@@ -135,17 +136,28 @@ class Run:
             "sampler_rng": json.dumps(self.sampler.rng.bit_generator.state),
         }
 
+    @property
+    def core_model(self) -> torch.nn.Module:
+        """The model without DDP / torch.compile wrappers."""
+        return ckpt.unwrap(self.model)
+
     def save_best(self, epoch: int) -> Path:
+        if not dist.is_main_process():
+            return self.layout.best_checkpoint
         payload = ckpt.make_payload(self.model, self.cfg, self.in_channels, epoch)
         return ckpt.save_checkpoint(payload, self.layout.best_checkpoint)
 
     def save_last(self, epoch: int, partial: bool = False) -> Path:
+        if not dist.is_main_process():
+            return self.layout.last_checkpoint
         payload = ckpt.make_payload(
             self.model, self.cfg, self.in_channels, epoch, self.optimizer, self.train_state(partial)
         )
         return ckpt.save_checkpoint(payload, self.layout.last_checkpoint)
 
     def write_epoch_outputs(self, seconds: float) -> None:
+        if not dist.is_main_process():
+            return
         from napari_ssl.charts import write_charts
         from napari_ssl.results import append_train_log
 
@@ -218,12 +230,14 @@ def prepare_run(
     data = cfg.data
     _check_images(cfg, images)
     torch.manual_seed(cfg.system.seed)
-    device = resolve_device(cfg.system.device)
+    device = _device_for_rank(cfg.system.device)
+    dist.init(device)
     patch = tuple(data.patch_size)
     notes = _size_notes(images, patch)
     stats = [compute_stats(img, data.normalization, data.percentile_clip) for img in images]
     train_regions, val_regions = split_regions(images, data.val_fraction, patch)
-    sampler = PatchSampler(images, train_regions, patch, device, seed=cfg.system.seed)
+    seed = cfg.system.seed + 1000 * dist.rank()  # each process draws its own patches
+    sampler = PatchSampler(images, train_regions, patch, device, seed=seed)
     val = None
     if val_regions:
         raw, idx = validation_patches(images, val_regions, patch)
@@ -241,7 +255,7 @@ def prepare_run(
     amp = autocast_dtype(device, cfg.train.mixed_precision)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     per_epoch = cfg.train.patches_per_epoch or coverage_count(train_regions, patch)
-    steps = max(1, -(-per_epoch // cfg.train.batch_size))
+    steps = max(1, -(-per_epoch // (cfg.train.batch_size * dist.world_size())))
     layout = (layout or ResultsLayout(tempfile.mkdtemp(prefix="napari-ssl-"), "run", "1")).make()
     run = Run(
         cfg, images, layout, device, model, optimizer, stats, sampler,
@@ -253,9 +267,18 @@ def prepare_run(
         _restore(run, source, full=resume is not None or source == layout.last_checkpoint)
     else:
         _write_start_outputs(run)
+    run.model = dist.wrap_model(run.model, device, cfg.model.norm == "sync_bn")
     if cfg.train.compile:
-        run.model = torch.compile(model)
+        run.model = torch.compile(run.model)
     return run
+
+
+def _device_for_rank(name: str) -> torch.device:
+    """Under torchrun on GPUs, 'auto' means this process's local GPU."""
+    rank = dist.local_rank()
+    if rank is not None and name in ("", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", rank)
+    return resolve_device(name)
 
 
 def _check_images(cfg: Config, images: list[Image]) -> None:
@@ -287,7 +310,7 @@ def _check_memory(cfg: Config, device: torch.device, in_channels: int) -> None:
 
     need = estimate_mae_memory(
         cfg.model, cfg.data.ndim, tuple(cfg.data.patch_size), cfg.train.batch_size, in_channels,
-        cfg.pretext.mask_ratio,
+        0.5 if cfg.pretext.mask_type == "grid" else cfg.pretext.mask_ratio,
     )  # fmt: skip
     free, _ = torch.cuda.mem_get_info(device)
     if need > free:
@@ -333,7 +356,7 @@ def _checkpoint_to_load(
 def _restore(run: Run, path: Path, full: bool) -> None:
     """Load weights; with ``full`` (same run) also optimizer, epoch, history and RNG states."""
     data = ckpt.read_checkpoint(path)
-    ckpt.load_weights(getattr(run.model, "_orig_mod", run.model), data["model"], f"'{path.name}'")
+    ckpt.load_weights(run.core_model, data["model"], f"'{path.name}'")
     state = data.get("train_state")
     if not full or state is None or "optimizer" not in data:
         run.notes.append(f"weights loaded from {path.name} (fine-tuning: new optimizer, epoch 0)")
@@ -350,6 +373,8 @@ def _restore(run: Run, path: Path, full: bool) -> None:
 
 def _write_start_outputs(run: Run) -> None:
     """Config files, the model picture and a few augmented training pairs."""
+    if not dist.is_main_process():
+        return
     import yaml
 
     from napari_ssl.biapy_config import to_biapy

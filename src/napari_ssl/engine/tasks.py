@@ -134,31 +134,34 @@ class MaskingTask:
         self.masking = masking
         self.grid = masking.token_grid(cfg.data.patch_size, cfg.model.vit_token_size)
 
-    def _mask(self, n: int, device: torch.device, generator) -> torch.Tensor:
+    def _mask(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         p = self.cfg.pretext
-        return self.masking.make_mask(n, self.grid, p.mask_type, p.mask_ratio, generator, device)
+        # made on the host: the model reads the hidden count there without a device sync
+        return self.masking.make_mask(n, self.grid, p.mask_type, p.mask_ratio, generator, "cpu")
 
     def loss(self, model, raw, idx, generator) -> torch.Tensor:
         x = self.table.normalize(raw, idx)
-        mask = self._mask(x.shape[0], x.device, generator)
+        mask = self._mask(x.shape[0], generator)
         return self.masking.masked_loss(model, x, mask, self.cfg.pretext.norm_pix_loss)
 
     def evaluate(self, model, raw, idx, generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.table.normalize(raw, idx)
-        mask = self._mask(x.shape[0], x.device, generator)
+        mask = self._mask(x.shape[0], generator)
         loss = self.masking.masked_loss(model, x, mask, self.cfg.pretext.norm_pix_loss)
-        out = self.masking.reconstruct(model, x, mask)["reconstruction_and_visible"].float()
+        out = self.masking.reconstruct(model, x, mask, self.cfg.pretext.norm_pix_loss)[
+            "reconstruction_and_visible"
+        ].float()
         return loss, self.table.denormalize(out, idx)
 
     def example_args(self, raw: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (self.table.normalize(raw, idx), self._mask(raw.shape[0], raw.device, None))
+        return (self.table.normalize(raw, idx), self._mask(raw.shape[0], None))
 
     @torch.no_grad()
     def examples(self, raw, idx, generator) -> list[tuple[np.ndarray, np.ndarray]]:
         """(masked input, target) pairs in raw units (hidden tokens at the image mean)."""
         x = self.table.normalize(raw, idx)
-        mask = self._mask(x.shape[0], x.device, generator)
-        hidden = pixel_mask(mask, self.grid, self.cfg.model.vit_token_size)
+        mask = self._mask(x.shape[0], generator)
+        hidden = self.masking.mask_to_pixels(mask.to(x.device), tuple(x.shape[2:]))
         masked = self.table.denormalize(x.masked_fill(hidden, 0.0), idx)
         return [(m.cpu().numpy(), r.cpu().numpy()) for m, r in zip(masked, raw, strict=True)]
 
@@ -171,20 +174,17 @@ class MaskingTask:
             mask = self.masking.make_mask(
                 x.shape[0], grid, p.mask_type, p.mask_ratio, generator, x.device
             )
-            outputs = {k: v.float() for k, v in self.masking.reconstruct(model, x, mask).items()}
-            hidden = pixel_mask(mask, grid, self.cfg.model.vit_token_size)
+            outputs = {
+                k: v.float()
+                for k, v in self.masking.reconstruct(
+                    model, x, mask, self.cfg.pretext.norm_pix_loss
+                ).items()
+            }
+            hidden = self.masking.mask_to_pixels(mask.to(x.device), tuple(x.shape[2:]))
             outputs[HIDDEN] = hidden.float().expand_as(x)
             return outputs
 
         return predict
-
-
-def pixel_mask(mask: torch.Tensor, grid: tuple[int, ...], token_size: int) -> torch.Tensor:
-    """Token mask (B, L) -> pixel mask (B, 1, *spatial), True where hidden."""
-    m = mask.reshape(mask.shape[0], 1, *grid)
-    for axis in range(2, m.ndim):
-        m = m.repeat_interleave(token_size, dim=axis)
-    return m
 
 
 def make_task(cfg: Config, table: StatsTable, integer: bool) -> CrappifyTask | MaskingTask:

@@ -19,6 +19,7 @@ import torch
 
 from napari_ssl.config import Config, ConfigError
 from napari_ssl.data.images import DataError, Image, check_consistent
+from napari_ssl.engine import distributed as dist
 from napari_ssl.engine import events as ev
 from napari_ssl.engine.checkpoints import CheckpointError
 from napari_ssl.engine.setup import Run, prepare_run
@@ -151,7 +152,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
                 last_preview = time.perf_counter()
                 yield ev.Preview(epoch + 1, step, run.preview(preview), preview.image_index)
                 model.train()
-        train_loss = float(loss_sum.item()) / steps
+        train_loss = dist.mean_across_ranks(float(loss_sum.item()) / steps, run.device)
         run.state.skipped_before = run.state.skipped
         val_loss, metrics = run.validate()
         seconds = time.perf_counter() - t_epoch

@@ -82,10 +82,13 @@ def build_model(
 
 
 def build_kwargs(
-    cfg: ModelConfig, ndim: int, in_channels: int, patch_size: tuple[int, ...]
+    cfg: ModelConfig, ndim: int, in_channels: int, patch_size: tuple[int, ...], **extra: Any
 ) -> dict[str, Any]:
-    """The ``model_build_kwargs`` BiaPy 3.7.1 stores in a checkpoint (plain builtins only)."""
-    return _entry(cfg).function("kwargs")(cfg, ndim, int(in_channels), tuple(patch_size))
+    """The ``model_build_kwargs`` BiaPy 3.7.1 stores in a checkpoint (plain builtins only).
+
+    ``extra`` goes to architectures that record more (mae: ``mask_type``, ``mask_ratio``).
+    """
+    return _entry(cfg).function("kwargs")(cfg, ndim, int(in_channels), tuple(patch_size), **extra)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

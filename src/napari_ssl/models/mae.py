@@ -1,0 +1,304 @@
+"""Masked autoencoder with a ViT encoder (He et al., 2022), 2D and 3D.
+
+The state dict has exactly the names and shapes of BiaPy 3.7.1's ``MaskedAutoencoderViT``, so
+checkpoints load ``strict=True`` both ways. Differences (on purpose): positional embeddings are
+initialised to fixed sin-cos values (BiaPy: frozen random ones; a loaded checkpoint's values are
+used as they are), the mask is given to :meth:`MaskedAutoencoder.forward` (see
+:mod:`napari_ssl.pretext.masking`), and the decoder size is configurable.
+
+Token pixel layout (``patchify``): tokens in row-major grid order ((Z,) Y, X); inside a token,
+pixels in row-major order with the channel last, i.e. ``((tz,) ty, tx, c)``, as BiaPy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from napari_ssl.config import VIT_PRESETS, ConfigError, ModelConfig
+from napari_ssl.models.vit_blocks import Block, PatchEmbed, sincos_pos_embed
+
+
+def patchify(x: torch.Tensor, token_size: int) -> torch.Tensor:
+    """``(B, C, *S)`` -> ``(B, L, token_size**ndim * C)``; every ``S`` must be a multiple."""
+    b, c, *spatial = x.shape
+    n = len(spatial)
+    split = [b, c]
+    for s in spatial:
+        split += [s // token_size, token_size]
+    perm = [0, *range(2, 2 + 2 * n, 2), *range(3, 3 + 2 * n, 2), 1]
+    return x.reshape(split).permute(perm).reshape(b, -1, token_size**n * c)
+
+
+def unpatchify(
+    tokens: torch.Tensor, spatial_shape: tuple[int, ...], token_size: int
+) -> torch.Tensor:
+    """Inverse of :func:`patchify`: ``(B, L, token_size**ndim * C)`` -> ``(B, C, *S)``."""
+    n = len(spatial_shape)
+    b, _, width = tokens.shape
+    c = width // token_size**n
+    grid = [s // token_size for s in spatial_shape]
+    x = tokens.reshape(b, *grid, *[token_size] * n, c)
+    # axes now: B, g1..gn, t1..tn, C -> B, C, g1, t1, ..., gn, tn
+    perm = [0, 2 * n + 1]
+    for i in range(n):
+        perm += [1 + i, 1 + n + i]
+    return x.permute(perm).reshape(b, c, *spatial_shape)
+
+
+def vit_dims(cfg: ModelConfig) -> tuple[int, int, int]:
+    """``(embed_dim, num_layers, num_heads)``, taken from ``cfg.vit_preset`` when it is set."""
+    if cfg.vit_preset is None:
+        return cfg.vit_embed_dim, cfg.vit_num_layers, cfg.vit_num_heads
+    if cfg.vit_preset not in VIT_PRESETS:
+        raise ConfigError(
+            f"model.vit_preset '{cfg.vit_preset}' is unknown: use one of {sorted(VIT_PRESETS)} "
+            "or leave it empty to use model.vit_embed_dim / vit_num_layers / vit_num_heads"
+        )
+    return VIT_PRESETS[cfg.vit_preset]
+
+
+def _divisors(n: int, lo: int, hi: int) -> list[int]:
+    return [d for d in range(lo, hi + 1) if n % d == 0]
+
+
+def _check_heads(dim: int, heads: int, dim_key: str, heads_key: str) -> None:
+    if dim <= 0 or heads <= 0:
+        raise ConfigError(f"{dim_key} ({dim}) and {heads_key} ({heads}) must be positive")
+    if dim % heads:
+        near = sorted({max(heads, dim // heads * heads), (dim // heads + 1) * heads})
+        raise ConfigError(
+            f"{dim_key} ({dim}) must be divisible by {heads_key} ({heads}): use {heads_key} in "
+            f"{_divisors(dim, 1, min(dim, 32))} or {dim_key} in {near}"
+        )
+
+
+def check_mae_config(cfg: ModelConfig, ndim: int, patch_size: tuple[int, ...]) -> None:
+    """Raise :class:`ConfigError` (key + a valid alternative) if the MAE cannot be built."""
+    if ndim not in (2, 3):
+        raise ConfigError(f"data.ndim must be 2 or 3, got {ndim}")
+    patch = tuple(int(p) for p in patch_size)
+    if len(patch) != ndim:
+        axes = "(Y, X)" if ndim == 2 else "(Z, Y, X)"
+        example = (patch[-1] if patch else 64,) * ndim
+        raise ConfigError(
+            f"data.patch_size {patch} has {len(patch)} axes but data.ndim is {ndim}: "
+            f"give {ndim} sizes {axes}, e.g. {example}"
+        )
+    side = patch[0]
+    if any(p != side for p in patch):
+        shape = "square" if ndim == 2 else "cubic"
+        raise ConfigError(
+            f"data.patch_size {patch} must be {shape} for the masked autoencoder "
+            f"(model.architecture 'mae'): use e.g. {(min(patch),) * ndim} or {(max(patch),) * ndim}"
+        )
+    token = cfg.vit_token_size
+    if token <= 0:
+        raise ConfigError(f"model.vit_token_size must be positive, got {token} (default 16)")
+    if side % token or side // token < 2:
+        sizes = _divisors(side, 2, side // 2)
+        lo = max(2, side // token) * token
+        patches = sorted({lo, lo + token} - {side})
+        raise ConfigError(
+            f"data.patch_size {patch} must be a multiple of model.vit_token_size ({token}) "
+            f"holding at least 2 tokens per axis: use model.vit_token_size in "
+            f"{sizes or 'none (patch too small)'} or a patch side in {patches}"
+        )
+    dim, depth, heads = vit_dims(cfg)
+    if depth <= 0 or cfg.mae_dec_num_layers <= 0:
+        raise ConfigError("model.vit_num_layers and model.mae_dec_num_layers must be at least 1")
+    emb_key = "model.vit_preset" if cfg.vit_preset else "model.vit_embed_dim"
+    _check_heads(dim, heads, emb_key, "model.vit_num_heads")
+    _check_heads(
+        cfg.mae_dec_hidden_size, cfg.mae_dec_num_heads,
+        "model.mae_dec_hidden_size", "model.mae_dec_num_heads",
+    )
+    if cfg.vit_mlp_ratio <= 0 or cfg.mae_dec_mlp_dims <= 0 or cfg.vit_norm_eps <= 0:
+        raise ConfigError(
+            "model.vit_mlp_ratio, model.mae_dec_mlp_dims and model.vit_norm_eps must be positive "
+            f"(got {cfg.vit_mlp_ratio}, {cfg.mae_dec_mlp_dims}, {cfg.vit_norm_eps}); "
+            "defaults: 4.0, 2048, 1e-6"
+        )
+
+
+class MaskedAutoencoder(nn.Module):
+    """ViT MAE for ``(B, C, *patch)`` inputs; ``forward(x, mask)`` predicts all tokens' pixels."""
+
+    def __init__(
+        self, *, ndim: int, in_channels: int, patch_side: int, token_size: int,
+        embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, norm_eps: float,
+        dec_dim: int, dec_depth: int, dec_heads: int, dec_mlp_dims: int,
+    ) -> None:
+        super().__init__()
+        self.ndim, self.in_channels, self.token_size = ndim, in_channels, token_size
+        self.patch_shape = (patch_side,) * ndim
+        self.grid = (patch_side // token_size,) * ndim
+        # registration order = BiaPy's, so named_parameters() line up too
+        self.patch_embed = PatchEmbed(ndim, in_channels, token_size, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(sincos_pos_embed(self.grid, embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, int(embed_dim * mlp_ratio), norm_eps) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.decoder_embed = nn.Linear(embed_dim, dec_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dec_dim))
+        self.decoder_pos_embed = nn.Parameter(
+            sincos_pos_embed(self.grid, dec_dim), requires_grad=False
+        )
+        self.decoder_blocks = nn.ModuleList(
+            Block(dec_dim, dec_heads, dec_mlp_dims, norm_eps) for _ in range(dec_depth)
+        )
+        self.decoder_norm = nn.LayerNorm(dec_dim, eps=norm_eps)
+        self.decoder_pred = nn.Linear(dec_dim, token_size**ndim * in_channels)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """MAE's init: Xavier-uniform linears (and patch projection), N(0, 0.02) tokens."""
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.patch_embed.proj.bias)
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, *S)`` -> ``(B, L, token_size**ndim * C)`` (BiaPy's pixel order)."""
+        return patchify(x, self.token_size)
+
+    def unpatchify(self, tokens: torch.Tensor, spatial_shape: tuple[int, ...]) -> torch.Tensor:
+        return unpatchify(tokens, tuple(spatial_shape), self.token_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Predict token pixels ``(B, L, token_size**ndim * C)``.
+
+        ``mask`` ``(B, L)``: True = hidden; every row must hide the same number of tokens. A mask
+        on the CPU avoids a device synchronisation (the hidden count is read on the host).
+        """
+        b = x.shape[0]
+        if tuple(x.shape[1:]) != (self.in_channels, *self.patch_shape):
+            raise ValueError(
+                f"input shape {tuple(x.shape)} does not match the model's "
+                f"(B, {self.in_channels}, {', '.join(map(str, self.patch_shape))})"
+            )
+        n_tokens = self.pos_embed.shape[1] - 1
+        if tuple(mask.shape) != (b, n_tokens):
+            raise ValueError(f"mask shape {tuple(mask.shape)} != (batch, tokens) ({b}, {n_tokens})")
+        mask = mask.to(torch.bool)
+        counts = set(mask.sum(1).tolist())
+        if len(counts) != 1:
+            raise ValueError(f"every mask row must hide as many tokens, got {sorted(counts)}")
+        n_visible = n_tokens - counts.pop()
+        mask = mask.to(x.device, non_blocking=True)
+        order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)  # visible first
+        restore = torch.argsort(order, dim=1)
+        latent = self._encode(x, order[:, :n_visible])
+        return self._decode(latent, restore)
+
+    def _encode(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch_embed(x) + self.pos_embed[:, 1:]
+        tokens = torch.gather(tokens, 1, keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        h = torch.cat([cls, tokens], dim=1)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.norm(h)
+
+    def _decode(self, latent: torch.Tensor, restore: torch.Tensor) -> torch.Tensor:
+        h = self.decoder_embed(latent)
+        b, n_seen, d = h.shape
+        hidden = self.mask_token.expand(b, restore.shape[1] + 1 - n_seen, -1)
+        seq = torch.cat([h[:, 1:], hidden], dim=1)
+        seq = torch.gather(seq, 1, restore.unsqueeze(-1).expand(-1, -1, d))
+        h = torch.cat([h[:, :1], seq], dim=1) + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            h = blk(h)
+        return self.decoder_pred(self.decoder_norm(h))[:, 1:]
+
+
+def build_mae(
+    cfg: ModelConfig, ndim: int, in_channels: int, patch_size: tuple[int, ...]
+) -> MaskedAutoencoder:
+    """Build the MAE for ``patch_size`` (square/cubic) inputs with ``in_channels`` channels."""
+    check_mae_config(cfg, ndim, patch_size)
+    dim, depth, heads = vit_dims(cfg)
+    return MaskedAutoencoder(
+        ndim=ndim, in_channels=in_channels, patch_side=int(patch_size[0]),
+        token_size=cfg.vit_token_size, embed_dim=dim, depth=depth, num_heads=heads,
+        mlp_ratio=cfg.vit_mlp_ratio, norm_eps=cfg.vit_norm_eps, dec_dim=cfg.mae_dec_hidden_size,
+        dec_depth=cfg.mae_dec_num_layers, dec_heads=cfg.mae_dec_num_heads,
+        dec_mlp_dims=cfg.mae_dec_mlp_dims,
+    )
+
+
+def mae_build_kwargs(
+    cfg: ModelConfig, ndim: int, in_channels: int, patch_size: tuple[int, ...], *,
+    mask_type: str = "grid", mask_ratio: float = 0.5, device_type: str = "cpu",
+) -> dict[str, Any]:
+    """The ``model_build_kwargs`` BiaPy 3.7.1 stores in an mae checkpoint (the arguments of its
+    ``MaskedAutoencoderViT``). The decoder entries are ours (BiaPy always writes 512/8/16, our
+    defaults), so BiaPy rebuilding from them gets our decoder. BiaPy's decoder MLP is always
+    ``decoder_embed_dim * mlp_ratio`` wide: ``mae_dec_mlp_dims`` has no BiaPy equivalent.
+    """
+    dim, depth, heads = vit_dims(cfg)
+    return {
+        "img_size": int(patch_size[0]),
+        "patch_size": int(cfg.vit_token_size),
+        "in_chans": int(in_channels),
+        "ndim": int(ndim),
+        "embed_dim": int(dim),
+        "depth": int(depth),
+        "num_heads": int(heads),
+        "decoder_embed_dim": int(cfg.mae_dec_hidden_size),
+        "decoder_depth": int(cfg.mae_dec_num_layers),
+        "decoder_num_heads": int(cfg.mae_dec_num_heads),
+        "mlp_ratio": float(cfg.vit_mlp_ratio),
+        "masking_type": str(mask_type),
+        "mask_ratio": float(mask_ratio),
+        "return_just_preds": False,
+        "device": str(device_type),
+    }
+
+
+def _stack_activation_bytes(
+    batch: int, n: int, dim: int, hidden: int, heads: int, layers: int, bytes_per_el: int
+) -> int:
+    """Bytes that ``layers`` transformer blocks on ``n`` tokens keep for backward: the residual
+    stream and norm outputs in fp32 (also under autocast), qkv, attention output, norm casts
+    and the MLP at ``bytes_per_el``. Attention scores are not kept (CUDA's fused attention)."""
+    fp32 = 4 * dim
+    low = 6 * dim + 2 * hidden + heads
+    return layers * batch * n * (4 * fp32 + bytes_per_el * low)
+
+
+def estimate_mae_memory(
+    cfg: ModelConfig, ndim: int, patch_size: tuple[int, ...], batch_size: int,
+    in_channels: int, mask_ratio: float, bytes_per_el: int = 4,
+) -> int:
+    """Conservative training memory in bytes on a CUDA device: activations (``bytes_per_el``: 4
+    for fp32, 2 for bf16 / fp16 autocast) + fp32 parameters, gradients and two Adam moments, plus
+    25% for temporaries and allocator slack. ``mask_ratio``: 0.5 for the grid mask."""
+    check_mae_config(cfg, ndim, patch_size)
+    dim, depth, heads = vit_dims(cfg)
+    n_tokens = (int(patch_size[0]) // cfg.vit_token_size) ** ndim
+    n_visible = n_tokens - round(mask_ratio * n_tokens)
+    dec = cfg.mae_dec_hidden_size
+    acts = _stack_activation_bytes(
+        batch_size, n_visible + 1, dim, int(dim * cfg.vit_mlp_ratio), heads, depth, bytes_per_el
+    ) + _stack_activation_bytes(
+        batch_size, n_tokens + 1, dec, cfg.mae_dec_mlp_dims, cfg.mae_dec_num_heads,
+        cfg.mae_dec_num_layers, bytes_per_el,
+    )
+    # input, target, predictions, loss terms (fp32); token embeddings and gathers
+    pixels = batch_size * in_channels * math.prod(int(p) for p in patch_size)
+    acts += 4 * 6 * pixels + 4 * batch_size * (n_tokens + 1) * (2 * dim + 3 * dec)
+    with torch.device("meta"):
+        model = build_mae(cfg, ndim, in_channels, patch_size)
+    n_params = sum(p.numel() for p in model.parameters())
+    return int(1.25 * (acts + 16 * n_params))

@@ -24,6 +24,10 @@ def _default_log(message: str) -> None:
     print(message, flush=True)
 
 
+def _quiet(message: str) -> None:
+    """Log of the non-main processes under torchrun."""
+
+
 @dataclass
 class JobResult:
     ok: bool
@@ -98,6 +102,11 @@ def run_job(
     from napari_ssl.engine.trainer import train
     from napari_ssl.inference.evaluate import evaluate
 
+    from napari_ssl.engine import distributed
+
+    main = distributed.is_main_process()  # under torchrun only rank 0 prints and tests
+    if not main:
+        log = _quiet
     result = JobResult(ok=True)
     try:
         cfg.validate()
@@ -114,7 +123,7 @@ def run_job(
                 if isinstance(event, ev.Finished):
                     result.best_checkpoint = event.best_checkpoint
                     result.last_checkpoint = event.last_checkpoint
-        if cfg.test.enable and test:
+        if cfg.test.enable and test and main:
             path = _checkpoint_for_test(cfg, layout, result)
             log(f"testing {len(test)} image(s) with {Path(path).name}")
             trained = load_trained(path)
@@ -126,6 +135,8 @@ def run_job(
     except (DataError, CheckpointError, ValueError) as err:
         log(f"error: {err}")
         return JobResult(False, str(err))
+    finally:
+        distributed.shutdown()
     log(f"results in {layout.root}")
     return result
 

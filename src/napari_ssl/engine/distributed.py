@@ -29,7 +29,8 @@ def active() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if active() else 0
+    """Global rank (from torchrun's environment before the group is joined)."""
+    return dist.get_rank() if active() else int(os.environ.get("RANK", "0"))
 
 
 def world_size() -> int:

@@ -179,7 +179,7 @@ class Run:
             precision=precision_name(self.amp_dtype),
             model=self.cfg.model.architecture,
             parameters=count_parameters(self.model),
-            train_patches=self.steps_per_epoch * self.cfg.train.batch_size,
+            train_patches=self.steps_per_epoch * self.cfg.train.batch_size * dist.world_size(),
             notes=tuple(self.notes),
         )
 

@@ -132,7 +132,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             window_n += 1
             if window_n == tc.log_every or _ == steps - 1:
                 now = time.perf_counter()
-                rate = window_n * tc.batch_size / max(now - window_t, 1e-9)
+                rate = window_n * tc.batch_size * dist.world_size() / max(now - window_t, 1e-9)
                 done = step - run.state.epoch * steps
                 todo = tc.epochs * steps - step
                 eta = (now - t_start) / max(done, 1) * todo
@@ -171,7 +171,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             val_loss,
             metrics,
             seconds,
-            steps * tc.batch_size / max(seconds, 1e-9),
+            steps * tc.batch_size * dist.world_size() / max(seconds, 1e-9),
             elapsed / done_epochs * (tc.epochs - epoch - 1),
             best,
         )

@@ -98,11 +98,10 @@ def run_job(
     """Train (when TRAIN.ENABLE) and test (when TEST.ENABLE); print progress; never raise on
     user errors (the message comes back in the result)."""
     from napari_ssl.data.images import DataError
+    from napari_ssl.engine import distributed
     from napari_ssl.engine.checkpoints import CheckpointError, load_trained
     from napari_ssl.engine.trainer import train
     from napari_ssl.inference.evaluate import evaluate
-
-    from napari_ssl.engine import distributed
 
     main = distributed.is_main_process()  # under torchrun only rank 0 prints and tests
     if not main:

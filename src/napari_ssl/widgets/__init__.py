@@ -1,0 +1,1 @@
+"""napari dock widgets (Qt). Nothing here imports torch at import time."""

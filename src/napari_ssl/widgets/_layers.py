@@ -1,0 +1,121 @@
+"""Layer helpers: axes detection, layers -> engine images, outputs back into the viewer.
+
+Outputs are always put back in the source layer's layout (same axes, channels where they were)
+and on its scale and translate; a layer of the same name is updated in place, never duplicated.
+The user's own layers are only read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from napari.layers import Image as ImageLayer
+
+from napari_ssl.data.images import DataError, Image, as_image
+
+MAX_CHANNELS = 8  # a small axis up to this size is taken for channels when detecting axes
+
+
+def layer_data(layer: ImageLayer) -> Any:
+    """The full-resolution array of a layer (level 0 of a multiscale layer), not read."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def detect_axes(layer: ImageLayer) -> tuple[int, int | None]:
+    """Guess (spatial ndim, channel axis) of a layer: RGB = 3 channels last; a small axis = C."""
+    shape = tuple(layer_data(layer).shape)
+    if layer.rgb:
+        return len(shape) - 1, len(shape) - 1
+    if len(shape) <= 2:
+        return 2, None
+    if len(shape) == 3:
+        if shape[0] <= MAX_CHANNELS < min(shape[1:]):
+            return 2, 0
+        if shape[-1] <= MAX_CHANNELS < min(shape[:-1]):
+            return 2, 2
+        return 3, None
+    small = [i for i, s in enumerate(shape) if s <= MAX_CHANNELS]
+    return 3, small[0] if small else 0
+
+
+def describe_layer(layer: Any) -> str:
+    """A short 'name: shape dtype' line for the layer list."""
+    return f"{layer.name}  {tuple(layer_data(layer).shape)} {layer_data(layer).dtype}"
+
+
+def check_image_layer(layer: Any) -> ImageLayer:
+    """Refuse non-image layers with a message that says what to pick instead."""
+    if not isinstance(layer, ImageLayer):
+        kind = type(layer).__name__
+        raise DataError(
+            f"'{layer.name}' is a {kind} layer, not an image. Select Image layers "
+            "(intensity data) for training and reconstruction."
+        )
+    return layer
+
+
+def spatial(values: Any, layer: ImageLayer, channel_axis: int | None) -> tuple[float, ...]:
+    """Drop the channel entry from a per-axis tuple (scale / translate) of a layer."""
+    values = tuple(float(v) for v in values)
+    if channel_axis is None or layer.rgb:  # napari keeps no scale entry for the RGB axis
+        return values
+    axis = channel_axis % (len(values))
+    return values[:axis] + values[axis + 1 :]
+
+
+def to_image(layer: Any, ndim: int, channel_axis: int | None) -> Image:
+    """A channels-first engine :class:`Image` of a layer (lazy: nothing is read)."""
+    layer = check_image_layer(layer)
+    data = layer_data(layer)
+    if channel_axis is not None and not -data.ndim <= channel_axis < data.ndim:
+        raise DataError(
+            f"'{layer.name}' has {data.ndim} axes; channel axis {channel_axis} does not exist. "
+            "Pick another channel axis or 'none'."
+        )
+    image = as_image(data, layer.name, ndim, channel_axis)
+    image.scale = spatial(layer.scale, layer, channel_axis)[-ndim:]
+    image.translate = spatial(layer.translate, layer, channel_axis)[-ndim:]
+    return image
+
+
+def to_layer_layout(array: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """Channels-first ``(C, *S)`` back to the source layer's layout."""
+    if channel_axis is None:
+        return array[0]
+    return np.moveaxis(array, 0, channel_axis % array.ndim)
+
+
+def upsert_image(
+    viewer: Any,
+    name: str,
+    data: np.ndarray,
+    source: ImageLayer,
+    offset: tuple[int, ...] | None = None,
+    **kwargs: Any,
+) -> ImageLayer:
+    """Add ``name`` on the source's scale/translate, or update it in place if it exists.
+
+    ``offset`` (in pixels, one per axis of ``data`` minus RGB) shifts a crop to where it lies in
+    the source.
+    """
+    translate = np.asarray(source.translate, dtype=float)
+    if offset is not None:
+        translate = translate + np.asarray(offset, dtype=float) * np.asarray(source.scale)
+    if name in viewer.layers and isinstance(viewer.layers[name], ImageLayer):
+        layer = viewer.layers[name]
+        if layer.data.shape == data.shape and layer.rgb == source.rgb:
+            layer.data = data
+            layer.translate = translate
+            layer.scale = source.scale
+            return layer
+        viewer.layers.remove(layer)
+    return viewer.add_image(
+        data,
+        name=name,
+        scale=source.scale,
+        translate=translate,
+        units=source.units,
+        rgb=source.rgb,
+        **kwargs,
+    )

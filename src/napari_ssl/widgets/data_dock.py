@@ -1,0 +1,324 @@
+"""Data & pretext dock: which images, their axes, the pretext task and a live preview.
+
+Preview runs on the GUI thread on a bounded crop (at most :data:`PREVIEW_MAX` pixels per axis,
+centred), so even a huge 3D layer previews in a fraction of a second and nothing has to be
+synchronised with a worker; the preview layer is placed where the crop lies in the source.
+After a first Preview, parameter changes refresh the preview layers in place (debounced).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from napari.layers import Image as ImageLayer
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_ssl.config import ConfigError
+from napari_ssl.data.images import DataError
+from napari_ssl.widgets import _layers
+from napari_ssl.widgets.state import state_for, unwrap
+
+PREVIEW_MAX = {2: (2048, 2048), 3: (64, 512, 512)}  # largest previewed crop per dimensionality
+DEBOUNCE_MS = 300
+SUFFIX = {"crappify": "[crappified]", "masking": "[masked]"}
+
+
+def _spin(lo: float, hi: float, value: float, step: float, decimals: int = 0) -> Any:
+    box = QDoubleSpinBox() if decimals else QSpinBox()
+    if decimals:
+        box.setDecimals(decimals)
+    box.setRange(lo, hi)
+    box.setSingleStep(step)
+    box.setValue(value)
+    return box
+
+
+class DataDock(QWidget):
+    """Pick images (layers or a folder), set axes and the pretext task, preview it."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = unwrap(napari_viewer)
+        self.state = state_for(self.viewer)
+        self._previewed: set[str] = set()  # source layers with a preview layer to keep updated
+        self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
+        self._debounce.timeout.connect(self._live_preview)
+        self._build()
+        self._refresh_layers()
+        for name in ("inserted", "removed", "moved"):
+            getattr(self.viewer.layers.events, name).connect(self._refresh_layers)
+        self._read_params()
+
+    # ---- UI -------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        images = QGroupBox("Images")
+        form = QVBoxLayout(images)
+        self.layer_list = QListWidget()
+        self.layer_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.layer_list.setMaximumHeight(110)
+        self.layer_list.itemSelectionChanged.connect(self._on_selection)
+        form.addWidget(QLabel("Image layers (Ctrl/Shift-click for several):"))
+        form.addWidget(self.layer_list)
+        self.use_selection = QPushButton("Use layers selected in the viewer")
+        self.use_selection.clicked.connect(self._use_viewer_selection)
+        form.addWidget(self.use_selection)
+        row = QHBoxLayout()
+        self.folder = QLineEdit(placeholderText="or a dataset folder (dataset/train/x)")
+        self.folder.editingFinished.connect(self._read_params)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_folder)
+        row.addWidget(self.folder)
+        row.addWidget(browse)
+        form.addLayout(row)
+        axes = QFormLayout()
+        self.ndim = QComboBox()
+        self.ndim.addItems(["2D", "3D"])
+        self.channel_axis = QComboBox()
+        self.detected = QLabel("no layer selected")
+        self.detected.setWordWrap(True)
+        axes.addRow("Dimensions", self.ndim)
+        axes.addRow("Channel axis", self.channel_axis)
+        axes.addRow("", self.detected)
+        form.addLayout(axes)
+        layout.addWidget(images)
+        layout.addWidget(self._build_pretext())
+        self.preview = QPushButton("Preview")
+        self.preview.setToolTip("Add / update '<layer> [crappified]' or '[masked]' layers")
+        self.preview.clicked.connect(self.run_preview)
+        layout.addWidget(self.preview)
+        layout.addStretch(1)
+        for box in (self.ndim, self.channel_axis, self.task, self.mask_type):
+            box.currentIndexChanged.connect(self._on_param)
+        for box in (self.noise, self.factor, self.ratio, self.token, self.patch_xy, self.patch_z):
+            box.valueChanged.connect(self._on_param)
+
+    def _build_pretext(self) -> QGroupBox:
+        box = QGroupBox("Pretext task")
+        form = QFormLayout(box)
+        self.task = QComboBox()
+        self.task.addItems(["crappify", "masking"])
+        form.addRow("Task", self.task)
+        self.stack = QStackedWidget()
+        crap = QWidget()
+        crap_form = QFormLayout(crap)
+        crap_form.setContentsMargins(0, 0, 0, 0)
+        self.noise = _spin(0.0, 1.0, 0.2, 0.05, decimals=3)
+        self.noise.setToolTip("Gaussian noise std as a fraction of the image maximum")
+        self.factor = _spin(1.0, 64.0, 4.0, 1.0, decimals=2)
+        self.factor.setToolTip("Area down-sampling factor: 4 = half size per axis, then back up")
+        crap_form.addRow("Noise", self.noise)
+        crap_form.addRow("Resizing factor", self.factor)
+        mask = QWidget()
+        mask_form = QFormLayout(mask)
+        mask_form.setContentsMargins(0, 0, 0, 0)
+        self.mask_type = QComboBox()
+        self.mask_type.addItems(["grid", "random"])
+        self.ratio = _spin(0.05, 0.95, 0.5, 0.05, decimals=2)
+        self.token = _spin(2, 64, 16, 2)
+        mask_form.addRow("Mask type", self.mask_type)
+        mask_form.addRow("Mask ratio", self.ratio)
+        mask_form.addRow("Token size", self.token)
+        self.stack.addWidget(crap)
+        self.stack.addWidget(mask)
+        form.addRow(self.stack)
+        self.patch_xy = _spin(8, 4096, 256, 16)
+        self.patch_z = _spin(1, 1024, 64, 8)
+        form.addRow("Patch size (Y, X)", self.patch_xy)
+        form.addRow("Patch size (Z)", self.patch_z)
+        return box
+
+    # ---- layers ---------------------------------------------------------------------------
+    def image_layers(self) -> list[ImageLayer]:
+        return [lyr for lyr in self.viewer.layers if isinstance(lyr, ImageLayer)]
+
+    def selected_layers(self) -> list[ImageLayer]:
+        names = set(self.state.layers)
+        return [lyr for lyr in self.image_layers() if lyr.name in names]
+
+    def select(self, names: list[str]) -> None:
+        """Select layers by name in the list (as a click would)."""
+        for i in range(self.layer_list.count()):
+            item = self.layer_list.item(i)
+            item.setSelected(item.data(Qt.ItemDataRole.UserRole) in names)
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        selected = set(self.state.layers)
+        self.layer_list.blockSignals(True)
+        self.layer_list.clear()
+        for layer in self.image_layers():
+            item = QListWidgetItem(_layers.describe_layer(layer))
+            item.setData(Qt.ItemDataRole.UserRole, layer.name)
+            self.layer_list.addItem(item)
+            item.setSelected(layer.name in selected)
+        self.layer_list.blockSignals(False)
+        if event is not None and event.type == "inserted" and not selected:
+            layer = event.value
+            if isinstance(layer, ImageLayer) and not layer.name.endswith("]"):
+                self.select([layer.name])
+                return
+        self._on_selection()
+
+    def _on_selection(self) -> None:
+        names = tuple(
+            item.data(Qt.ItemDataRole.UserRole) for item in self.layer_list.selectedItems()
+        )
+        if names != self.state.layers:
+            self.state.layers = names
+            self._detect_axes()
+
+    def _use_viewer_selection(self) -> None:
+        chosen = list(self.viewer.layers.selection)
+        try:
+            if not chosen:
+                raise DataError("No layer is selected in the viewer's layer list: click one first.")
+            for layer in chosen:
+                _layers.check_image_layer(layer)
+        except DataError as err:
+            show_error(str(err))
+            return
+        self.select([layer.name for layer in chosen])
+
+    def _detect_axes(self) -> None:
+        layers = self.selected_layers()
+        if not layers:
+            self.detected.setText("no layer selected")
+            return
+        ndim, axis = _layers.detect_axes(layers[0])
+        data = _layers.layer_data(layers[0])
+        self.channel_axis.blockSignals(True)
+        self.channel_axis.clear()
+        self.channel_axis.addItem("none", None)
+        for i in range(data.ndim):
+            self.channel_axis.addItem(f"axis {i} (size {data.shape[i]})", i)
+        self.channel_axis.setCurrentIndex(0 if axis is None else axis + 1)
+        self.channel_axis.blockSignals(False)
+        self.ndim.setCurrentIndex(ndim - 2)
+        what = "RGB: 3 channels" if layers[0].rgb else f"shape {tuple(data.shape)}"
+        channels = "no channel axis" if axis is None else f"channel axis {axis}"
+        self.detected.setText(f"detected: {ndim}D, {channels} ({what}); edit if wrong")
+        self._read_params()
+
+    def _browse_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Dataset folder")
+        if path:
+            self.folder.setText(path)
+            self._read_params()
+
+    # ---- parameters -----------------------------------------------------------------------
+    def _on_param(self) -> None:
+        self._read_params()
+        if self._previewed:
+            self._debounce.start()
+
+    def _read_params(self) -> None:
+        """Push the widgets' values into the shared state (data and pretext config sections)."""
+        task = self.task.currentText()
+        self.stack.setCurrentIndex(self.task.currentIndex())
+        self.ratio.setEnabled(self.mask_type.currentText() == "random")
+        ndim = self.ndim.currentIndex() + 2
+        self.patch_z.setEnabled(ndim == 3)
+        xy = self.patch_xy.value()
+        patch = (xy, xy) if ndim == 2 else (self.patch_z.value(), xy, xy)
+        cfg = self.state.cfg
+        data = dataclasses.replace(
+            cfg.data, ndim=ndim, patch_size=patch, train_path=self.folder.text().strip()
+        )
+        pretext = dataclasses.replace(
+            cfg.pretext,
+            task=task,
+            noise=float(self.noise.value()),
+            resizing_factor=float(self.factor.value()),
+            mask_type=self.mask_type.currentText(),
+            mask_ratio=0.5 if self.mask_type.currentText() == "grid" else float(self.ratio.value()),
+        )
+        model = dataclasses.replace(cfg.model, vit_token_size=int(self.token.value()))
+        self.state.ndim = ndim
+        self.state.channel_axis = self.channel_axis.currentData()
+        self.state.folder = self.folder.text().strip()
+        self.state.update_cfg(data=data, pretext=pretext, model=model)
+
+    # ---- preview --------------------------------------------------------------------------
+    def run_preview(self) -> None:
+        """Add or update the preview layer of every selected layer."""
+        self._read_params()
+        layers = self.selected_layers()
+        if not layers:
+            hint = " (Preview shows layers: open one image of the folder)" * bool(self.state.folder)
+            show_error(
+                "No image layer selected: pick one or more in the 'Image layers' list"
+                f"{hint}, or open a sample via File ▸ Open Sample ▸ napari-ssl."
+            )
+            return
+        for layer in layers:
+            try:
+                self._preview_one(layer)
+            except (DataError, ConfigError, ValueError) as err:
+                show_error(f"Preview of '{layer.name}' failed: {err}")
+                return
+            self._previewed.add(layer.name)
+
+    def _live_preview(self) -> None:
+        self._previewed &= {layer.name for layer in self.selected_layers()}
+        if self._previewed:
+            self.run_preview()
+
+    def _preview_one(self, layer: ImageLayer) -> None:
+        state = self.state
+        image = _layers.to_image(layer, state.ndim, state.channel_axis)
+        limits = PREVIEW_MAX[state.ndim]
+        start = [max(0, (s - m) // 2) for s, m in zip(image.spatial_shape, limits, strict=True)]
+        region = tuple(
+            slice(b, b + min(s, m))
+            for b, s, m in zip(start, image.spatial_shape, limits, strict=True)
+        )
+        crop = image.read(region)
+        pretext = state.cfg.pretext
+        if pretext.task == "crappify":
+            from napari_ssl.pretext.crappify import crappify
+
+            out = crappify(crop, pretext.noise, pretext.resizing_factor, seed=0)
+        else:
+            from napari_ssl.pretext.masking import preview_masked
+
+            token = state.cfg.model.vit_token_size
+            if min(crop.shape[1:]) < token:
+                raise DataError(
+                    f"the image ({crop.shape[1:]}) is smaller than one token ({token}); "
+                    "lower the token size."
+                )
+            out = preview_masked(crop, token, pretext.mask_type, pretext.mask_ratio, 0)
+        data = _layers.to_layer_layout(np.asarray(out), state.channel_axis)
+        offset = list(start)
+        if state.channel_axis is not None and not layer.rgb:
+            offset.insert(state.channel_axis % data.ndim, 0)
+        kwargs = {} if layer.rgb else {"contrast_limits": layer.contrast_limits}
+        _layers.upsert_image(
+            self.viewer,
+            f"{layer.name} {SUFFIX[pretext.task]}",
+            data,
+            layer,
+            offset=tuple(offset),
+            **kwargs,
+        )

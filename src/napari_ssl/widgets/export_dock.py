@@ -1,0 +1,181 @@
+"""Export dock: write ``.pth`` (BiaPy layout), ``.safetensors`` and the YAML config.
+
+The written paths and the exact CLI command that reproduces the run headless are shown in
+read-only fields (select and copy, or use the Copy buttons). A run trained on napari layers has no
+data folder, so the training layers can be saved next to the export as ``train/x/*.tif`` and the
+YAML points there: the command then runs as shown.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_ssl.data.images import DataError, Image
+from napari_ssl.widgets import _layers
+from napari_ssl.widgets.state import state_for, unwrap
+from napari_ssl.widgets.worker import plain_error
+
+
+def cli_command(yaml_path: str | Path, result_dir: str | Path, name: str) -> str:
+    """The headless command that trains the exported config again."""
+    parts = ["napari-ssl", "--config", str(yaml_path), "--result_dir", str(result_dir)]
+    return shlex.join([*parts, "--name", name, "--run_id", "1"])
+
+
+def _export(path: str, out_dir: str, name: str, images: list[Image]) -> dict[str, Path]:
+    """Worker body: load the checkpoint, save the training images (if any), export."""
+    import tifffile
+
+    from napari_ssl.engine.checkpoints import export_checkpoint, load_trained
+    from napari_ssl.results import safe_filename
+
+    trained = load_trained(path)
+    if images:
+        folder = Path(out_dir) / f"{name}_data" / "train" / "x"
+        folder.mkdir(parents=True, exist_ok=True)
+        for image in images:
+            data = image.read()
+            data = data[0] if image.channels == 1 else np.moveaxis(data, 0, -1)
+            tifffile.imwrite(folder / f"{safe_filename(image.name)}.tif", data)
+        trained.cfg.data.train_path = str(folder.parent.parent)
+    return export_checkpoint(trained, out_dir, name)
+
+
+def _text(edit: QLineEdit | QPlainTextEdit) -> str:
+    return edit.toPlainText() if isinstance(edit, QPlainTextEdit) else edit.text()
+
+
+class ExportDock(QWidget):
+    """Export a checkpoint for fine-tuning elsewhere, with its config and CLI command."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = unwrap(napari_viewer)
+        self.state = state_for(self.viewer)
+        self.worker: Any = None
+        self.paths: dict[str, Path] = {}
+        self._build()
+        self.state.events.checkpoint.connect(self._on_checkpoint)
+        self._on_checkpoint(self.state.checkpoint)
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.checkpoint = QLineEdit(placeholderText="the run just trained, or a .pth file")
+        form.addRow("Checkpoint", self._row(self.checkpoint, self._browse_checkpoint, "…"))
+        self.out_dir = QLineEdit(str(Path.home() / "napari-ssl-export"))
+        form.addRow("Folder", self._row(self.out_dir, self._browse_folder, "…"))
+        self.name = QLineEdit("pretrained")
+        form.addRow("Name", self.name)
+        self.save_data = QCheckBox("save the training layers as a dataset folder")
+        self.save_data.setChecked(True)
+        self.save_data.setToolTip("So that the CLI command below finds the data")
+        form.addRow("", self.save_data)
+        layout.addLayout(form)
+        self.export_button = QPushButton("Export")
+        self.export_button.clicked.connect(self.export)
+        layout.addWidget(self.export_button)
+        out = QFormLayout()
+        self.fields: dict[str, QLineEdit | QPlainTextEdit] = {}
+        for key, label in (("pth", ".pth"), ("safetensors", ".safetensors"), ("yaml", "config"),
+                           ("command", "CLI")):  # fmt: skip
+            edit = QLineEdit(readOnly=True) if key != "command" else QPlainTextEdit(readOnly=True)
+            self.fields[key] = edit
+            out.addRow(label, self._row(edit, lambda e=edit: self._copy(e), "Copy"))
+        self.fields["command"].setMaximumHeight(70)
+        layout.addLayout(out)
+        layout.addStretch(1)
+
+    def _row(self, edit: QLineEdit, action: Any, text: str) -> QWidget:
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(edit)
+        button = QPushButton(text)
+        button.setMaximumWidth(50)
+        button.clicked.connect(lambda: action())
+        row.addWidget(button)
+        return box
+
+    def _copy(self, edit: QLineEdit | QPlainTextEdit) -> None:
+        QApplication.clipboard().setText(_text(edit))
+
+    def _browse_checkpoint(self) -> None:
+        path = QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.pth)")[0]
+        if path:
+            self.checkpoint.setText(path)
+
+    def _browse_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Export folder")
+        if path:
+            self.out_dir.setText(path)
+
+    def _on_checkpoint(self, path: str) -> None:
+        if path:
+            self.checkpoint.setText(path)
+
+    def _training_images(self) -> list[Image]:
+        state = self.state
+        if not self.save_data.isChecked() or state.folder:
+            return []
+        layers = [self.viewer.layers[n] for n in state.layers if n in self.viewer.layers]
+        return [_layers.to_image(lyr, state.ndim, state.channel_axis) for lyr in layers]
+
+    def export(self) -> None:
+        if self.worker is not None:
+            return
+        path, out_dir, name = (
+            self.checkpoint.text().strip(), self.out_dir.text().strip(), self.name.text().strip()
+        )  # fmt: skip
+        try:
+            if not path or not Path(path).is_file():
+                raise DataError(f"checkpoint '{path}' not found: train first or pick a .pth file.")
+            if not out_dir or not name:
+                raise DataError("give an export folder and a name.")
+            images = self._training_images()
+        except DataError as err:
+            show_error(f"Cannot export: {err}")
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(
+            _export, path, out_dir, name, images, _start_thread=False, _ignore_errors=True
+        )
+        worker.returned.connect(self._on_exported)
+        worker.errored.connect(lambda err: show_error(f"Export failed: {plain_error(err)}"))
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.export_button.setEnabled(False)
+        worker.start()
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.export_button.setEnabled(True)
+
+    def _on_exported(self, paths: dict[str, Path]) -> None:
+        self.paths = paths
+        for key, value in paths.items():
+            if key in self.fields:
+                self.fields[key].setText(str(value))
+        result_dir = self.state.result_dir or str(Path(self.out_dir.text()) / "runs")
+        self.fields["command"].setPlainText(
+            cli_command(paths["yaml"], result_dir, self.state.run_name or self.name.text())
+        )
+        show_info(f"Exported to {Path(paths['pth']).parent}")

@@ -1,0 +1,255 @@
+"""Reconstruct dock: run a checkpoint over whole image layers and add the results as layers.
+
+The checkpoint is the one just trained (from the shared state) or any file. Work runs in a
+worker with a progress bar and Cancel; outputs come back in each source's layout, scale and
+translate. Crappify adds ``<layer> [reconstruction]`` (and, when "degrade first and score" is on,
+``<layer> [degraded]`` plus PSNR/SSIM in the dock); masking adds the four MAE views.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_ssl.data.images import DataError
+from napari_ssl.widgets import _layers
+from napari_ssl.widgets.state import state_for, unwrap
+from napari_ssl.widgets.worker import ProgressRelay, plain_error
+
+OUTPUT_NAMES = {  # in stacking order: the last one added ends on top
+    "original": "[MAE original]",
+    "masked": "[MAE masked]",
+    "degraded": "[degraded]",
+    "reconstruction": "[reconstruction]",
+    "reconstruction_and_visible": "[MAE reconstruction + visible]",
+}
+
+
+def output_name(layer_name: str, key: str, task: str) -> str:
+    """The layer name of one output (masking's reconstruction says MAE)."""
+    suffix = "[MAE reconstruction]" if (task, key) == ("masking", "reconstruction") else None
+    return f"{layer_name} {suffix or OUTPUT_NAMES[key]}"
+
+
+def _reconstruct_all(
+    path: str, images: list[Any], options: dict[str, Any], relay: ProgressRelay, cancel: Any
+) -> tuple[str, list[dict[str, np.ndarray]], list[dict[str, float]]]:
+    """Worker body: load the checkpoint, reconstruct each image, score when degrading."""
+    from napari_ssl.engine.checkpoints import load_trained
+    from napari_ssl.inference.metrics import image_metrics
+    from napari_ssl.inference.reconstruct import reconstruct
+
+    trained = load_trained(path)
+    results, scores = [], []
+    for image in images:
+        out = reconstruct(trained, image, progress=relay, cancelled=cancel.is_set, **options)
+        results.append(out)
+        if "degraded" in out:
+            original = image.read().astype(np.float32)
+            scores.append(
+                {
+                    "degraded": image_metrics(out["degraded"], original),
+                    "reconstruction": image_metrics(out["reconstruction"], original),
+                }
+            )
+    return trained.cfg.pretext.task, results, scores
+
+
+class ReconstructDock(QWidget):
+    """Reconstruct whole images with a checkpoint."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = unwrap(napari_viewer)
+        self.state = state_for(self.viewer)
+        self.worker: Any = None
+        self._cancel = cancel = threading.Event()
+        self._sources: list[Any] = []
+        self.relay = ProgressRelay(self)
+        self.relay.progressed.connect(self._on_progress)
+        self._build()
+        self.destroyed.connect(lambda *_: cancel.set())  # closing the viewer cancels the work
+        self.state.events.checkpoint.connect(self._on_checkpoint)
+        for name in ("inserted", "removed", "moved"):
+            getattr(self.viewer.layers.events, name).connect(self._refresh_layers)
+        self._refresh_layers()
+        self._on_checkpoint(self.state.checkpoint)
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        row = QHBoxLayout()
+        self.checkpoint = QLineEdit(placeholderText="the run just trained, or a .pth file")
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.checkpoint)
+        row.addWidget(browse)
+        form.addRow("Checkpoint", row)
+        self.layer_list = QListWidget()
+        self.layer_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.layer_list.setMaximumHeight(110)
+        form.addRow("Input layers", self.layer_list)
+        self.overlap = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.75, singleStep=0.05)
+        self.overlap.setValue(0.25)
+        form.addRow("Tile overlap", self.overlap)
+        self.degrade = QCheckBox("degrade first and score (crappify)")
+        self.degrade.setToolTip(
+            "Crappify the input with the training settings, restore it and report PSNR / SSIM "
+            "against the original"
+        )
+        form.addRow("", self.degrade)
+        layout.addLayout(form)
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Reconstruct")
+        self.cancel_button = QPushButton("Cancel")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        self.progress = QProgressBar()
+        layout.addWidget(self.progress)
+        self.metrics = QLabel("")
+        self.metrics.setWordWrap(True)
+        self.metrics.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.metrics)
+        layout.addStretch(1)
+
+    def _browse(self) -> None:
+        path = QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.pth)")[0]
+        if path:
+            self.checkpoint.setText(path)
+
+    def _on_checkpoint(self, path: str) -> None:
+        if path:
+            self.checkpoint.setText(path)
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        selected = {item.data(Qt.ItemDataRole.UserRole) for item in self.layer_list.selectedItems()}
+        if not selected:
+            selected = set(self.state.layers)
+        self.layer_list.clear()
+        for layer in self.viewer.layers:
+            if isinstance(layer, _layers.ImageLayer) and not layer.name.endswith("]"):
+                item = QListWidgetItem(_layers.describe_layer(layer))
+                item.setData(Qt.ItemDataRole.UserRole, layer.name)
+                self.layer_list.addItem(item)
+                item.setSelected(layer.name in selected)
+
+    def select(self, names: list[str]) -> None:
+        for i in range(self.layer_list.count()):
+            item = self.layer_list.item(i)
+            item.setSelected(item.data(Qt.ItemDataRole.UserRole) in names)
+
+    # ---- run ------------------------------------------------------------------------------
+    def run(self) -> None:
+        if self.worker is not None:
+            return
+        try:
+            path, images = self._inputs()
+        except DataError as err:
+            show_error(f"Cannot reconstruct: {err}")
+            return
+        from napari.qt.threading import create_worker
+
+        self._cancel.clear()
+        options = {"overlap": float(self.overlap.value()), "degrade": self.degrade.isChecked()}
+        self.progress.setRange(0, 0)
+        self.metrics.setText("")
+        worker = create_worker(
+            _reconstruct_all,
+            path,
+            images,
+            options,
+            self.relay,
+            self._cancel,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
+        worker.returned.connect(self._on_result)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        worker.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self.cancel_button.setEnabled(False)
+
+    def _inputs(self) -> tuple[str, list[Any]]:
+        path = self.checkpoint.text().strip()
+        if not path or not Path(path).is_file():
+            raise DataError(
+                f"checkpoint '{path}' not found: train a model first or pick a .pth file."
+            )
+        names = [item.data(Qt.ItemDataRole.UserRole) for item in self.layer_list.selectedItems()]
+        if not names:
+            raise DataError("no input layer selected: pick one or more image layers in the list.")
+        self._sources = [self.viewer.layers[n] for n in names]
+        state = self.state
+        return path, [
+            _layers.to_image(lyr, state.ndim, state.channel_axis) for lyr in self._sources
+        ]
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def _on_error(self, err: Exception) -> None:
+        if type(err).__name__ == "InferenceCancelled":
+            show_info("Reconstruction cancelled; no layer was added.")
+        else:
+            show_error(f"Reconstruction failed: {plain_error(err)}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if self.progress.maximum() == 0:  # still "busy": no tile was done (error or cancel)
+            self.progress.setRange(0, 1)
+
+    def _on_result(self, result: tuple[str, list[dict[str, np.ndarray]], list[dict]]) -> None:
+        task, outputs, scores = result
+        axis = self.state.channel_axis
+        for source, out in zip(self._sources, outputs, strict=True):
+            for key in OUTPUT_NAMES:  # others (masking's token mask) are seen in [MAE masked]
+                if key not in out:
+                    continue
+                data = _layers.to_layer_layout(out[key], axis)
+                kwargs = {} if source.rgb else {"contrast_limits": source.contrast_limits}
+                _layers.upsert_image(
+                    self.viewer, output_name(source.name, key, task), data, source, **kwargs
+                )
+        self.progress.setValue(self.progress.maximum())
+        lines = [
+            f"{src.name}: degraded PSNR {s['degraded']['psnr']:.2f} dB, SSIM "
+            f"{s['degraded']['ssim']:.3f} → reconstruction PSNR {s['reconstruction']['psnr']:.2f}"
+            f" dB, SSIM {s['reconstruction']['ssim']:.3f}"
+            for src, s in zip(self._sources, scores, strict=False)
+        ]
+        self.metrics.setText("\n".join(lines))

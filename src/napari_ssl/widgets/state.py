@@ -1,0 +1,55 @@
+"""The evented state shared by the docks of one viewer.
+
+Every dock of a viewer gets the same :class:`SslState` from :func:`state_for`: the selected layers
+and their axes, the config built so far, the checkpoint of the latest training, and whether a
+training or reconstruction is running. Docks listen to ``state.events.<field>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from psygnal import evented
+
+from napari_ssl.config import Config
+
+
+@evented
+@dataclass
+class SslState:
+    layers: tuple[str, ...] = ()  # names of the selected Image layers
+    folder: str = ""  # a dataset folder, used instead of layers when set
+    ndim: int = 2  # spatial axes: 2 or 3
+    channel_axis: int | None = None  # axis of the layers' data holding channels (None: one channel)
+    cfg: Config = field(default_factory=Config)
+    checkpoint: str = ""  # latest checkpoint written by a training (or picked by the user)
+    result_dir: str = ""  # result folder of the latest training
+    run_name: str = ""
+    running: bool = False  # a training is running (Start is refused meanwhile)
+
+    def update_cfg(self, **sections: Any) -> None:
+        """Replace whole config sections (``data=...``, ``pretext=...``) and emit one event."""
+        self.cfg = dataclasses.replace(self.cfg, **sections)
+
+
+_STATES: dict[int, tuple[weakref.ref, SslState]] = {}
+
+
+def unwrap(viewer: Any) -> Any:
+    """The real viewer behind napari's ``PublicOnlyProxy`` (docks get the proxy)."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+def state_for(viewer: Any) -> SslState:
+    """The one state object of ``viewer`` (created on first use, dropped with the viewer)."""
+    viewer = unwrap(viewer)
+    for key in [k for k, (ref, _) in _STATES.items() if ref() is None]:
+        del _STATES[key]
+    entry = _STATES.get(id(viewer))
+    if entry is None or entry[0]() is not viewer:
+        entry = (weakref.ref(viewer), SslState())
+        _STATES[id(viewer)] = entry
+    return entry[1]

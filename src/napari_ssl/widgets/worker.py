@@ -1,0 +1,154 @@
+"""Background work for the docks: the training session and a progress relay.
+
+Training runs the engine's event generator in a napari ``GeneratorWorker``; only the small
+events cross threads. Pause / resume / stop go through the engine's ``TrainingControl`` (honoured
+at step boundaries), not through the worker, so a stop always ends with the engine's own
+``Stopped`` event and a complete last checkpoint. When napari closes its window it cancels its
+registered tasks by calling ``worker.quit()``: :class:`TrainingWorker` turns that into a clean stop
+and waits for it. torch is imported only inside the worker thread or at Start.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from napari.qt.threading import GeneratorWorker, create_worker
+from qtpy.QtCore import QObject, Signal
+
+from napari_ssl.engine import events as ev
+
+STOP_TIMEOUT_S = 120.0  # longest wait for the engine to reach a step boundary and save
+
+
+def plain_error(err: BaseException) -> str:
+    """A user-facing message for an unexpected exception (out of memory gets its fix)."""
+    text = str(err) or type(err).__name__
+    if isinstance(err, ValueError):  # our DataError / ConfigError / CheckpointError: plain already
+        return text
+    if "out of memory" in text.lower():
+        return (
+            "Out of GPU memory: lower the batch size or the patch size, or choose a smaller model "
+            "(or the CPU), then start again."
+        )
+    return f"{type(err).__name__}: {text}"
+
+
+def free_gpu_memory() -> None:
+    """Give cached GPU memory back (only when torch is already loaded)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _events(kwargs: dict[str, Any], control: Any, done: threading.Event) -> Iterator[ev.Event]:
+    """The engine's events; on any end (also an abandoned worker) the engine is stopped cleanly."""
+    try:
+        from napari_ssl.engine.trainer import train
+
+        events = train(control=control, **kwargs)
+        try:
+            for event in events:  # noqa: UP028 - `yield from` would close `events` on exit
+                yield event
+        finally:  # closed early: let the engine reach its step boundary and write its checkpoint
+            control.stop()
+            for _ in events:
+                pass
+    except Exception as err:  # the engine reports its own errors as Failed; this is the rest
+        yield ev.Failed(plain_error(err))
+    finally:
+        free_gpu_memory()
+        done.set()
+
+
+class TrainingWorker(GeneratorWorker):
+    """A generator worker whose ``quit`` stops the engine cleanly and waits for it."""
+
+    control: Any
+    done: threading.Event
+
+    def quit(self) -> None:
+        self.control.stop()
+        self.done.wait(STOP_TIMEOUT_S)
+
+
+class TrainingSession:
+    """One training at a time: start, pause, resume, stop, shut down (stop and wait)."""
+
+    def __init__(self, on_event: Callable[[ev.Event], None], on_done: Callable[[], None]) -> None:
+        self._on_event = on_event
+        self._on_done = on_done
+        self.worker: TrainingWorker | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    @property
+    def paused(self) -> bool:
+        return self.worker is not None and self.worker.control.paused
+
+    def start(self, **kwargs: Any) -> None:
+        """Run ``train(**kwargs)`` in a worker (cfg, images, layout, resume, preview)."""
+        if self.worker is not None:
+            raise RuntimeError("a training is already running")
+        from napari_ssl.engine.trainer import TrainingControl
+
+        done = threading.Event()
+        control = TrainingControl()
+        worker = create_worker(
+            _events, kwargs, control, done, _worker_class=TrainingWorker, _ignore_errors=True
+        )
+        worker.control, worker.done = control, done
+        worker.yielded.connect(self._on_event)
+        worker.errored.connect(lambda err: self._on_event(ev.Failed(plain_error(err))))
+        worker.finished.connect(self._finished)
+        worker.finished.connect(self._on_done)
+        self.worker = worker
+        worker.start()
+
+    def _finished(self) -> None:
+        self.worker = None
+
+    def pause(self) -> None:
+        if self.worker is not None:
+            self.worker.control.pause()
+
+    def resume(self) -> None:
+        if self.worker is not None:
+            self.worker.control.resume()
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.control.stop()
+
+    def shutdown(self) -> None:
+        """Stop and wait (dock or viewer closing): no event reaches the docks any more."""
+        worker = self.worker
+        if worker is None:
+            return
+        for signal in (worker.yielded, worker.errored, worker.finished):
+            signal.disconnect()
+        worker.quit()
+        self.worker = None
+
+
+class ProgressRelay(QObject):
+    """Carries ``progress(done, total)`` calls from a worker thread to the GUI thread."""
+
+    progressed = Signal(int, int)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.progressed.emit(int(done), int(total))
+
+
+def probe_devices() -> list[tuple[str, str]]:
+    """Device choices, loading torch and the engine (run it in a worker)."""
+    import napari_ssl.engine.trainer  # noqa: F401 - load torch and the engine before Start
+    from napari_ssl.engine.device import available_devices
+
+    return available_devices()

@@ -1,0 +1,42 @@
+"""GUI fixtures: a shown viewer with every dock, real sample crops, captured notifications."""
+
+from __future__ import annotations
+
+import pytest
+from gui_helpers import SCALE
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    v = make_napari_viewer(show=True)
+    v.window.resize(1500, 950)
+    return v
+
+
+@pytest.fixture
+def docks(viewer):
+    from napari_ssl.widgets.launch import add_docks
+
+    return add_docks(viewer)
+
+
+@pytest.fixture
+def sem_layer(viewer, sem_2d):
+    """A 96x96 crop of the real SEM image, with a pixel size and an offset."""
+    return viewer.add_image(sem_2d[200:296, 300:396].copy(), name="sem", scale=SCALE,
+                            translate=(10.0, 20.0))  # fmt: skip
+
+
+@pytest.fixture
+def notes():
+    """Every napari notification shown during the test: list of (severity, message)."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list[tuple[str, str]] = []
+
+    def record(event) -> None:
+        seen.append((str(event.severity), event.message))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)

@@ -1,0 +1,42 @@
+"""Helpers for the GUI tests (imported by name: tests/gui is on sys.path under pytest)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCALE = (1.079, 1.079)
+
+
+def tiny(docks, epochs: int = 2, patch: int = 32) -> None:
+    """Make the Data and Train docks set up a tiny, fast CPU training."""
+    data, train = docks["Data and pretext"], docks["Train"]
+    data.patch_xy.setValue(patch)
+    state = data.state
+    state.update_cfg(
+        model=dataclasses.replace(
+            state.cfg.model, feature_maps=(4, 8, 16), dropout=(0.0, 0.0, 0.0), z_down=(2, 2)
+        ),
+        train=dataclasses.replace(state.cfg.train, log_every=1),
+    )
+    train.epochs.setValue(epochs)
+    train.batch.setValue(2)
+    train.device.clear()
+    train.device.addItem("CPU", "cpu")
+
+
+def screenshot(viewer, name: str, dock: str | None = None) -> Path:
+    """Save the whole window (docks included) to docs/screenshots/<name>.png."""
+    if dock is not None:
+        viewer.window._wrapped_dock_widgets[dock].raise_()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    viewer.screenshot(path=str(path), canvas_only=False, flash=False)
+    return path
+
+
+def same(a, b) -> bool:
+    return np.array_equal(np.asarray(a), np.asarray(b))

@@ -1,0 +1,105 @@
+"""Data & pretext dock: layer picking, axes detection, previews updated in place, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gui_helpers import SCALE, same, screenshot
+
+pytestmark = pytest.mark.gui
+
+
+def test_detects_axes(viewer, docks, nuclei_3d):
+    from napari_ssl.widgets._layers import detect_axes
+
+    data = docks["Data and pretext"]
+    viewer.add_image(nuclei_3d, name="nuclei", scale=(0.29, 0.26, 0.26))
+    assert data.state.layers == ("nuclei",)  # a new layer is picked when none was
+    assert (data.state.ndim, data.state.channel_axis) == (3, None)
+    rgb = viewer.add_image(np.zeros((40, 50, 3), np.uint8), name="rgb", rgb=True)
+    two_channels = viewer.add_image(np.zeros((2, 60, 70), np.uint16), name="cyx")
+    assert detect_axes(rgb) == (2, 2)
+    assert detect_axes(two_channels) == (2, 0)
+    data.select(["cyx"])
+    assert (data.state.ndim, data.state.channel_axis) == (2, 0)
+    data.ndim.setCurrentIndex(1)  # the user says: it is 3D after all
+    data.channel_axis.setCurrentIndex(0)
+    assert (data.state.ndim, data.state.channel_axis) == (3, None)
+    assert data.state.cfg.data.ndim == 3 and len(data.state.cfg.data.patch_size) == 3
+
+
+def test_crappify_preview_updates_in_place(qtbot, viewer, docks, sem_layer):
+    data = docks["Data and pretext"]
+    original = sem_layer.data.copy()
+    data.noise.setValue(0.1)
+    data.run_preview()
+    name = "sem [crappified]"
+    preview = viewer.layers[name]
+    assert preview.data.shape == sem_layer.data.shape and preview.data.dtype == np.uint8
+    assert tuple(preview.scale) == SCALE and tuple(preview.translate) == (10.0, 20.0)
+    assert not same(preview.data, original)
+    first = preview.data.copy()
+    count = len(viewer.layers)
+    data.noise.setValue(0.4)  # live update after the first preview (debounced)
+    qtbot.waitUntil(lambda: not same(viewer.layers[name].data, first), timeout=5000)
+    assert len(viewer.layers) == count and viewer.layers[name] is preview
+    assert preview.data.std() > 0 and same(sem_layer.data, original)
+    screenshot(viewer, "data_dock_crappify", "Data and pretext")
+
+
+def test_masking_preview_3d(viewer, docks, nuclei_3d):
+    data = docks["Data and pretext"]
+    viewer.add_image(nuclei_3d, name="nuclei", scale=(0.29, 0.26, 0.26))
+    data.task.setCurrentText("masking")
+    data.mask_type.setCurrentText("random")
+    data.ratio.setValue(0.75)
+    data.token.setValue(16)
+    data.run_preview()
+    masked = viewer.layers["nuclei [masked]"]
+    assert masked.data.shape == nuclei_3d.shape
+    assert tuple(masked.scale) == (0.29, 0.26, 0.26)
+    hidden = masked.data != nuclei_3d
+    assert 0.5 < hidden.mean() < 0.9  # about 75% of the tokens hidden
+    viewer.dims.ndisplay = 2
+    viewer.dims.set_point(0, 30 * 0.29)
+    screenshot(viewer, "data_dock_masking_3d", "Data and pretext")
+
+
+def test_multichannel_preview_keeps_layout(viewer, docks, sem_2d):
+    data = docks["Data and pretext"]
+    stack = np.stack([sem_2d[:64, :80], sem_2d[64:128, :80]], axis=-1)  # YXC
+    viewer.add_image(stack, name="yxc")
+    data.select(["yxc"])
+    assert (data.state.ndim, data.state.channel_axis) == (2, 2)
+    data.run_preview()
+    assert viewer.layers["yxc [crappified]"].data.shape == stack.shape
+
+
+def test_errors_are_notifications(viewer, docks, notes, sem_layer):
+    data = docks["Data and pretext"]
+    data.select([])
+    data.run_preview()
+    assert notes and notes[-1][0] == "error" and "No image layer selected" in notes[-1][1]
+    labels = viewer.add_labels(np.zeros((20, 20), np.int32), name="mask")
+    viewer.layers.selection = {labels}
+    data._use_viewer_selection()
+    assert "Labels layer" in notes[-1][1] and "Image layers" in notes[-1][1]
+    assert "mask" not in data.state.layers
+    data.select(["sem"])
+    data.task.setCurrentText("masking")
+    data.token.setValue(64)
+    data.channel_axis.setCurrentIndex(1)  # "axis 0" on a 2D image: impossible
+    data.run_preview()
+    assert notes[-1][0] == "error" and "sem" in notes[-1][1]
+    assert not labels.data.any() and "sem [masked]" not in viewer.layers
+
+
+def test_big_layer_previews_a_bounded_crop(viewer, docks):
+    data = docks["Data and pretext"]
+    big = np.zeros((3000, 2500), np.uint8)
+    big[::7] = 200
+    viewer.add_image(big, name="big", scale=(2.0, 2.0))
+    data.run_preview()
+    preview = viewer.layers["big [crappified]"]
+    assert preview.data.shape == (2048, 2048)
+    assert tuple(preview.translate) == (2 * 476, 2 * 226)  # centred on the source

@@ -1,0 +1,86 @@
+"""The plugin as napari sees it: manifest, sample data, launcher, start-up cost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.gui
+SRC = Path(__file__).resolve().parents[2] / "src"
+MANIFEST = SRC / "napari_ssl" / "napari.yaml"
+
+
+def test_manifest_is_valid_and_complete():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_file(MANIFEST)
+    widgets = {w.display_name for w in manifest.contributions.widgets}
+    assert widgets == {"Data and pretext", "Train", "Reconstruct", "Export"}
+    assert {s.key for s in manifest.contributions.sample_data} == {"sem", "nuclei"}
+    for command in manifest.contributions.commands:  # every python_name resolves
+        module, attr = command.python_name.split(":")
+        assert callable(getattr(__import__(module, fromlist=[attr]), attr))
+    result = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", str(MANIFEST)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_samples_carry_the_tiff_pixel_size():
+    from napari_ssl._sample_data import nuclei_sample, sem_sample
+
+    [(sem, sem_kw, kind)] = sem_sample()
+    assert kind == "image" and sem.shape == (1024, 1536) and sem.dtype.name == "uint8"
+    assert sem_kw["scale"] == pytest.approx((1.079, 1.079), abs=1e-3) and sem_kw["units"] == "nm"
+    [(nuclei, nuclei_kw, _)] = nuclei_sample()
+    assert nuclei.shape == (60, 256, 256) and nuclei.dtype.name == "uint16"
+    assert nuclei_kw["scale"] == pytest.approx((0.29, 0.26, 0.26), abs=1e-3)
+
+
+def test_widgets_do_not_import_torch():
+    code = (
+        "import sys, napari_ssl.widgets.launch as l, importlib\n"
+        "for _, m, c in l.DOCKS: getattr(importlib.import_module(m), c)\n"
+        "import napari_ssl._sample_data\n"
+        "print('torch' in sys.modules)"
+    )
+    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_open_gui_shows_docks_and_sample(monkeypatch, qtbot):
+    import napari
+
+    from napari_ssl.widgets import launch
+
+    viewers = []
+    monkeypatch.setattr(napari, "run", lambda: viewers.append(napari.current_viewer()))
+    start = time.perf_counter()
+    launch.open_gui("nuclei")
+    elapsed = time.perf_counter() - start
+    viewer = viewers[0]
+    try:
+        assert set(viewer.window._wrapped_dock_widgets) >= {"Data and pretext", "Train"}
+        layer = viewer.layers["nuclei (3D)"]
+        assert tuple(layer.scale) == pytest.approx((0.29, 0.26, 0.26), abs=1e-3)
+        data = viewer.window._wrapped_dock_widgets["Data and pretext"].widget()
+        assert data.state.ndim == 3 and data.state.layers == ("nuclei (3D)",)
+        train = viewer.window._wrapped_dock_widgets["Train"].widget()
+        qtbot.waitUntil(lambda: train.device.findData("cpu") >= 0, timeout=30_000)
+        assert elapsed < 30  # a whole window with four docks, on a shared 2-core machine
+    finally:
+        viewer.close()
+
+
+def test_first_dock_opens_fast(viewer):
+    from napari_ssl.widgets.data_dock import DataDock
+
+    start = time.perf_counter()
+    dock = DataDock(viewer)
+    viewer.window.add_dock_widget(dock, name="d")
+    assert time.perf_counter() - start < 2.0

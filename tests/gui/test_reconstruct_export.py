@@ -1,0 +1,165 @@
+"""Reconstruct and Export docks, with checkpoints trained by the engine on real crops."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from gui_helpers import SCALE, same, screenshot
+
+pytestmark = pytest.mark.gui
+
+
+def _train(tmp: Path, image: np.ndarray, task: str) -> str:
+    from napari_ssl.config import Config
+    from napari_ssl.data.images import as_image
+    from napari_ssl.engine import events as ev
+    from napari_ssl.engine.trainer import train
+    from napari_ssl.results import ResultsLayout
+
+    cfg = Config()
+    cfg.data.patch_size = (32, 32)
+    cfg.pretext.task = task
+    cfg.model.feature_maps, cfg.model.dropout, cfg.model.z_down = (4, 8, 16), (0.0,) * 3, (2, 2)
+    if task == "masking":
+        cfg.model.architecture, cfg.model.vit_token_size = "mae", 8
+        cfg.model.vit_embed_dim, cfg.model.vit_num_layers, cfg.model.vit_num_heads = 32, 2, 2
+        cfg.model.mae_dec_hidden_size, cfg.model.mae_dec_num_layers = 32, 1
+        cfg.model.mae_dec_num_heads, cfg.model.mae_dec_mlp_dims = 2, 64
+    cfg.train.epochs, cfg.train.batch_size, cfg.system.device = 1, 2, "cpu"
+    events = list(train(cfg, [as_image(image, "x", 2)], layout=ResultsLayout(tmp, task, 1)))
+    assert isinstance(events[-1], ev.Finished), events[-1]
+    return events[-1].best_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, sem_2d) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("ckpt")
+    crop = sem_2d[:96, :96].copy()
+    return {task: _train(tmp, crop, task) for task in ("crappify", "masking")}
+
+
+def _run(qtbot, dock) -> None:
+    dock.run_button.click()
+    qtbot.waitUntil(lambda: dock.worker is None, timeout=120_000)
+
+
+def test_reconstruct_crappify_with_score(qtbot, viewer, docks, sem_layer, checkpoints):
+    dock = docks["Reconstruct"]
+    dock.state.checkpoint = checkpoints["crappify"]  # as a finished training does
+    assert dock.checkpoint.text() == checkpoints["crappify"]
+    dock.select(["sem"])
+    dock.degrade.setChecked(True)
+    original = sem_layer.data.copy()
+    _run(qtbot, dock)
+    for name in ("sem [reconstruction]", "sem [degraded]"):
+        layer = viewer.layers[name]
+        assert layer.data.shape == (96, 96) and tuple(layer.scale) == SCALE
+        assert tuple(layer.translate) == (10.0, 20.0)
+    assert "PSNR" in dock.metrics.text() and "SSIM" in dock.metrics.text()
+    assert same(sem_layer.data, original)
+    count = len(viewer.layers)
+    _run(qtbot, dock)  # a second run updates the same layers
+    assert len(viewer.layers) == count
+    screenshot(viewer, "reconstruct_dock_crappify", "Reconstruct")
+
+
+def test_reconstruct_masking_views(qtbot, viewer, docks, sem_layer, checkpoints):
+    dock = docks["Reconstruct"]
+    dock.checkpoint.setText(checkpoints["masking"])
+    dock.select(["sem"])
+    _run(qtbot, dock)
+    for suffix in ("original", "masked", "reconstruction", "reconstruction + visible"):
+        layer = viewer.layers[f"sem [MAE {suffix}]"]
+        assert layer.data.shape == (96, 96) and tuple(layer.scale) == SCALE
+    assert same(viewer.layers["sem [MAE original]"].data, sem_layer.data)
+    assert viewer.layers[-1].name == "sem [MAE reconstruction + visible]"
+    viewer.canvas.grid.enabled = True  # the views side by side, for the screenshot
+    qtbot.wait(100)
+    viewer.reset_view()
+    qtbot.wait(300)
+    screenshot(viewer, "reconstruct_dock_masking", "Reconstruct")
+
+
+def test_reconstruct_puts_channels_back(qtbot, viewer, docks, sem_2d, checkpoints, notes):
+    dock, data = docks["Reconstruct"], docks["Data and pretext"]
+    yxc = viewer.add_image(sem_2d[:64, :80, None].copy(), name="yxc", scale=(2.0, 2.0, 1.0))
+    data.select(["yxc"])
+    assert data.state.channel_axis == 2
+    dock.checkpoint.setText(checkpoints["crappify"])
+    dock.select(["yxc"])
+    _run(qtbot, dock)
+    out = viewer.layers["yxc [reconstruction]"]
+    assert out.data.shape == yxc.data.shape and tuple(out.scale) == (2.0, 2.0, 1.0)
+    viewer.add_image(np.stack([sem_2d[:64, :80]] * 2), name="cyx")  # 2 channels, model has 1
+    data.select(["cyx"])
+    dock.select(["cyx"])
+    count = len(viewer.layers)
+    _run(qtbot, dock)
+    assert notes[-1][0] == "error" and "channel" in notes[-1][1]
+    assert len(viewer.layers) == count
+
+
+def test_reconstruct_errors(qtbot, viewer, docks, sem_layer, notes, tmp_path):
+    dock = docks["Reconstruct"]
+    dock.checkpoint.setText(str(tmp_path / "none.pth"))
+    dock.select(["sem"])
+    dock.run_button.click()
+    assert notes[-1][0] == "error" and "not found" in notes[-1][1]
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    dock.checkpoint.setText(str(bad))
+    _run(qtbot, dock)
+    assert notes[-1][0] == "error" and "Reconstruction failed" in notes[-1][1]
+    assert "sem [reconstruction]" not in viewer.layers
+
+
+def test_export_and_reload(qtbot, viewer, docks, sem_layer, checkpoints, tmp_path):
+    from napari_ssl.config import load_yaml
+    from napari_ssl.engine.checkpoints import load_trained
+
+    dock = docks["Export"]
+    dock.state.checkpoint = checkpoints["crappify"]
+    dock.state.result_dir, dock.state.run_name = str(tmp_path / "runs"), "ssl"
+    dock.out_dir.setText(str(tmp_path / "export"))
+    dock.name.setText("pretrained")
+    dock.export_button.click()
+    qtbot.waitUntil(lambda: dock.worker is None and bool(dock.paths), timeout=60_000)
+    pth = Path(dock.fields["pth"].text())
+    assert pth.is_file() and Path(dock.fields["safetensors"].text()).is_file()
+    trained = load_trained(pth)
+    assert trained.cfg.pretext.task == "crappify"
+    cfg = load_yaml(dock.fields["yaml"].text())
+    assert sorted(p.name for p in (Path(cfg.data.train_path) / "train" / "x").iterdir()) == [
+        "sem.tif"
+    ]
+    command = shlex.split(dock.fields["command"].toPlainText())
+    assert command[:3] == ["napari-ssl", "--config", str(dock.paths["yaml"])]
+    assert command[command.index("--name") + 1] == "ssl"
+    assert yaml.safe_load(Path(dock.paths["yaml"]).read_text())["data"]["patch_size"] == [32, 32]
+    screenshot(viewer, "export_dock", "Export")
+
+
+def test_reconstruct_cancel(qtbot, viewer, docks, sem_2d, checkpoints, notes):
+    dock = docks["Reconstruct"]
+    viewer.add_image(sem_2d, name="full")
+    dock.checkpoint.setText(checkpoints["crappify"])
+    dock.select(["full"])
+    dock.run_button.click()
+    assert not dock.run_button.isEnabled() and dock.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: dock.progress.value() > 0, timeout=60_000)
+    dock.cancel_button.click()
+    qtbot.waitUntil(lambda: dock.worker is None, timeout=60_000)
+    assert "full [reconstruction]" not in viewer.layers
+    assert any("cancelled" in message for _, message in notes)
+
+
+def test_plain_errors():
+    from napari_ssl.widgets.worker import plain_error
+
+    oom = plain_error(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert "batch size" in oom and "Out of GPU memory" in oom
+    assert plain_error(ValueError("bad value: fix it")) == "bad value: fix it"

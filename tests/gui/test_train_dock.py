@@ -1,0 +1,159 @@
+"""Train dock: a real tiny training in a worker, live plot, pause / resume / stop, closing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gui_helpers import SCALE, same, screenshot, tiny
+from qtpy.QtCore import QTimer
+
+pytestmark = pytest.mark.gui
+LONG = 2000  # epochs for runs that are interrupted
+
+
+def _steps(train) -> int:
+    return train.plot.step_points
+
+
+def test_train_updates_plot_files_and_live_layer(qtbot, viewer, docks, sem_layer, tmp_path):
+    train = docks["Train"]
+    tiny(docks, epochs=3)
+    train.result_dir.setText(str(tmp_path))
+    original = sem_layer.data.copy()
+    ticks = []
+    timer = QTimer(interval=20)
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start()
+    train.start_button.click()
+    assert train.state.running and not train.start_button.isEnabled()
+    assert train.stop_button.isEnabled() and train.pause_button.isEnabled()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    timer.stop()
+    assert len(ticks) > 20  # the event loop kept running during training
+    assert train.plot.step_points >= 3 and train.plot.epoch_points == 3
+    qtbot.waitUntil(lambda: train.plot.redraws > 0, timeout=2000)
+    ckpt = Path(train.state.checkpoint)
+    assert ckpt.is_file() and ckpt.name == "ssl_1-checkpoint-best.pth"
+    assert (tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth").is_file()
+    live = viewer.layers["sem [live reconstruction]"]
+    assert live.data.shape == (64, 64) and tuple(live.scale) == SCALE
+    assert tuple(live.translate) == pytest.approx((10 + 16 * SCALE[0], 20 + 16 * SCALE[1]))
+    assert same(sem_layer.data, original)
+    assert train.start_button.isEnabled() and not train.stop_button.isEnabled()
+    assert "finished" in train.progress.format()
+    screenshot(viewer, "train_dock_finished", "Train")
+    train.start_button.click()  # a second run gets the next run id
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    assert Path(train.state.checkpoint).name == "ssl_2-checkpoint-best.pth"
+
+
+def test_start_twice_in_one_turn_starts_one_training(qtbot, docks, sem_layer, tmp_path):
+    train = docks["Train"]
+    tiny(docks, epochs=LONG)
+    train.result_dir.setText(str(tmp_path))
+    train.start()
+    first = train.session.worker
+    train.start()
+    train.start_button.click()
+    assert train.session.worker is first
+    qtbot.waitUntil(lambda: _steps(train) > 0, timeout=60_000)
+    train.stop_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=60_000)
+    assert len(list((tmp_path / "ssl" / "checkpoints").glob("*-last.pth"))) == 1
+
+
+def test_pause_resume_stop(qtbot, viewer, docks, sem_layer, tmp_path, notes):
+    train = docks["Train"]
+    tiny(docks, epochs=LONG)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: _steps(train) > 2, timeout=60_000)
+    train.pause_button.click()
+    assert train.pause_button.text() == "Resume"
+    qtbot.wait(500)  # the engine finishes at most the step it was in
+    paused_at = _steps(train)
+    qtbot.wait(1000)
+    assert _steps(train) <= paused_at + 1
+    screenshot(viewer, "train_dock_paused", "Train")
+    train.pause_button.click()
+    assert train.pause_button.text() == "Pause"
+    qtbot.waitUntil(lambda: _steps(train) > paused_at + 2, timeout=30_000)
+    train.stop_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=30_000)
+    last = Path(train.checkpoint.text())
+    assert last.is_file() and last.name == "ssl_1-checkpoint-last.pth"
+    assert any("stopped" in message for _, message in notes)
+    from napari_ssl.engine.checkpoints import load_trained
+
+    assert load_trained(last).cfg.train.epochs == LONG
+    # continue the stopped run from its last checkpoint
+    train.epochs.setValue(LONG)
+    train.start_mode.setCurrentIndex(1)
+    train.start_button.click()
+    qtbot.waitUntil(lambda: _steps(train) > 0, timeout=60_000)
+    assert train.session.running
+    train.stop_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=30_000)
+    assert not list((tmp_path / "ssl" / "checkpoints").glob("ssl_2*"))  # same run continued
+
+
+def test_closing_viewer_stops_training(qtbot, viewer, docks, sem_layer, tmp_path):
+    train = docks["Train"]
+    tiny(docks, epochs=LONG)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: _steps(train) > 0, timeout=60_000)
+    worker = train.session.worker
+    done = worker.done
+    viewer.close()
+    assert done.wait(30)  # the engine stopped, wrote its last checkpoint and freed its memory
+    from napari_ssl.engine.checkpoints import load_trained
+
+    last = tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth"
+    assert load_trained(last).model is not None
+    assert not train.state.running
+
+
+def test_removing_dock_stops_training(qtbot, viewer, docks, sem_layer, tmp_path):
+    train = docks["Train"]
+    tiny(docks, epochs=LONG)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: _steps(train) > 0, timeout=60_000)
+    done = train.session.worker.done
+    viewer.window.remove_dock_widget(train)
+    assert done.wait(30)
+    assert not train.state.running
+    assert (tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth").is_file()
+
+
+def test_start_errors_are_notifications(qtbot, viewer, docks, sem_layer, notes, tmp_path):
+    train, data = docks["Train"], docks["Data and pretext"]
+    tiny(docks)
+    train.result_dir.setText(str(tmp_path))
+    data.select([])
+    train.start_button.click()
+    assert notes[-1][0] == "error" and "select image layers" in notes[-1][1]
+    assert not train.state.running and train.start_button.isEnabled()
+    data.select(["sem"])
+    data.task.setCurrentText("masking")
+    data.token.setValue(12)  # patch 32 is not a multiple of 12
+    train.start_button.click()
+    assert notes[-1][0] == "error" and "token" in notes[-1][1].lower()
+    data.task.setCurrentText("crappify")
+    train.start_mode.setCurrentIndex(1)
+    train.checkpoint.setText(str(tmp_path / "missing.pth"))
+    train.start_button.click()
+    assert notes[-1][0] == "error" and "not found" in notes[-1][1]
+    assert not train.state.running and not (tmp_path / "ssl").exists()
+
+
+def test_small_image_warns(qtbot, viewer, docks, sem_2d, notes, tmp_path):
+    train = docks["Train"]
+    viewer.add_image(sem_2d[:24, :40].copy(), name="small")
+    tiny(docks, epochs=1)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    assert any(sev == "warning" and "smaller than the patch" in msg for sev, msg in notes)
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)

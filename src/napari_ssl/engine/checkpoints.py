@@ -10,7 +10,7 @@ loads with ``torch.load(weights_only=True)``; nothing is ever unpickled beyond t
 from __future__ import annotations
 
 import json
-import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,21 @@ def model_kwargs(cfg: Config, in_channels: int) -> dict[str, Any]:
     return build_kwargs(cfg.model, cfg.data.ndim, in_channels, tuple(cfg.data.patch_size), **extra)
 
 
+# BiaPy resolves these MODEL lists before it saves its cfg; ours must be resolved too, or
+# BiaPy's fine-tuning merge (MODEL.LOAD_CHECKPOINT) keeps its own lengths and then refuses them.
+_RESOLVED = {"yx_down": "YX_DOWN", "z_down": "Z_DOWN", "drop_values": "DROPOUT_VALUES",
+             "isotropy": "ISOTROPY", "conv_layers": "CONV_LAYERS"}  # fmt: skip
+
+
+def biapy_cfg(cfg: Config, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's ``cfg``: BiaPy's layout, MODEL lists resolved as in ``kwargs``."""
+    from napari_ssl.biapy_config import to_biapy
+
+    out = to_biapy(cfg)
+    out["MODEL"].update({name: list(kwargs[k]) for k, name in _RESOLVED.items() if k in kwargs})
+    return out
+
+
 def make_payload(
     model: torch.nn.Module,
     cfg: Config,
@@ -72,13 +87,12 @@ def make_payload(
     optimizer: torch.optim.Optimizer | None = None,
     train_state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from napari_ssl.biapy_config import to_biapy
-
+    kwargs = model_kwargs(cfg, in_channels)
     payload: dict[str, Any] = {
-        "model_build_kwargs": model_kwargs(cfg, in_channels),
+        "model_build_kwargs": kwargs,
         "model": {k: v.cpu() for k, v in state_dict_of(model).items()},
         "epoch": epoch,
-        "cfg": to_biapy(cfg),
+        "cfg": biapy_cfg(cfg, kwargs),
         "biapy_version": "3.7.1",
         "normalization": {
             "type": cfg.data.normalization,
@@ -100,32 +114,48 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     """Write atomically: a crash never leaves a broken file at ``path``."""
     from napari_ssl.results import atomic_write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         torch.save(payload, tmp)
-    return path
+    return Path(path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``; files that need pickled objects are refused."""
+    """``torch.load(weights_only=True)`` or safetensors; pickled objects are refused. Like
+    BiaPy, weights under ``model_state_dict`` / ``state_dict`` or a bare state dict are accepted."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: '{path}'. Check PATHS.CHECKPOINT_FILE.")
-    if path.suffix == ".safetensors":
-        return _read_safetensors(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+        if path.suffix == ".safetensors":
+            data = _read_safetensors(path)
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch and safetensors raise many kinds for a bad file
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        first = str(err).strip().split("\n")[0].split(". ")[0][:120]
+        why = (
+            f"it holds a pickled Python object ({found.group(1)}) that could run code, so it is "
+            "refused (older BiaPy versions store their config so): re-save it as a dict of "
+            "tensors and builtins, e.g. {'model': state_dict}"
+            if found
+            else "it is not a .pth / .safetensors checkpoint, or it is damaged (e.g. an "
+            f"incomplete copy) ({type(err).__name__}: {first})"
+        )
+        raise CheckpointError(f"cannot read '{path.name}': {why}.") from err
+    return _with_weights(data, path.name)
+
+
+def _with_weights(data: Any, name: str) -> dict[str, Any]:
+    """``data`` with its state dict under ``model``, checked to map names to tensors."""
+    keys = ("model", "model_state_dict", "state_dict")
+    key = next((k for k in keys if k in data), None) if isinstance(data, dict) else None
+    weights = data if key is None else data[key]
+    if not (isinstance(weights, dict) and weights and all(map(torch.is_tensor, weights.values()))):
+        what = f"its '{key}' entry is" if key else f"it holds a {type(data).__name__} that is"
         raise CheckpointError(
-            f"'{path.name}' holds pickled Python objects, which could run code when loaded, so it "
-            "is refused. Re-save it as a plain dict of tensors (e.g. {'model': state_dict})."
-        ) from err
-    except Exception as err:
-        raise CheckpointError(f"cannot read checkpoint '{path}': {err}") from err
-    if not isinstance(data, dict) or "model" not in data:
-        raise CheckpointError(f"'{path.name}' is not a model checkpoint (no 'model' entry).")
-    return data
+            f"'{name}' is not a model checkpoint: {what} not a state dict (names -> tensors)."
+        )
+    return {**data, "model": weights} if key else {"model": weights}
 
 
 def _read_safetensors(path: Path) -> dict[str, Any]:
@@ -134,14 +164,10 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iter
-    data: dict[str, Any] = {"model": weights}
-    for key in ("napari_ssl_config", "cfg", "normalization", "model_build_kwargs"):
-        if key in meta:
-            data[key] = json.loads(meta[key])
-    for key in ("epoch", "in_channels"):
-        if key in meta:
-            data[key] = int(meta[key])
-    return data
+    as_json = ("napari_ssl_config", "cfg", "normalization", "model_build_kwargs")
+    data = {k: json.loads(v) if k in as_json else int(v) for k, v in meta.items()
+            if k in (*as_json, "epoch", "in_channels")}  # fmt: skip
+    return {**data, "model": weights}
 
 
 def config_of(data: dict[str, Any]) -> Config:
@@ -152,10 +178,24 @@ def config_of(data: dict[str, Any]) -> Config:
         if "cfg" in data:
             from napari_ssl.biapy_config import from_biapy
 
-            return from_biapy(data["cfg"], source="checkpoint cfg", warn=False)
+            cfg = from_biapy(data["cfg"], source="checkpoint cfg", warn=False)
+            _built_decoder(cfg, data.get("model_build_kwargs") or {})
+            return cfg
     except ConfigError as err:
         raise CheckpointError(f"the checkpoint's configuration is not usable: {err}") from err
-    raise CheckpointError("the checkpoint has no configuration ('cfg'): cannot rebuild the model.")
+    raise CheckpointError(
+        "the checkpoint holds weights but no configuration ('cfg') to rebuild its model from: "
+        "use a checkpoint written by napari-ssl or BiaPy >= 3.5.1."
+    )
+
+
+def _built_decoder(cfg: Config, kwargs: dict[str, Any]) -> None:
+    """BiaPy ignores MODEL.MAE_DEC_* and builds the mae decoder its kwargs record."""
+    if cfg.model.architecture == "mae" and "decoder_embed_dim" in kwargs:
+        m, dim = cfg.model, int(kwargs["decoder_embed_dim"])
+        m.mae_dec_hidden_size, m.mae_dec_mlp_dims = dim, int(dim * float(kwargs["mlp_ratio"]))
+        m.mae_dec_num_layers = int(kwargs["decoder_depth"])
+        m.mae_dec_num_heads = int(kwargs["decoder_num_heads"])
 
 
 def in_channels_of(data: dict[str, Any], cfg: Config) -> int:
@@ -171,21 +211,18 @@ def in_channels_of(data: dict[str, Any], cfg: Config) -> int:
 
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
     """strict load with a message that names the mismatch instead of torch's wall of keys."""
-    weights = {k.removeprefix("module."): v for k, v in weights.items()}
+    weights = {re.sub(r"^((module|_orig_mod)\.)+", "", k): v for k, v in weights.items()}
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]
     wrong = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
     if missing or unexpected or wrong:
         detail = "; ".join(
-            f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape differs", wrong),
-            )
+            f"{label}: {', '.join(keys[:3])}{' ...' * (len(keys) > 3)}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                ("shape differs", wrong))
             if keys
-        )
+        )  # fmt: skip
         raise CheckpointError(
             f"{source} does not fit this model ({detail}). It was trained with another "
             "architecture or settings: use the same MODEL settings as the checkpoint."
@@ -203,39 +240,31 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     model = build_model(cfg.model, cfg.data.ndim, in_channels, tuple(cfg.data.patch_size))
     load_weights(model, data["model"], f"'{Path(path).name}'")
     model.to(device).eval()
-    return TrainedModel(
-        model,
-        cfg,
-        in_channels,
-        int(data.get("epoch", 0)),
-        str(path),
-        data.get("normalization") or {},
-    )
+    epoch = data.get("epoch", 0)  # BiaPy writes "best" for its best checkpoint
+    epoch = epoch if isinstance(epoch, int) else 0
+    return TrainedModel(model, cfg, in_channels, epoch, str(path), data.get("normalization") or {})
 
 
 def export_safetensors(trained: TrainedModel, path: str | Path) -> Path:
     """Weights as safetensors, with the config (ours and BiaPy's) as JSON metadata."""
     from safetensors.torch import save_file
 
-    from napari_ssl.biapy_config import to_biapy
     from napari_ssl.results import atomic_write
 
-    cfg = trained.cfg
+    cfg, kwargs = trained.cfg, model_kwargs(trained.cfg, trained.in_channels)
     meta = {
         "napari_ssl_config": json.dumps(cfg.to_dict()),
-        "cfg": json.dumps(to_biapy(cfg)),
+        "cfg": json.dumps(biapy_cfg(cfg, kwargs)),
         "normalization": json.dumps(trained.normalization),
-        "model_build_kwargs": json.dumps(model_kwargs(cfg, trained.in_channels)),
+        "model_build_kwargs": json.dumps(kwargs),
         "epoch": str(trained.epoch),
         "in_channels": str(trained.in_channels),
         "napari_ssl_version": __version__,
     }
     weights = {k: v.contiguous().cpu() for k, v in state_dict_of(trained.model).items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         save_file(weights, str(tmp), metadata=meta)
-    return path
+    return Path(path)
 
 
 def export_checkpoint(trained: TrainedModel, out_dir: str | Path, name: str) -> dict[str, Path]:

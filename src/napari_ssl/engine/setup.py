@@ -30,7 +30,7 @@ from napari_ssl.engine import distributed as dist
 from napari_ssl.engine import events as ev
 from napari_ssl.engine.device import autocast_dtype, precision_name, resolve_device
 from napari_ssl.engine.state import RunState
-from napari_ssl.engine.tasks import StatsTable, augment, make_task
+from napari_ssl.engine.tasks import StatsTable, augment, make_generator, make_task
 from napari_ssl.results import ResultsLayout
 
 VAL_BATCH = 8
@@ -50,7 +50,8 @@ class Run:
     val: tuple[torch.Tensor, torch.Tensor] | None
     in_channels: int
     steps_per_epoch: int
-    generator: torch.Generator
+    generator: torch.Generator  # host: augmentation flips
+    task_generator: torch.Generator  # noise (device) or masks (host)
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler | None
     state: RunState = field(default_factory=RunState)
@@ -101,7 +102,7 @@ class Run:
         from napari_ssl.inference.metrics import psnr, ssim
 
         self.model.eval()
-        generator = torch.Generator().manual_seed(self.cfg.system.seed + 1)
+        generator = make_generator(self.task, self.device, self.cfg.system.seed + 1)
         raw_all, idx_all = self.val
         losses, psnrs, ssims = [], [], []
         for start in range(0, raw_all.shape[0], VAL_BATCH):
@@ -133,6 +134,7 @@ class Run:
             "partial_epoch": partial,
             "torch_rng": torch.get_rng_state(),
             "generator": self.generator.get_state(),
+            "task_generator": self.task_generator.get_state(),
             "sampler_rng": json.dumps(self.sampler.rng.bit_generator.state),
         }
 
@@ -257,10 +259,11 @@ def prepare_run(
     per_epoch = cfg.train.patches_per_epoch or coverage_count(train_regions, patch)
     steps = max(1, -(-per_epoch // (cfg.train.batch_size * dist.world_size())))
     layout = (layout or ResultsLayout(tempfile.mkdtemp(prefix="napari-ssl-"), "run", "1")).make()
+    task = make_task(cfg, table, integer)
     run = Run(
-        cfg, images, layout, device, model, optimizer, stats, sampler,
-        make_task(cfg, table, integer), val, in_channels, steps,
-        torch.Generator().manual_seed(cfg.system.seed), amp, scaler, notes=notes,
+        cfg, images, layout, device, model, optimizer, stats, sampler, task, val, in_channels,
+        steps, torch.Generator().manual_seed(seed), make_generator(task, device, seed), amp,
+        scaler, notes=notes,
     )  # fmt: skip
     source = _checkpoint_to_load(cfg, layout, resume)
     if source is not None:
@@ -367,6 +370,7 @@ def _restore(run: Run, path: Path, full: bool) -> None:
     run.start_epoch = run.state.epoch
     torch.set_rng_state(state["torch_rng"])
     run.generator.set_state(state["generator"])
+    run.task_generator.set_state(state["task_generator"])
     run.sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
     run.notes.append(f"resumed from {path.name} after epoch {run.state.epoch}")
 
@@ -390,6 +394,6 @@ def _write_start_outputs(run: Run) -> None:
     example = run.task.example_args(raw[:1], idx[:1])
     with contextlib.suppress(Exception):  # a picture must never stop training
         write_model_plot(run.model, example, layout.model_plot)
-    for k, (inp, target) in enumerate(run.task.examples(run.augment(raw), idx, run.generator)):
+    for k, (inp, target) in enumerate(run.task.examples(run.augment(raw), idx, run.task_generator)):
         save_tif(layout.aug(f"pair{k}_input"), inp)
         save_tif(layout.aug(f"pair{k}_target"), target)

@@ -187,6 +187,15 @@ class MaskingTask:
         return predict
 
 
+def make_generator(
+    task: CrappifyTask | MaskingTask, device: torch.device, seed: int
+) -> torch.Generator:
+    """The task's random stream: crappify draws noise on the device, masking draws masks on
+    the host (the model reads the hidden-token count there without a device sync)."""
+    where = device if task.name == "crappify" else torch.device("cpu")
+    return torch.Generator(device=where).manual_seed(seed)
+
+
 def make_task(cfg: Config, table: StatsTable, integer: bool) -> CrappifyTask | MaskingTask:
     if cfg.pretext.task == "masking":
         return MaskingTask(cfg, table)

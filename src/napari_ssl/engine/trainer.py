@@ -122,7 +122,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             if tc.augment:
                 raw = run.augment(raw)
             with run.autocast():
-                loss = run.task.loss(model, run.to_memory_format(raw), idx, run.generator)
+                loss = run.task.loss(model, run.to_memory_format(raw), idx, run.task_generator)
             finite = torch.isfinite(loss)
             run.backward_and_step(loss, finite)
             loss = torch.where(finite, loss.detach(), torch.zeros_like(loss))

@@ -141,11 +141,13 @@ def run_job(
 
 
 def _checkpoint_for_test(cfg: Config, layout: ResultsLayout, result: JobResult) -> str:
-    for candidate in (result.best_checkpoint, str(layout.best_checkpoint), result.last_checkpoint):
+    """This job's best (else last) checkpoint; without training, PATHS.CHECKPOINT_FILE first."""
+    if not cfg.train.enable and cfg.model.checkpoint_file:
+        return cfg.model.checkpoint_file
+    saved = (layout.best_checkpoint, layout.last_checkpoint)
+    for candidate in (result.best_checkpoint, result.last_checkpoint, *map(str, saved)):
         if candidate and Path(candidate).is_file():
             return candidate
-    if cfg.model.checkpoint_file:
-        return cfg.model.checkpoint_file
     raise ValueError(
         "TEST.ENABLE is set but there is no checkpoint to test: enable TRAIN.ENABLE or set "
         "MODEL.LOAD_CHECKPOINT and PATHS.CHECKPOINT_FILE."

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_ssl.data.images import DataError, Image, as_image, check_consistent
+from napari_ssl.data.images import DataError, Image, as_image
 
 EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
 
@@ -20,7 +20,7 @@ EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
 def list_images(folder: str | Path) -> list[Path]:
     """Image files of a folder, sorted by name; clear errors for missing or empty folders."""
     folder = Path(folder)
-    if not str(folder) or not folder.exists():
+    if not folder.exists():
         raise DataError(f"folder not found: '{folder}'. Check DATA.TRAIN.PATH / DATA.TEST.PATH.")
     if not folder.is_dir():
         raise DataError(f"'{folder}' is a file; give the folder that holds the images.")
@@ -35,6 +35,11 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def resolve_dataset(path: str | Path, split: str = "train") -> Path:
     """``dataset`` -> ``dataset/<split>/x`` when laid out so; otherwise the path itself."""
+    if not str(path).strip():  # Path("") would be the current folder
+        raise DataError(
+            f"no {split} folder given: set DATA.{split.upper()}.PATH to the folder with the "
+            f"{split} images."
+        )
     path = Path(path)
     nested = path / split / "x"
     return nested if nested.is_dir() else path
@@ -57,7 +62,7 @@ def read_array(path: str | Path) -> tuple[Any, int | None]:
         if suffix == ".zarr":
             import zarr
 
-            return zarr.open(str(path), mode="r"), None
+            return zarr.open_array(str(path), mode="r"), None
     except DataError:
         raise
     except Exception as err:  # corrupt or unreadable file: name it
@@ -83,8 +88,17 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, int | None]:
 
 def load_folder(folder: str | Path, ndim: int, channels: int | None = None) -> list[Image]:
     """All images of a folder as channels-first :class:`Image` objects (checked consistent)."""
-    images = [load_image(path, ndim, channels) for path in list_images(folder)]
-    check_consistent(images)
+    paths = list_images(folder)
+    images = [load_image(path, ndim, channels) for path in paths]
+    first = images[0]
+    for path, img in zip(paths[1:], images[1:], strict=True):
+        if img.channels != first.channels:
+            raise DataError(
+                f"'{path.name}' reads as {img.channels} channel(s) of {img.spatial_shape} but "
+                f"'{paths[0].name}' as {first.channels} of {first.spatial_shape}: a folder needs "
+                f"images of one dimensionality and channel count (a 3D stack in a {ndim}D folder "
+                "reads as many channels). Move the odd file out or check PROBLEM.NDIM."
+            )
     return images
 
 
@@ -103,8 +117,9 @@ def load_image(path: str | Path, ndim: int, channels: int | None = None) -> Imag
         )
     image = as_image(array, path.stem, ndim, channel_axis)
     if channels is not None and image.channels != channels:
+        stack = f"; a {ndim + 1}D stack? then check PROBLEM.NDIM" if ndim == 2 else ""
         raise DataError(
-            f"'{path.name}' has {image.channels} channel(s) but the config expects {channels} "
-            "(last entry of DATA.PATCH_SIZE)."
+            f"'{path.name}' (shape {tuple(array.shape)}) has {image.channels} channel(s) but the "
+            f"config expects {channels} (last entry of DATA.PATCH_SIZE{stack})."
         )
     return image

@@ -74,6 +74,7 @@ def as_image(
     (any position, negative allowed); without it the array must have exactly ``ndim`` axes.
     """
     check_dtype(array.dtype, name)
+    array = _indexable(array)
     shape = tuple(array.shape)
     if channel_axis is None:
         if len(shape) != ndim:
@@ -100,6 +101,18 @@ def as_image(
     if translate is not None and len(translate) != ndim:
         translate = tuple(translate[-ndim:])
     return Image(arr, name, scale, translate)
+
+
+def _indexable(array: Any) -> Any:
+    """numpy and dask arrays as they are; other lazy arrays (zarr, h5py ...), which cannot be
+    indexed with ``None``, wrapped lazily in dask."""
+    if isinstance(array, np.ndarray) or hasattr(array, "compute"):
+        return array
+    try:
+        import dask.array as da
+    except ImportError:  # pragma: no cover - dask is optional
+        return np.asarray(array)
+    return da.from_array(array, chunks=getattr(array, "chunks", "auto"))
 
 
 def _moveaxis(array: Any, source: int, dest: int) -> Any:

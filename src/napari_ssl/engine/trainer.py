@@ -133,7 +133,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             if window_n == tc.log_every or _ == steps - 1:
                 now = time.perf_counter()
                 rate = window_n * tc.batch_size * dist.world_size() / max(now - window_t, 1e-9)
-                done = step - run.state.epoch * steps
+                done = step - run.start_epoch * steps
                 todo = tc.epochs * steps - step
                 eta = (now - t_start) / max(done, 1) * todo
                 run.state.skipped = run.state.skipped_before + int(nonfinite.item())
@@ -152,7 +152,10 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
                 last_preview = time.perf_counter()
                 yield ev.Preview(epoch + 1, step, run.preview(preview), preview.image_index)
                 model.train()
-        train_loss = dist.mean_across_ranks(float(loss_sum.item()) / steps, run.device)
+        good = steps - int(nonfinite.item())  # mean over the steps with a finite loss
+        train_loss = dist.mean_across_ranks(
+            float(loss_sum.item()) / good if good else math.nan, run.device
+        )
         run.state.skipped_before = run.state.skipped
         val_loss, metrics = run.validate()
         seconds = time.perf_counter() - t_epoch

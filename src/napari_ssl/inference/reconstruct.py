@@ -83,7 +83,8 @@ def reconstruct_region(
 ) -> np.ndarray:
     """Live preview during training: the reconstruction of one region (C, *S), raw units."""
     if cfg.pretext.task == "crappify":
-        raw = crappify(raw, cfg.pretext.noise, cfg.pretext.resizing_factor, seed=cfg.system.seed)
+        p, whole = cfg.pretext, (stats.data_min, stats.data_max)  # noise follows the image max
+        raw = crappify(raw, p.noise, p.resizing_factor, seed=cfg.system.seed, data_range=whole)
     outputs = _run(model, cfg, Image(raw, "preview"), stats, device, autocast, cfg.system.seed,
                    **_tiling(cfg, None, None))  # fmt: skip
     key = "reconstruction" if cfg.pretext.task == "crappify" else "reconstruction_and_visible"

@@ -54,15 +54,22 @@ def crappify_batch(
 
 
 def crappify(
-    image: np.ndarray, noise: float, resizing_factor: float, seed: int | None = None
+    image: np.ndarray,
+    noise: float,
+    resizing_factor: float,
+    seed: int | None = None,
+    data_range: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Degrade one raw image ``(C, *S)``; returns the same shape and dtype."""
+    """Degrade one raw image ``(C, *S)``; returns the same shape and dtype.
+
+    ``data_range`` is (min, max) of the whole image when ``image`` is only a region of it.
+    """
     image = np.asarray(image)
     integer = np.issubdtype(image.dtype, np.integer)
     x = torch.from_numpy(image.astype(np.float32, copy=False))[None]
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    lo = torch.tensor([float(image.min())])
-    hi = torch.tensor([float(image.max())])
+    low, high = data_range or (float(image.min()), float(image.max()))
+    lo, hi = torch.tensor([float(low)]), torch.tensor([float(high)])
     with torch.inference_mode():
         y = crappify_batch(x, lo, hi, noise, resizing_factor, integer, generator)[0].numpy()
     if integer:

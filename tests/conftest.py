@@ -59,4 +59,4 @@ def run_biapy(python: Path, script: str, *args: str, timeout: float = 300) -> st
 def _torch_threads() -> None:
     import torch
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(1)  # tiny models: threads only add contention on small machines

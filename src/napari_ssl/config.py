@@ -51,7 +51,6 @@ class PretextConfig:
     task: PretextTask = "crappify"
     noise: float = 0.2  # Gaussian std as a fraction of the image max
     resizing_factor: float = 4.0  # area factor: each axis is scaled by 1/sqrt(factor)
-    fresh_noise: bool = True  # redraw the degradation every step (False: once per image)
     mask_type: MaskType = "grid"
     mask_ratio: float = 0.5
     norm_pix_loss: bool = False

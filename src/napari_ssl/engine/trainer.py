@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from napari_ssl.config import Config, ConfigError
@@ -109,6 +108,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
         loss_sum = torch.zeros((), device=run.device)
         nonfinite = torch.zeros((), device=run.device, dtype=torch.long)
         window_sum, window_n, window_t = torch.zeros((), device=run.device), 0, time.perf_counter()
+        window_good = torch.zeros((), device=run.device, dtype=torch.long)
         for _ in range(steps):
             if control.paused:
                 control.wait_while_paused()
@@ -128,6 +128,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             loss = torch.where(finite, loss.detach(), torch.zeros_like(loss))
             loss_sum += loss
             window_sum += loss
+            window_good += finite.long()
             nonfinite += (~finite).long()
             window_n += 1
             if window_n == tc.log_every or _ == steps - 1:
@@ -140,13 +141,14 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
                 yield ev.Step(
                     epoch + 1,
                     step,
-                    float(window_sum.item()) / window_n,
+                    _mean(window_sum, window_good),
                     opt.param_groups[0]["lr"],
                     rate,
                     eta,
                     run.state.skipped,
                 )
                 window_sum.zero_()
+                window_good.zero_()
                 window_n, window_t = 0, now
             if preview is not None and time.perf_counter() - last_preview >= preview.every_s:
                 last_preview = time.perf_counter()
@@ -184,7 +186,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
     yield run.finished_event(time.perf_counter() - t_start, early=False)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch and numpy (CPU runs are then reproducible)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
+def _mean(total: torch.Tensor, count: torch.Tensor) -> float:
+    """Mean over the finite steps of a window (NaN when every step was skipped)."""
+    n = int(count.item())
+    return float(total.item()) / n if n else math.nan

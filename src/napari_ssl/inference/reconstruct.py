@@ -133,7 +133,8 @@ def reconstruct(
         degraded = crappify(image.read(), cfg.pretext.noise, cfg.pretext.resizing_factor, seed=seed)
         source = Image(degraded, image.name, image.scale, image.translate)
         extra["degraded"] = degraded.astype(np.float32)
-    stats = compute_stats(source, kind, tuple(clip) if clip else None)
+    # as in training, a degraded copy is normalised with the clean image's statistics
+    stats = compute_stats(image, kind, tuple(clip) if clip else None)
     outputs = _run(
         model, cfg, source, stats, dev, _autocast(dev, cfg), seed,
         batch_size=batch_size, progress=progress, cancelled=cancelled,

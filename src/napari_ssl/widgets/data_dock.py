@@ -296,9 +296,14 @@ class DataDock(QWidget):
         crop = image.read(region)
         pretext = state.cfg.pretext
         if pretext.task == "crappify":
+            from napari_ssl.data.normalization import compute_stats
             from napari_ssl.pretext.crappify import crappify
 
-            out = crappify(crop, pretext.noise, pretext.resizing_factor, seed=0)
+            whole = compute_stats(image, "div")  # the noise scales with the whole image's max
+            out = crappify(
+                crop, pretext.noise, pretext.resizing_factor, seed=0,
+                data_range=(whole.data_min, whole.data_max),
+            )  # fmt: skip
         else:
             from napari_ssl.pretext.masking import preview_masked
 

@@ -10,5 +10,6 @@ if [ ! -x .venv-demo/bin/napari-ssl ]; then
   # torch pinned by the constraints file (a CPU build here; bring your CUDA build elsewhere)
   PIP_CONSTRAINT="$PWD/constraints.txt" .venv-demo/bin/python -m pip install -q -e .
 fi
-out=${1:-napari_ssl_demo}; shift || true
+out=napari_ssl_demo
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then out=$1; shift; fi
 exec .venv-demo/bin/napari-ssl demo --result_dir "$out" "$@"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import run_biapy
+from biapy_peer import run_biapy
 from napari_ssl.biapy_config import from_biapy, to_biapy
 from napari_ssl.config import Config, ConfigError, load_yaml
 

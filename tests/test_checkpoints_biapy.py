@@ -22,7 +22,7 @@ import pytest
 import tifffile
 import torch
 
-from conftest import run_biapy
+from biapy_peer import run_biapy
 from napari_ssl.config import Config
 from napari_ssl.data.images import Image, as_image
 from napari_ssl.data.normalization import compute_stats

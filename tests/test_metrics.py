@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_biapy
+from biapy_peer import run_biapy
 from napari_ssl.inference.metrics import data_range_of, image_metrics, mae, mse, psnr, ssim
 
 

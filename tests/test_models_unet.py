@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_biapy
+from biapy_peer import run_biapy
 from napari_ssl.config import ConfigError, ModelConfig
 from napari_ssl.models import (
     available_architectures,

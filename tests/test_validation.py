@@ -92,7 +92,8 @@ def test_masking_needs_mae_in_biapy_wording() -> None:
         cfg.validate()
     assert str(info.value) == (
         "'MODEL.ARCHITECTURE' needs to be 'mae' when 'PROBLEM.SELF_SUPERVISED.PRETEXT_TASK' is "
-        "'masking' (model.architecture='unet')"
+        "'masking' (model.architecture='unet'): set it to 'mae', or set PRETEXT_TASK to "
+        "'crappify' to keep the U-Net"
     )
 
 
@@ -103,7 +104,8 @@ def test_crappify_refuses_mae_in_biapy_wording() -> None:
         validate_config(cfg)
     assert str(info.value) == (
         "'MODEL.ARCHITECTURE' can not be 'mae' when 'PROBLEM.SELF_SUPERVISED.PRETEXT_TASK' is "
-        "'crappify' (model.architecture='mae')"
+        "'crappify' (model.architecture='mae'): use 'unet' or 'resunet', or set PRETEXT_TASK "
+        "to 'masking'"
     )
 
 

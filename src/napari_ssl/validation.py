@@ -103,9 +103,15 @@ def _check_pretext(cfg: Config) -> None:
         f"when 'PROBLEM.SELF_SUPERVISED.PRETEXT_TASK' is {p.task!r} (model.architecture={arch!r})"
     )
     if p.task == "masking" and arch not in MAE_ARCHITECTURES:
-        raise ConfigError(f"'MODEL.ARCHITECTURE' needs to be 'mae' {when}")
+        raise ConfigError(
+            f"'MODEL.ARCHITECTURE' needs to be 'mae' {when}: set it to 'mae', or set "
+            "PRETEXT_TASK to 'crappify' to keep the U-Net"
+        )
     if p.task == "crappify" and arch in MAE_ARCHITECTURES:
-        raise ConfigError(f"'MODEL.ARCHITECTURE' can not be 'mae' {when}")
+        raise ConfigError(
+            f"'MODEL.ARCHITECTURE' can not be 'mae' {when}: use 'unet' or 'resunet', or set "
+            "PRETEXT_TASK to 'masking'"
+        )
 
 
 def _check_train(cfg: Config) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# README screenshots: NAPARI_SSL_SCREENSHOTS=docs/screenshots pytest tests/gui (else a temp folder)
+SCREENSHOTS = Path(os.environ.get("NAPARI_SSL_SCREENSHOTS") or tempfile.mkdtemp(prefix="shots-"))
 SCALE = (1.079, 1.079)
 
 
@@ -29,7 +32,7 @@ def tiny(docks, epochs: int = 2, patch: int = 32) -> None:
 
 
 def screenshot(viewer, name: str, dock: str | None = None) -> Path:
-    """Save the whole window (docks included) to docs/screenshots/<name>.png."""
+    """Save the whole window (docks included) to SCREENSHOTS/<name>.png."""
     if dock is not None:
         viewer.window._wrapped_dock_widgets[dock].raise_()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

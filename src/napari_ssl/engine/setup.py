@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from napari_ssl.config import Config, save_yaml
-from napari_ssl.data.images import DataError, Image
+from napari_ssl.data.images import Image
 from napari_ssl.data.normalization import NormStats, compute_stats
 from napari_ssl.data.sampling import (
     PatchSampler,
@@ -28,6 +28,7 @@ from napari_ssl.data.sampling import (
 from napari_ssl.engine import checkpoints as ckpt
 from napari_ssl.engine import distributed as dist
 from napari_ssl.engine import events as ev
+from napari_ssl.engine.checks import check_images, check_memory, size_notes
 from napari_ssl.engine.device import autocast_dtype, precision_name, resolve_device
 from napari_ssl.engine.state import RunState
 from napari_ssl.engine.tasks import StatsTable, augment, make_generator, make_task
@@ -230,12 +231,13 @@ def prepare_run(
     from napari_ssl.models import build_model
 
     data = cfg.data
-    _check_images(cfg, images)
+    check_images(cfg, images)
     torch.manual_seed(cfg.system.seed)
     device = _device_for_rank(cfg.system.device)
+    check_memory(cfg, device, images[0].channels)  # before anything big is allocated
     dist.init(device)
     patch = tuple(data.patch_size)
-    notes = _size_notes(images, patch)
+    notes = size_notes(images, patch)
     stats = [compute_stats(img, data.normalization, data.percentile_clip) for img in images]
     train_regions, val_regions = split_regions(images, data.val_fraction, patch)
     seed = cfg.system.seed + 1000 * dist.rank()  # each process draws its own patches
@@ -252,7 +254,6 @@ def prepare_run(
         model = model.to(
             memory_format=torch.channels_last if data.ndim == 2 else torch.channels_last_3d
         )
-    _check_memory(cfg, device, in_channels)
     optimizer = _make_optimizer(cfg, model, device)
     amp = autocast_dtype(device, cfg.train.mixed_precision)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -282,45 +283,6 @@ def _device_for_rank(name: str) -> torch.device:
     if rank is not None and name in ("", "auto") and torch.cuda.is_available():
         return torch.device("cuda", rank)
     return resolve_device(name)
-
-
-def _check_images(cfg: Config, images: list[Image]) -> None:
-    for img in images:
-        if img.ndim != cfg.data.ndim:
-            raise DataError(
-                f"{img.name} is {img.ndim}D but the config says {cfg.data.ndim}D "
-                "(PROBLEM.NDIM / the 2D-3D choice): change one of them."
-            )
-        if cfg.data.channels is not None and img.channels != cfg.data.channels:
-            raise DataError(
-                f"{img.name} has {img.channels} channel(s); the config expects {cfg.data.channels} "
-                "(last entry of DATA.PATCH_SIZE)."
-            )
-
-
-def _size_notes(images: list[Image], patch: tuple[int, ...]) -> list[str]:
-    return [
-        f"{img.name} {img.spatial_shape} is smaller than the patch {patch}: it is reflect-padded."
-        for img in images
-        if any(s < p for s, p in zip(img.spatial_shape, patch, strict=True))
-    ]
-
-
-def _check_memory(cfg: Config, device: torch.device, in_channels: int) -> None:
-    if cfg.model.architecture != "mae" or device.type != "cuda":
-        return
-    from napari_ssl.models.mae import estimate_mae_memory
-
-    need = estimate_mae_memory(
-        cfg.model, cfg.data.ndim, tuple(cfg.data.patch_size), cfg.train.batch_size, in_channels,
-        0.5 if cfg.pretext.mask_type == "grid" else cfg.pretext.mask_ratio,
-    )  # fmt: skip
-    free, _ = torch.cuda.mem_get_info(device)
-    if need > free:
-        raise ValueError(
-            f"this MAE needs about {need / 2**30:.1f} GiB but the GPU has {free / 2**30:.1f} GiB "
-            "free: lower the batch size or the patch size, or use a smaller preset (tiny/small)."
-        )
 
 
 def _make_optimizer(

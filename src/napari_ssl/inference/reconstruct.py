@@ -66,9 +66,23 @@ def _run(
         device=device,
         **tiling,
     )
-    return {
+    outputs = {
         name: out if name == HIDDEN else stats.denormalize(out) for name, out in outputs.items()
     }
+    if HIDDEN in outputs:
+        _paste_raw(outputs, image.read())
+    return outputs
+
+
+def _paste_raw(outputs: dict[str, np.ndarray], raw: np.ndarray) -> None:
+    """Masking views with the image's own values where a token is visible (exact: normalising
+    and back is not, nor is percentile clipping) and, in ``masked``, hidden tokens at the whole
+    image's per-channel minimum (each tile's own minimum would differ from tile to tile)."""
+    hidden = np.broadcast_to(outputs[HIDDEN] > 0.5, raw.shape)
+    raw = outputs["original"] = raw.astype(np.float32)
+    low = raw.reshape(raw.shape[0], -1).min(axis=1).reshape(-1, *[1] * (raw.ndim - 1))
+    outputs["masked"] = np.where(hidden, low, raw)
+    outputs["reconstruction_and_visible"] = np.where(hidden, outputs["reconstruction"], raw)
 
 
 @torch.no_grad()
@@ -140,6 +154,4 @@ def reconstruct(
         batch_size=batch_size, progress=progress, cancelled=cancelled,
         **_tiling(cfg, overlap, padding),
     )  # fmt: skip
-    if cfg.pretext.task == "masking":
-        outputs["original"] = image.read().astype(np.float32)
     return {**extra, **outputs}

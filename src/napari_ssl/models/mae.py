@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from napari_ssl.biapy_config import BIAPY_KEYS
 from napari_ssl.config import VIT_PRESETS, ConfigError, ModelConfig
 from napari_ssl.models.vit_blocks import Block, PatchEmbed, sincos_pos_embed
 
@@ -65,13 +66,20 @@ def _divisors(n: int, lo: int, hi: int) -> list[int]:
     return [d for d in range(lo, hi + 1) if n % d == 0]
 
 
+def _biapy(*fields: str) -> str:
+    """`` (BiaPy KEY, ...)`` for the fields BiaPy has a key for: users of BiaPy YAMLs see theirs."""
+    keys = [BIAPY_KEYS[f] for f in fields if f in BIAPY_KEYS]
+    return f" (BiaPy {', '.join(dict.fromkeys(keys))})" if keys else ""
+
+
 def _check_heads(dim: int, heads: int, dim_key: str, heads_key: str) -> None:
     if dim <= 0 or heads <= 0:
         raise ConfigError(f"{dim_key} ({dim}) and {heads_key} ({heads}) must be positive")
     if dim % heads:
         near = sorted({max(heads, dim // heads * heads), (dim // heads + 1) * heads})
         raise ConfigError(
-            f"{dim_key} ({dim}) must be divisible by {heads_key} ({heads}): use {heads_key} in "
+            f"{dim_key} ({dim}) must be divisible by {heads_key} ({heads})"
+            f"{_biapy(dim_key, heads_key)}: use {heads_key} in "
             f"{_divisors(dim, 1, min(dim, 32))} or {dim_key} in {near}"
         )
 
@@ -85,26 +93,32 @@ def check_mae_config(cfg: ModelConfig, ndim: int, patch_size: tuple[int, ...]) -
         axes = "(Y, X)" if ndim == 2 else "(Z, Y, X)"
         example = (patch[-1] if patch else 64,) * ndim
         raise ConfigError(
-            f"data.patch_size {patch} has {len(patch)} axes but data.ndim is {ndim}: "
+            f"data.patch_size {patch} has {len(patch)} axes but data.ndim is {ndim}"
+            f"{_biapy('data.patch_size', 'data.ndim')}: "
             f"give {ndim} sizes {axes}, e.g. {example}"
         )
     side = patch[0]
     if any(p != side for p in patch):
         shape = "square" if ndim == 2 else "cubic"
         raise ConfigError(
-            f"data.patch_size {patch} must be {shape} for the masked autoencoder "
-            f"(model.architecture 'mae'): use e.g. {(min(patch),) * ndim} or {(max(patch),) * ndim}"
+            f"data.patch_size {patch}{_biapy('data.patch_size')} must be {shape} for the masked "
+            f"autoencoder (model.architecture 'mae'): use e.g. {(min(patch),) * ndim} or "
+            f"{(max(patch),) * ndim}"
         )
     token = cfg.vit_token_size
     if token <= 0:
-        raise ConfigError(f"model.vit_token_size must be positive, got {token} (default 16)")
+        raise ConfigError(
+            f"model.vit_token_size{_biapy('model.vit_token_size')} must be positive, got {token} "
+            "(default 16)"
+        )
     if side % token or side // token < 2:
         sizes = _divisors(side, 2, side // 2)
         lo = max(2, side // token) * token
         patches = sorted({lo, lo + token} - {side})
         raise ConfigError(
             f"data.patch_size {patch} must be a multiple of model.vit_token_size ({token}) "
-            f"holding at least 2 tokens per axis: use model.vit_token_size in "
+            f"holding at least 2 tokens per axis{_biapy('data.patch_size', 'model.vit_token_size')}"
+            ": use model.vit_token_size in "
             f"{sizes or 'none (patch too small)'} or a patch side in {patches}"
         )
     dim, depth, heads = vit_dims(cfg)
@@ -281,7 +295,7 @@ def estimate_mae_memory(
     cfg: ModelConfig, ndim: int, patch_size: tuple[int, ...], batch_size: int,
     in_channels: int, mask_ratio: float, bytes_per_el: int = 4,
 ) -> int:
-    """Conservative training memory in bytes on a CUDA device: activations (``bytes_per_el``: 4
+    """Conservative training memory in bytes (CUDA or CPU): activations (``bytes_per_el``: 4
     for fp32, 2 for bf16 / fp16 autocast) + fp32 parameters, gradients and two Adam moments, plus
     25% for temporaries and allocator slack. ``mask_ratio``: 0.5 for the grid mask."""
     check_mae_config(cfg, ndim, patch_size)

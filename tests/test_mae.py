@@ -24,12 +24,22 @@ from napari_ssl.models.vit_blocks import sincos_pos_embed
 from napari_ssl.pretext.masking import make_mask, masked_loss, token_grid
 
 TINY = ModelConfig(
-    architecture="mae", vit_token_size=8, vit_embed_dim=32, vit_num_layers=2, vit_num_heads=2,
-    mae_dec_hidden_size=32, mae_dec_num_layers=1, mae_dec_num_heads=2, mae_dec_mlp_dims=128,
+    architecture="mae",
+    vit_token_size=8,
+    vit_embed_dim=32,
+    vit_num_layers=2,
+    vit_num_heads=2,
+    mae_dec_hidden_size=32,
+    mae_dec_num_layers=1,
+    mae_dec_num_heads=2,
+    mae_dec_mlp_dims=128,
 )
 # BiaPy's build_model always builds a 512 / 8 / 16 decoder: our defaults
 TINY_BIAPY_DECODER = dataclasses.replace(
-    TINY, mae_dec_hidden_size=512, mae_dec_num_layers=8, mae_dec_num_heads=16,
+    TINY,
+    mae_dec_hidden_size=512,
+    mae_dec_num_layers=8,
+    mae_dec_num_heads=16,
     mae_dec_mlp_dims=2048,
 )
 
@@ -84,10 +94,18 @@ def test_presets_override_the_encoder_numbers() -> None:
         ({}, 3, (16, 16, 32), ["cubic", "(16, 16, 16)"]),
         ({}, 2, (36, 36), ["model.vit_token_size", "[2, 3, 4, 6, 9, 12, 18]", "[32, 40]"]),
         ({"vit_token_size": 32}, 2, (32, 32), ["at least 2 tokens", "[64, 96]"]),
-        ({"vit_embed_dim": 30, "vit_num_heads": 4}, 2, (32, 32),
-         ["model.vit_embed_dim (30)", "model.vit_num_heads (4)", "[1, 2, 3, 5, 6"]),
-        ({"mae_dec_hidden_size": 100, "mae_dec_num_heads": 16}, 2, (32, 32),
-         ["model.mae_dec_hidden_size (100)", "model.mae_dec_num_heads", "[96, 112]"]),
+        (
+            {"vit_embed_dim": 30, "vit_num_heads": 4},
+            2,
+            (32, 32),
+            ["model.vit_embed_dim (30)", "model.vit_num_heads (4)", "[1, 2, 3, 5, 6"],
+        ),
+        (
+            {"mae_dec_hidden_size": 100, "mae_dec_num_heads": 16},
+            2,
+            (32, 32),
+            ["model.mae_dec_hidden_size (100)", "model.mae_dec_num_heads", "[96, 112]"],
+        ),
         ({}, 3, (32, 32), ["2 axes", "data.ndim is 3", "(32, 32, 32)"]),
         ({"vit_preset": "huge"}, 2, (32, 32), ["model.vit_preset", "'base'"]),
     ],
@@ -104,10 +122,21 @@ def test_config_check_messages(
 def test_build_kwargs_are_biapys_names_and_plain_values() -> None:
     kwargs = mae_build_kwargs(TINY_BIAPY_DECODER, 3, 2, (16, 16, 16), mask_type="random")
     assert kwargs == {
-        "img_size": 16, "patch_size": 8, "in_chans": 2, "ndim": 3, "embed_dim": 32, "depth": 2,
-        "num_heads": 2, "decoder_embed_dim": 512, "decoder_depth": 8, "decoder_num_heads": 16,
-        "mlp_ratio": 4.0, "masking_type": "random", "mask_ratio": 0.5,
-        "return_just_preds": False, "device": "cpu",
+        "img_size": 16,
+        "patch_size": 8,
+        "in_chans": 2,
+        "ndim": 3,
+        "embed_dim": 32,
+        "depth": 2,
+        "num_heads": 2,
+        "decoder_embed_dim": 512,
+        "decoder_depth": 8,
+        "decoder_num_heads": 16,
+        "mlp_ratio": 4.0,
+        "masking_type": "random",
+        "mask_ratio": 0.5,
+        "return_just_preds": False,
+        "device": "cpu",
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
 

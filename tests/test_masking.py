@@ -19,8 +19,15 @@ from napari_ssl.pretext.masking import (
 )
 
 TINY = ModelConfig(
-    architecture="mae", vit_token_size=8, vit_embed_dim=32, vit_num_layers=2, vit_num_heads=2,
-    mae_dec_hidden_size=32, mae_dec_num_layers=1, mae_dec_num_heads=2, mae_dec_mlp_dims=64,
+    architecture="mae",
+    vit_token_size=8,
+    vit_embed_dim=32,
+    vit_num_layers=2,
+    vit_num_heads=2,
+    mae_dec_hidden_size=32,
+    mae_dec_num_layers=1,
+    mae_dec_num_heads=2,
+    mae_dec_mlp_dims=64,
 )
 
 

@@ -127,8 +127,10 @@ def check_mae_config(cfg: ModelConfig, ndim: int, patch_size: tuple[int, ...]) -
     emb_key = "model.vit_preset" if cfg.vit_preset else "model.vit_embed_dim"
     _check_heads(dim, heads, emb_key, "model.vit_num_heads")
     _check_heads(
-        cfg.mae_dec_hidden_size, cfg.mae_dec_num_heads,
-        "model.mae_dec_hidden_size", "model.mae_dec_num_heads",
+        cfg.mae_dec_hidden_size,
+        cfg.mae_dec_num_heads,
+        "model.mae_dec_hidden_size",
+        "model.mae_dec_num_heads",
     )
     if cfg.vit_mlp_ratio <= 0 or cfg.mae_dec_mlp_dims <= 0 or cfg.vit_norm_eps <= 0:
         raise ConfigError(
@@ -142,9 +144,21 @@ class MaskedAutoencoder(nn.Module):
     """ViT MAE for ``(B, C, *patch)`` inputs; ``forward(x, mask)`` predicts all tokens' pixels."""
 
     def __init__(
-        self, *, ndim: int, in_channels: int, patch_side: int, token_size: int,
-        embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, norm_eps: float,
-        dec_dim: int, dec_depth: int, dec_heads: int, dec_mlp_dims: int,
+        self,
+        *,
+        ndim: int,
+        in_channels: int,
+        patch_side: int,
+        token_size: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        norm_eps: float,
+        dec_dim: int,
+        dec_depth: int,
+        dec_heads: int,
+        dec_mlp_dims: int,
     ) -> None:
         super().__init__()
         self.ndim, self.in_channels, self.token_size = ndim, in_channels, token_size
@@ -243,17 +257,31 @@ def build_mae(
     check_mae_config(cfg, ndim, patch_size)
     dim, depth, heads = vit_dims(cfg)
     return MaskedAutoencoder(
-        ndim=ndim, in_channels=in_channels, patch_side=int(patch_size[0]),
-        token_size=cfg.vit_token_size, embed_dim=dim, depth=depth, num_heads=heads,
-        mlp_ratio=cfg.vit_mlp_ratio, norm_eps=cfg.vit_norm_eps, dec_dim=cfg.mae_dec_hidden_size,
-        dec_depth=cfg.mae_dec_num_layers, dec_heads=cfg.mae_dec_num_heads,
+        ndim=ndim,
+        in_channels=in_channels,
+        patch_side=int(patch_size[0]),
+        token_size=cfg.vit_token_size,
+        embed_dim=dim,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=cfg.vit_mlp_ratio,
+        norm_eps=cfg.vit_norm_eps,
+        dec_dim=cfg.mae_dec_hidden_size,
+        dec_depth=cfg.mae_dec_num_layers,
+        dec_heads=cfg.mae_dec_num_heads,
         dec_mlp_dims=cfg.mae_dec_mlp_dims,
     )
 
 
 def mae_build_kwargs(
-    cfg: ModelConfig, ndim: int, in_channels: int, patch_size: tuple[int, ...], *,
-    mask_type: str = "grid", mask_ratio: float = 0.5, device_type: str = "cpu",
+    cfg: ModelConfig,
+    ndim: int,
+    in_channels: int,
+    patch_size: tuple[int, ...],
+    *,
+    mask_type: str = "grid",
+    mask_ratio: float = 0.5,
+    device_type: str = "cpu",
 ) -> dict[str, Any]:
     """The ``model_build_kwargs`` BiaPy 3.7.1 stores in an mae checkpoint (the arguments of its
     ``MaskedAutoencoderViT``). The decoder entries are ours (BiaPy always writes 512/8/16, our
@@ -292,8 +320,13 @@ def _stack_activation_bytes(
 
 
 def estimate_mae_memory(
-    cfg: ModelConfig, ndim: int, patch_size: tuple[int, ...], batch_size: int,
-    in_channels: int, mask_ratio: float, bytes_per_el: int = 4,
+    cfg: ModelConfig,
+    ndim: int,
+    patch_size: tuple[int, ...],
+    batch_size: int,
+    in_channels: int,
+    mask_ratio: float,
+    bytes_per_el: int = 4,
 ) -> int:
     """Conservative training memory in bytes (CUDA or CPU): activations (``bytes_per_el``: 4
     for fp32, 2 for bf16 / fp16 autocast) + fp32 parameters, gradients and two Adam moments, plus
@@ -306,8 +339,13 @@ def estimate_mae_memory(
     acts = _stack_activation_bytes(
         batch_size, n_visible + 1, dim, int(dim * cfg.vit_mlp_ratio), heads, depth, bytes_per_el
     ) + _stack_activation_bytes(
-        batch_size, n_tokens + 1, dec, cfg.mae_dec_mlp_dims, cfg.mae_dec_num_heads,
-        cfg.mae_dec_num_layers, bytes_per_el,
+        batch_size,
+        n_tokens + 1,
+        dec,
+        cfg.mae_dec_mlp_dims,
+        cfg.mae_dec_num_heads,
+        cfg.mae_dec_num_layers,
+        bytes_per_el,
     )
     # input, target, predictions, loss terms (fp32); token embeddings and gathers
     pixels = batch_size * in_channels * math.prod(int(p) for p in patch_size)

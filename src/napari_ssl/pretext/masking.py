@@ -176,4 +176,3 @@ def preview_masked(
     out = image.copy()
     out[:, hidden] = low[:, None]
     return out
-

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from biapy_peer import run_biapy
-from napari_ssl.biapy_config import from_biapy, to_biapy
+from napari_ssl.biapy_config import from_biapy
+from napari_ssl.biapy_export import to_biapy
 from napari_ssl.config import Config, ConfigError, load_yaml
 
 # Written like BiaPy's templates/self-supervised/2d_self-supervised.yaml (BiaPy ships no

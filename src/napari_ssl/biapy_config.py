@@ -7,8 +7,7 @@ here. A key the file leaves out takes BiaPy 3.7.1's default, because that is wha
 that BiaPy has no key for keep our defaults. Keys we do not use, or do not know, are named in one
 ``UserWarning`` together with any approximation made.
 
-:func:`to_biapy` is the reverse: a plain nested dict that BiaPy 3.7.1 merges into its defaults
-and accepts (checkpoints' ``cfg``, ``config_files/<name>.yaml``).
+:func:`napari_ssl.biapy_export.to_biapy` is the reverse.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import math
 import warnings
 from typing import Any
 
-from napari_ssl.config import MAE_ARCHITECTURES, VIT_PRESETS, Config, ConfigError
+from napari_ssl.config import Config, ConfigError
 
 _MODEL_SAME_NAME = (
     "architecture", "feature_maps", "kernel_size", "activation", "upsample_layer", "z_down",
@@ -27,7 +26,7 @@ _MODEL_SAME_NAME = (
     "vit_norm_eps", "mae_dec_hidden_size", "mae_dec_num_layers", "mae_dec_num_heads",
     "mae_dec_mlp_dims", "load_checkpoint",
 )  # fmt: skip
-# our field -> BiaPy key. Fields absent from _SPECIAL map one to one, typed like our default.
+# our field -> BiaPy key. Fields absent from SPECIAL_KEYS map one to one, typed like our default.
 BIAPY_KEYS: dict[str, str] = {
     **{f"model.{name}": f"MODEL.{name.upper()}" for name in _MODEL_SAME_NAME},
     "data.ndim": "PROBLEM.NDIM",
@@ -61,7 +60,7 @@ BIAPY_KEYS: dict[str, str] = {
     "system.seed": "SYSTEM.SEED",
     "system.num_workers": "SYSTEM.NUM_WORKERS",
 }
-_SPECIAL = {
+SPECIAL_KEYS = {
     "data.ndim", "data.patch_size", "data.channels", "data.percentile_clip", "data.test_overlap",
     "data.test_padding", "train.optimizer", "train.lr", "train.loss", "train.augment",
 }  # fmt: skip
@@ -74,10 +73,10 @@ _BIAPY_DEFAULTS: dict[str, Any] = {
     "TRAIN.PATIENCE": -1,
     "MODEL.Z_DOWN": [0, 0, 0, 0],  # 0 = BiaPy's "2 at every level"
 }
-_LOSSES = {"MAE": "l1", "MSE": "mse"}
-_FLIPS = ("VFLIP", "HFLIP", "ROT90", "ZFLIP")  # ZFLIP only counts in 3D
-_AUG_PROB = 0.5
-_SECTIONS = ("SYSTEM", "PROBLEM", "DATA", "AUGMENTOR", "MODEL", "LOSS", "TRAIN", "TEST", "PATHS")
+LOSSES = {"MAE": "l1", "MSE": "mse"}
+FLIPS = ("VFLIP", "HFLIP", "ROT90", "ZFLIP")  # ZFLIP only counts in 3D
+AUG_PROB = 0.5
+SECTIONS = ("SYSTEM", "PROBLEM", "DATA", "AUGMENTOR", "MODEL", "LOSS", "TRAIN", "TEST", "PATHS")
 
 
 def _literal(value: Any) -> Any:
@@ -205,7 +204,7 @@ def from_biapy(data: dict[str, Any], source: str = "config", warn: bool = True) 
         raise ConfigError(f"MODEL.SOURCE: allowed 'biapy' (BiaPy's models); got {model_source!r}")
     cfg = Config()
     for field, key in BIAPY_KEYS.items():
-        if field not in _SPECIAL:
+        if field not in SPECIAL_KEYS:
             section, name = field.split(".")
             default = getattr(getattr(cfg, section), name)
             value = _convert(key, r.get(key, _BIAPY_DEFAULTS.get(key, default)), default)
@@ -285,9 +284,9 @@ def _read_training(r: _Reader, cfg: Config) -> None:
     if not isinstance(names, (list, tuple)):
         raise ConfigError(f"LOSS.TYPE: expected a list such as ['MAE']; got {names!r}")
     loss = str(_one("LOSS.TYPE", list(names) or ["MAE"])).upper()
-    if loss not in _LOSSES:
+    if loss not in LOSSES:
         raise ConfigError(f"LOSS.TYPE: allowed ['MAE'] (l1) or ['MSE'] (mse); got {names!r}")
-    cfg.train.loss = _LOSSES[loss]
+    cfg.train.loss = LOSSES[loss]
     weights = _numbers("LOSS.WEIGHTS", r.get("LOSS.WEIGHTS", []), float)
     if weights not in ((), (1.0,)):
         r.notes.append(f"LOSS.WEIGHTS {list(weights)}: napari-ssl does not scale its single loss")
@@ -303,10 +302,10 @@ def _read_training(r: _Reader, cfg: Config) -> None:
 def _read_augment(r: _Reader, cfg: Config) -> None:
     """We flip and rotate by 90 degrees, all together, p = 0.5 each (ZFLIP in 3D)."""
     enable = _bool("AUGMENTOR.ENABLE", r.get("AUGMENTOR.ENABLE", False))
-    da_prob = _number("AUGMENTOR.DA_PROB", r.get("AUGMENTOR.DA_PROB", _AUG_PROB), float)
-    wanted = _FLIPS if cfg.data.ndim == 3 else _FLIPS[:3]
+    da_prob = _number("AUGMENTOR.DA_PROB", r.get("AUGMENTOR.DA_PROB", AUG_PROB), float)
+    wanted = FLIPS if cfg.data.ndim == 3 else FLIPS[:3]
     on, probs = [], []
-    for name in _FLIPS:
+    for name in FLIPS:
         if _bool(f"AUGMENTOR.{name}", r.get(f"AUGMENTOR.{name}", False)) and name in wanted:
             on.append(name)
         key = f"AUGMENTOR.{name}_PROB"
@@ -315,10 +314,10 @@ def _read_augment(r: _Reader, cfg: Config) -> None:
     section = r.data.get("AUGMENTOR")
     if not enable and isinstance(section, dict):
         r.used.update(k for k, _ in _leaves(section, "AUGMENTOR."))
-    elif on and (len(on) < len(wanted) or any(p != _AUG_PROB for p in probs)):
+    elif on and (len(on) < len(wanted) or any(p != AUG_PROB for p in probs)):
         r.notes.append(
             f"AUGMENTOR: {', '.join(on)} enabled; napari-ssl applies all of "
-            f"{', '.join(wanted)} together, each with probability {_AUG_PROB}"
+            f"{', '.join(wanted)} together, each with probability {AUG_PROB}"
         )
 
 
@@ -346,75 +345,3 @@ def _warn(r: _Reader, source: str) -> None:
         lines.append("Not used by napari-ssl, or not known: " + ", ".join(parts) + ".")
     lines.extend(r.notes)
     warnings.warn("\n".join(lines), UserWarning, stacklevel=3)
-
-
-def to_biapy(cfg: Config) -> dict[str, Any]:
-    """A BiaPy 3.7.1 self-supervised config (nested plain dicts) describing ``cfg``.
-
-    Values BiaPy cannot express are written as BiaPy will run them: ``test_padding`` None as
-    tile // 8, ``patience`` <= 0 as -1 (off), ``vit_preset`` as its three numbers, an unknown
-    channel count as 1. Empty paths are left out (BiaPy then uses its placeholders). BiaPy
-    itself accepts only RESIZING_FACTOR in {2, 4, 6}.
-    """
-    out: dict[str, Any] = {s: {} for s in _SECTIONS}
-    defaults = Config()
-    for field, key in BIAPY_KEYS.items():
-        section, name = field.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if field not in _SPECIAL and not (key.endswith(".PATH") and value == ""):
-            _put(out, key, _typed(value, getattr(getattr(defaults, section), name)))
-    d, m, t = cfg.data, cfg.model, cfg.train
-    factor = float(cfg.pretext.resizing_factor)
-    spatial = [int(s) for s in d.patch_size]
-    padding = d.test_padding if d.test_padding is not None else [s // 8 for s in spatial]
-    embed, layers, heads = VIT_PRESETS.get(
-        m.vit_preset or "", (m.vit_embed_dim, m.vit_num_layers, m.vit_num_heads)
-    )
-    values: dict[str, Any] = {
-        "PROBLEM.TYPE": "SELF_SUPERVISED",
-        "PROBLEM.NDIM": f"{d.ndim}D",
-        "PROBLEM.SELF_SUPERVISED.RESIZING_FACTOR": int(factor) if factor.is_integer() else factor,
-        "DATA.PATCH_SIZE": [*spatial, int(d.channels or 1)],
-        "DATA.VAL.FROM_TRAIN": True,
-        "DATA.TEST.PADDING": [int(p) for p in padding],
-        "DATA.TEST.OVERLAP": [float(d.test_overlap)] * d.ndim,
-        "DATA.NORMALIZATION.PERC_CLIP.ENABLE": d.percentile_clip is not None,
-        "AUGMENTOR.ENABLE": t.augment,
-        "TRAIN.OPTIMIZER": [t.optimizer],
-        "TRAIN.LR": [float(t.lr)],
-        "TRAIN.PATIENCE": int(t.patience) if t.patience > 0 else -1,
-        "LOSS.TYPE": [{v: k for k, v in _LOSSES.items()}[t.loss]],
-        "LOSS.WEIGHTS": [1.0],
-        "MODEL.VIT_EMBED_DIM": int(embed),
-        "MODEL.VIT_NUM_LAYERS": int(layers),
-        "MODEL.VIT_NUM_HEADS": int(heads),
-    }
-    if d.percentile_clip is not None:
-        lo, hi = d.percentile_clip
-        values["DATA.NORMALIZATION.PERC_CLIP.LOWER_PERC"] = float(lo)
-        values["DATA.NORMALIZATION.PERC_CLIP.UPPER_PERC"] = float(hi)
-    flips = _FLIPS if d.ndim == 3 else _FLIPS[:3]
-    for name in flips if t.augment else ():
-        values[f"AUGMENTOR.{name}"] = True
-        values[f"AUGMENTOR.{name}_PROB"] = _AUG_PROB
-    if m.architecture in MAE_ARCHITECTURES:  # BiaPy: one dropout value for ViT models
-        values["MODEL.DROPOUT_VALUES"] = [float(m.dropout[0]) if m.dropout else 0.0]
-    for key, value in values.items():
-        _put(out, key, value)
-    return out
-
-
-def _typed(value: Any, default: Any) -> Any:
-    """Plain builtins of our default's type: BiaPy's yacs refuses e.g. an int for a float key."""
-    if isinstance(default, tuple):
-        return [_typed(v, default[0]) for v in value]
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        return type(default)(value)
-    return value
-
-
-def _put(tree: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    for part in parents:
-        tree = tree.setdefault(part, {})
-    tree[leaf] = value

@@ -72,7 +72,7 @@ _RESOLVED = {"yx_down": "YX_DOWN", "z_down": "Z_DOWN", "drop_values": "DROPOUT_V
 
 def biapy_cfg(cfg: Config, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint's ``cfg``: BiaPy's layout, MODEL lists resolved as in ``kwargs``."""
-    from napari_ssl.biapy_config import to_biapy
+    from napari_ssl.biapy_export import to_biapy
 
     out = to_biapy(cfg)
     out["MODEL"].update({name: list(kwargs[k]) for k, name in _RESOLVED.items() if k in kwargs})

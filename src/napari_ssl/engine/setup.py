@@ -343,7 +343,7 @@ def _write_start_outputs(run: Run) -> None:
         return
     import yaml
 
-    from napari_ssl.biapy_config import to_biapy
+    from napari_ssl.biapy_export import to_biapy
     from napari_ssl.charts import write_model_plot
     from napari_ssl.results import save_tif
 

@@ -26,6 +26,7 @@ from napari_ssl.engine import events as ev
 from napari_ssl.engine.checkpoints import load_trained, read_checkpoint
 from napari_ssl.engine.tasks import HIDDEN
 from napari_ssl.engine.trainer import TrainingControl, train
+from napari_ssl.inference.evaluate import MAE_VIEWS
 from napari_ssl.inference.reconstruct import reconstruct
 from napari_ssl.results import ResultsLayout
 from test_cli import files_under, run_cli
@@ -323,6 +324,9 @@ def test_predict_command_on_a_3d_masking_checkpoint(job3d: Job, tmp_path: Path) 
     assert ran.code == 0, ran.err
     pred = tifffile.imread(tmp_path / "pred" / "t.tif")
     assert pred.shape == TEST_SHAPE[3] and np.isfinite(pred).all()
+    views = {v: tifffile.imread(tmp_path / "pred" / f"t_{v}.tif") for v in MAE_VIEWS}
+    assert all(v.shape == TEST_SHAPE[3] for v in views.values())
+    np.testing.assert_array_equal(views["reconstruction_and_visible"], pred)
 
 
 def test_crappify_in_3d_still_works(tmp_path: Path, sem_2d, nuclei_3d) -> None:

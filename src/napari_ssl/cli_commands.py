@@ -72,7 +72,7 @@ def demo(argv: list[str]) -> int:
 
 
 def predict(argv: list[str]) -> int:
-    """Reconstruct images (files) with a checkpoint; writes <output>/<name>.tif."""
+    """Reconstruct images with a checkpoint: <output>/<name>.tif (masking: + the four MAE views)."""
     p = argparse.ArgumentParser(prog="napari-ssl predict", description=predict.__doc__)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--input", required=True, nargs="+", help="image files or folders")
@@ -84,6 +84,7 @@ def predict(argv: list[str]) -> int:
     from napari_ssl.data.folders import list_images, load_image
     from napari_ssl.data.images import DataError
     from napari_ssl.engine.checkpoints import CheckpointError, load_trained
+    from napari_ssl.inference.evaluate import MAE_VIEWS
     from napari_ssl.inference.reconstruct import reconstruct
     from napari_ssl.results import save_tif
 
@@ -94,12 +95,14 @@ def predict(argv: list[str]) -> int:
         for path in files:
             image = load_image(path, trained.cfg.data.ndim, trained.in_channels)
             outputs = reconstruct(trained, image, device=device, overlap=args.overlap)
-            key = (
-                "reconstruction"
-                if "reconstruction_and_visible" not in outputs
-                else "reconstruction_and_visible"
-            )
-            out = save_tif(Path(args.output) / f"{path.stem}.tif", outputs[key])
+            if "reconstruction_and_visible" not in outputs:  # crappify: the restored image
+                out = save_tif(Path(args.output) / f"{path.stem}.tif", outputs["reconstruction"])
+            else:  # masking: the stitched reconstruction and the four MAE views beside it
+                out = save_tif(
+                    Path(args.output) / f"{path.stem}.tif", outputs["reconstruction_and_visible"]
+                )
+                for view in MAE_VIEWS:
+                    save_tif(Path(args.output) / f"{path.stem}_{view}.tif", outputs[view])
             print(f"{path.name} -> {out}")
     except (CheckpointError, DataError, ValueError) as err:
         print(f"napari-ssl predict: {err}", file=sys.stderr)

@@ -2,10 +2,18 @@
 
 Every kind is an affine map ``(clip(x) - offset) / scale`` with per-channel ``offset`` and
 ``scale``, so the same code normalises numpy tiles and device batches and undoes it on outputs.
+
+Images of at most :data:`MAX_STAT_ELEMENTS` pixels per channel are read whole. Larger (lazy)
+images are estimated from a seeded sample of about :data:`N_BLOCKS` blocks spread over the
+image, aligned to the chunk grid of zarr / dask arrays (bands of whole rows for memory-mapped
+ones), so one call reads a bounded number of chunks instead of the whole image: the NaN/inf
+check, ``data_min`` / ``data_max`` (hence crappify's noise range and ``div``'s 255 / 65535
+choice) and every statistic then describe that sample only.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +21,9 @@ import numpy as np
 
 from napari_ssl.data.images import DataError, Image
 
-MAX_STAT_ELEMENTS = 16_000_000  # per channel; larger images are estimated from a strided subsample
+MAX_STAT_ELEMENTS = 2**24  # per channel; larger images are estimated from N_BLOCKS blocks
+N_BLOCKS = 64
+SEED = 0
 
 
 @dataclass(frozen=True)
@@ -24,7 +34,7 @@ class NormStats:
     scale: np.ndarray
     clip_lo: np.ndarray | None  # percentile clipping bounds (raw units), or None
     clip_hi: np.ndarray | None
-    data_min: float  # raw range of the whole image (crappify clips noise to it)
+    data_min: float  # raw range of the image, or of its sample when huge (crappify's noise)
     data_max: float
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
@@ -45,9 +55,13 @@ class NormStats:
 def compute_stats(
     image: Image, kind: str, percentile_clip: tuple[float, float] | None = None
 ) -> NormStats:
-    """Statistics of one image for ``kind`` (constant images get scale 1: never NaN)."""
-    sample = _subsample(image).astype(np.float64)  # (C, N)
-    if not np.all(np.isfinite(sample)):
+    """Statistics of one image for ``kind`` (constant images get scale 1: never NaN).
+
+    Huge images (over :data:`MAX_STAT_ELEMENTS` pixels per channel) are estimated from a block
+    sample; NaN/inf pixels and the ``data_min`` / ``data_max`` range are then those of the sample.
+    """
+    sample = _sample(image, _work_dtype(image.dtype, percentile_clip))  # (C, N), our own copy
+    if image.dtype.kind not in "iu" and not np.all(np.isfinite(sample)):
         raise DataError(
             f"{image.name}: contains NaN or infinite pixels. "
             "Replace them (e.g. with np.nan_to_num) first."
@@ -55,11 +69,11 @@ def compute_stats(
     data_min, data_max = float(sample.min()), float(sample.max())
     clip_lo = clip_hi = None
     if percentile_clip is not None:
-        clip_lo = np.percentile(sample, percentile_clip[0], axis=1).astype(np.float32)
-        clip_hi = np.percentile(sample, percentile_clip[1], axis=1).astype(np.float32)
-        sample = np.clip(sample, clip_lo[:, None], clip_hi[:, None])
+        clip_lo, clip_hi = np.percentile(sample, percentile_clip, axis=1).astype(np.float32)
+        np.clip(sample, clip_lo[:, None], clip_hi[:, None], out=sample)
     if kind == "zero_mean_unit_variance":
-        offset, scale = sample.mean(axis=1), sample.std(axis=1)
+        offset = sample.mean(axis=1, dtype=np.float64)
+        scale = sample.std(axis=1, dtype=np.float64)
     elif kind == "scale_range":
         offset = sample.min(axis=1)
         scale = sample.max(axis=1) - offset
@@ -79,13 +93,102 @@ def compute_stats(
     )
 
 
-def _subsample(image: Image) -> np.ndarray:
-    """All pixels per channel, or a strided subsample of large (possibly lazy) images."""
-    n = int(np.prod(image.spatial_shape))
-    step = max(1, int(np.ceil((n / MAX_STAT_ELEMENTS) ** (1 / image.ndim))))
-    region = tuple(slice(None, None, step) for _ in image.spatial_shape)
-    data = image.read(region)
-    return data.reshape(data.shape[0], -1)
+def _work_dtype(dtype: np.dtype, percentile_clip: tuple[float, float] | None) -> type:
+    """float32 where it changes no statistic, else float64.
+
+    Integers of up to 16 bits are exact in float32 and their float64 sums are exact, so mean and
+    std (accumulated in float64) match a float64 copy bit for bit; percentile interpolation and
+    the sums of clipped values round differently in float32, so clipping keeps float64.
+    """
+    small_int = dtype.kind in "iu" and dtype.itemsize <= 2
+    return np.float32 if small_int and percentile_clip is None else np.float64
+
+
+def _sample(image: Image, dtype: type) -> np.ndarray:
+    """All pixels per channel as ``(C, N)`` ``dtype``, or those of :func:`sample_blocks`."""
+    if math.prod(image.spatial_shape) <= MAX_STAT_ELEMENTS:
+        return image.read().reshape(image.channels, -1).astype(dtype)
+    regions = sample_blocks(image.spatial_shape, _spatial_chunks(image.array, image.ndim))
+    sizes = [math.prod(s.stop - s.start for s in region) for region in regions]
+    out = np.empty((image.channels, sum(sizes)), dtype)
+    pos = 0
+    for region, size in zip(regions, sizes, strict=True):
+        out[:, pos : pos + size] = image.read(region).reshape(image.channels, -1)
+        pos += size
+    return out
+
+
+def sample_blocks(
+    shape: tuple[int, ...], chunks: tuple[int, ...] | None
+) -> list[tuple[slice, ...]]:
+    """About :data:`N_BLOCKS` seeded random blocks spread over an image of spatial ``shape``.
+
+    Blocks hold about ``MAX_STAT_ELEMENTS / N_BLOCKS`` pixels, at most a quarter of the image in
+    all (as the former stride-2 subsample), shaped by :func:`_block_shape`. The image is cut into
+    cells, one block or (where a chunk is larger) one chunk each; the cell grid is split into at
+    most ``N_BLOCKS`` equal strata and one random cell of each is read, the block at a random
+    offset in a larger chunk. So each block reads only its own chunks.
+    """
+    budget = max(1, min(MAX_STAT_ELEMENTS, math.prod(shape) // 4) // N_BLOCKS)
+    block = _block_shape(shape, chunks, budget)
+    cell = block if chunks is None else [max(b, c) for b, c in zip(block, chunks, strict=True)]
+    grid = [math.ceil(s / c) for s, c in zip(shape, cell, strict=True)]
+    strata = _strata(grid, N_BLOCKS)
+    rng = np.random.default_rng(SEED)
+    regions = []
+    for stratum in np.ndindex(*strata):
+        region = []
+        for j, k, g, b, c, s in zip(stratum, strata, grid, block, cell, shape, strict=True):
+            start = int(rng.integers(j * g // k, (j + 1) * g // k)) * c
+            slack = min(c, s - start) - b
+            start += int(rng.integers(slack + 1)) if slack > 0 else 0
+            region.append(slice(start, min(start + b, s)))
+        regions.append(tuple(region))
+    return regions
+
+
+def _block_shape(shape: tuple[int, ...], chunks: tuple[int, ...] | None, budget: int) -> list[int]:
+    """The largest block of at most ``budget`` pixels that reads the fewest chunks or pages.
+
+    Unchunked (numpy, memory-mapped) arrays: bands of whole rows, contiguous in memory. Chunks
+    of at least ``budget`` pixels: a part of one chunk, its longest edges cut first (e.g. 512 x
+    512 of a 1 x 2048 x 2048 plane). Smaller chunks: whole chunks, as many per axis as fit.
+    """
+    if chunks is None:
+        edges: list[int] = []
+        for s in reversed(shape):
+            edges.insert(0, max(1, min(s, budget)))
+            budget //= edges[0]
+        return edges
+    chunks = tuple(min(c, s) for c, s in zip(chunks, shape, strict=True))
+    within = math.prod(chunks) >= budget
+
+    def edges_at(t: int) -> list[int]:
+        return [min(c, t) if within else max(c, t // c * c) for c in chunks]
+
+    lo, hi = 1, max(shape)  # the largest edge cap t whose block fits the budget
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if math.prod(edges_at(mid)) <= budget else (lo, mid - 1)
+    return [min(e, s) for e, s in zip(edges_at(lo), shape, strict=True)]
+
+
+def _strata(grid: list[int], n: int) -> list[int]:
+    """Strata per axis, at most ``n`` in all: the axis with the most cells per stratum is split."""
+    k = [1] * len(grid)
+    while True:
+        a = max(range(len(grid)), key=lambda i: grid[i] / k[i])
+        if k[a] == grid[a] or math.prod(k) // k[a] * (k[a] + 1) > n:
+            return k
+        k[a] += 1
+
+
+def _spatial_chunks(array: Any, ndim: int) -> tuple[int, ...] | None:
+    """Chunk edge per spatial axis, None when unchunked (dask: its first chunk stands for all)."""
+    chunks = getattr(array, "chunks", None)
+    if not chunks:
+        return None
+    return tuple(int(c) if np.isscalar(c) else int(c[0]) for c in chunks[-ndim:])
 
 
 def stats_to_dict(stats: NormStats) -> dict[str, Any]:

@@ -20,6 +20,7 @@ def test_train_updates_plot_files_and_live_layer(qtbot, viewer, docks, sem_layer
     train = docks["Train"]
     tiny(docks, epochs=3)
     train.result_dir.setText(str(tmp_path))
+    viewer.window._wrapped_dock_widgets["Train"].raise_()  # a hidden plot is not drawn
     original = sem_layer.data.copy()
     ticks = []
     timer = QTimer(interval=20)
@@ -32,7 +33,7 @@ def test_train_updates_plot_files_and_live_layer(qtbot, viewer, docks, sem_layer
     timer.stop()
     assert len(ticks) > 20  # the event loop kept running during training
     assert train.plot.step_points >= 3 and train.plot.epoch_points == 3
-    qtbot.waitUntil(lambda: train.plot.redraws > 0, timeout=2000)
+    qtbot.waitUntil(lambda: train.plot.redraws > 0, timeout=10_000)  # 2 s ticks
     ckpt = Path(train.state.checkpoint)
     assert ckpt.is_file() and ckpt.name == "ssl_1-checkpoint-best.pth"
     assert (tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth").is_file()

@@ -105,9 +105,11 @@ def upsert_image(
     if name in viewer.layers and isinstance(viewer.layers[name], ImageLayer):
         layer = viewer.layers[name]
         if layer.data.shape == data.shape and layer.rgb == source.rgb:
-            layer.data = data
-            layer.translate = translate
-            layer.scale = source.scale
+            layer.data = data  # each setter below refreshes the layer: only when changed
+            if not np.allclose(layer.translate, translate):
+                layer.translate = translate
+            if not np.allclose(layer.scale, source.scale):
+                layer.scale = source.scale
             return layer
         viewer.layers.remove(layer)
     return viewer.add_image(

@@ -1,44 +1,141 @@
 """Live training curves: per-step train loss (smoothed), per-epoch validation loss and PSNR.
 
-Points are appended to existing lines; the canvas redraws at most every :data:`REDRAW_MS`
-(a timer checks a dirty flag), never once per step.
+matplotlib draws off the GUI thread: points are appended on the GUI thread (cheap), and on a
+:meth:`LossPlot.tick` at most every :data:`RENDER_S` a copy of them goes to one worker thread
+that owns a ``Figure`` with the Agg canvas (no pyplot, no Qt widget) and renders it to a QImage.
+A later tick shows that image in the label (~1 ms). Nothing is drawn while the plot is hidden
+(its dock's tab not the current one); it catches up when shown.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import QLabel, QSizePolicy, QWidget
 
-REDRAW_MS = 500
+RENDER_S = 3.5  # shortest time between two renders: every other 2 s tick of the dock
 SMOOTHING = 0.9  # exponential moving average of the step losses
 LOG_SPREAD = 20.0  # log-scale the loss axis once the losses span this factor
+DPI = 100.0
+MARGINS_PX = (54, 10, 10, 34, 16)  # left, right, top, bottom, gap between the two axes
+MIN_SIZE_PX = (120, 120)  # smaller (being laid out): not worth drawing
+
+Curves = tuple[tuple[list[float], list[float]], ...]  # (x, y) of raw, smoothed, val, PSNR
 
 
-class LossPlot(QWidget):
-    """Loss (log scale) on top, validation PSNR below; x axis = epochs (fractional for steps)."""
+class LossPlot(QLabel):
+    """Loss (log scale when wide) on top, validation PSNR below; x = epochs (fractional)."""
 
     def __init__(
         self, parent: QWidget | None = None, colors: tuple[str, str] | None = None
     ) -> None:
         """``colors``: (background, text) to match napari's theme; matplotlib's default if None."""
         super().__init__(parent)
-        self.figure = Figure(figsize=(4, 3.2), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(220)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
-        self.ax_loss = self.figure.add_subplot(211)
-        self.ax_psnr = self.figure.add_subplot(212, sharex=self.ax_loss)
-        (self.raw_line,) = self.ax_loss.plot([], [], color="0.75", lw=0.8, label="train (step)")
-        (self.train_line,) = self.ax_loss.plot([], [], color="C0", lw=1.5, label="train (smoothed)")
-        (self.val_line,) = self.ax_loss.plot([], [], "o-", color="C1", ms=4, label="validation")
-        (self.psnr_line,) = self.ax_psnr.plot([], [], "o-", color="C2", ms=4, label="val PSNR")
+        self.setMinimumHeight(220)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.redraws = 0  # images shown
+        self._renderer = _Renderer(colors)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="napari-ssl-loss-plot")
+        self._future: Future | None = None
+        self._rendered_at = -math.inf
+        self._curves: Curves = ()
+        self.destroyed.connect(partial(_shutdown, self._executor))
+        self.clear()
+
+    @property
+    def step_points(self) -> int:
+        return len(self._curves[0][0])
+
+    @property
+    def epoch_points(self) -> int:
+        return len(self._curves[2][0])
+
+    def clear(self) -> None:
+        self._curves = tuple(([], []) for _ in range(4))
+        self._ema: float | None = None
+        self._dirty = True
+
+    def add_step(self, x: float, loss: float) -> None:
+        """A train loss at fractional epoch ``x``."""
+        if not math.isfinite(loss):
+            return
+        self._ema = loss if self._ema is None else SMOOTHING * self._ema + (1 - SMOOTHING) * loss
+        _append(self._curves[0], x, loss)
+        _append(self._curves[1], x, self._ema)
+        self._dirty = True
+
+    def add_epoch(self, epoch: int, val_loss: float, psnr: float | None) -> None:
+        if math.isfinite(val_loss):
+            _append(self._curves[2], epoch, val_loss)
+        if psnr is not None and math.isfinite(psnr):
+            _append(self._curves[3], epoch, psnr)
+        self._dirty = True
+
+    def tick(self) -> None:
+        """Show a finished render; start a new one when due (changed, visible, not too soon)."""
+        if self._future is not None and self._future.done():
+            image = self._future.result()
+            self._future = None
+            self.setPixmap(QPixmap.fromImage(image))
+            self.redraws += 1
+        if (
+            self._dirty
+            and self._future is None
+            and self.isVisible()
+            and not self.visibleRegion().isEmpty()  # napari keeps a background tab "visible"
+            and self.width() >= MIN_SIZE_PX[0]
+            and self.height() >= MIN_SIZE_PX[1]
+            and time.perf_counter() - self._rendered_at >= RENDER_S
+        ):
+            self._dirty = False
+            self._rendered_at = time.perf_counter()
+            curves = tuple((list(x), list(y)) for x, y in self._curves)
+            size = (self.width(), self.height(), self.devicePixelRatioF())
+            self._future = self._executor.submit(self._renderer.render, curves, *size)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._dirty = True  # rendered again at the new size on a later tick
+
+
+def _shutdown(executor: ThreadPoolExecutor, *_: Any) -> None:
+    """Let the render thread end (extra arguments: Qt's ``destroyed(obj)``)."""
+    executor.shutdown(wait=False)
+
+
+def _append(curve: tuple[list[float], list[float]], x: float, y: float) -> None:
+    curve[0].append(x)
+    curve[1].append(y)
+
+
+class _Renderer:
+    """The figure, built and drawn only in the plot's worker thread (one render at a time)."""
+
+    def __init__(self, colors: tuple[str, str] | None) -> None:
+        self.colors = colors
+        self.figure: Any = None
+
+    def _build(self) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.figure = figure = Figure(dpi=DPI)
+        FigureCanvasAgg(figure)
+        self.ax_loss = figure.add_subplot(211)
+        self.ax_psnr = figure.add_subplot(212, sharex=self.ax_loss)
+        self.lines = (
+            self.ax_loss.plot([], [], color="0.75", lw=0.8, label="train (step)")[0],
+            self.ax_loss.plot([], [], color="C0", lw=1.5, label="train (smoothed)")[0],
+            self.ax_loss.plot([], [], "o-", color="C1", ms=4, label="validation")[0],
+            self.ax_psnr.plot([], [], "o-", color="C2", ms=4, label="val PSNR")[0],
+        )
         self.ax_loss.set_ylabel("loss")
         self.ax_loss.legend(fontsize=7, loc="upper right")
         self.ax_psnr.set_ylabel("PSNR (dB)")
@@ -47,65 +144,38 @@ class LossPlot(QWidget):
         for ax in (self.ax_loss, self.ax_psnr):
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-        if colors is not None:
-            _apply_colors(self.figure, *colors)
-        self.redraws = 0
-        self._dirty = False
-        self._ema: float | None = None
-        self._timer = QTimer(self, interval=REDRAW_MS)
-        self._timer.timeout.connect(self._redraw)
-        self._timer.start()
-        self.clear()
+        if self.colors is not None:
+            _apply_colors(figure, *self.colors)
 
-    @property
-    def step_points(self) -> int:
-        return len(self.train_line.get_xdata())
-
-    @property
-    def epoch_points(self) -> int:
-        return len(self.val_line.get_xdata())
-
-    def clear(self) -> None:
-        for line in (self.raw_line, self.train_line, self.val_line, self.psnr_line):
-            line.set_data([], [])
-        self._ema = None
-        self._dirty = True
-
-    def add_step(self, x: float, loss: float) -> None:
-        """A train loss at fractional epoch ``x``."""
-        if not math.isfinite(loss):
-            return
-        self._ema = loss if self._ema is None else SMOOTHING * self._ema + (1 - SMOOTHING) * loss
-        _append(self.raw_line, x, loss)
-        _append(self.train_line, x, self._ema)
-        self._dirty = True
-
-    def add_epoch(self, epoch: int, val_loss: float, psnr: float | None) -> None:
-        if math.isfinite(val_loss):
-            _append(self.val_line, epoch, val_loss)
-        if psnr is not None and math.isfinite(psnr):
-            _append(self.psnr_line, epoch, psnr)
-        self._dirty = True
-
-    def _redraw(self) -> None:
-        if not self._dirty:
-            return
-        self._dirty = False
+    def render(self, curves: Curves, width: int, height: int, ratio: float) -> QImage:
+        """The figure at ``width`` x ``height`` logical pixels (``ratio``: device pixel ratio)."""
+        if self.figure is None:
+            self._build()
+        figure = self.figure
+        figure.set_dpi(DPI * ratio)
+        figure.set_size_inches(width / DPI, height / DPI)
+        left, right, top, bottom, gap = MARGINS_PX  # fixed: tight_layout doubles the draw time
+        axes_h = (height - top - bottom - gap) / 2
+        figure.subplots_adjust(left / width, bottom / height, 1 - right / width, 1 - top / height)
+        figure.subplots_adjust(hspace=gap / max(axes_h, 1.0))
+        for line, (x, y) in zip(self.lines, curves, strict=True):
+            line.set_data(x, y)
         for ax in (self.ax_loss, self.ax_psnr):
             ax.relim()
             ax.autoscale_view()
-        losses = [*self.raw_line.get_ydata(), *self.val_line.get_ydata()]
-        wide = losses and min(losses) > 0 and max(losses) > LOG_SPREAD * min(losses)
-        self.ax_loss.set_yscale("log" if wide else "linear")
-        self.canvas.draw_idle()
-        self.redraws += 1
+        losses = [*curves[0][1], *curves[2][1]]
+        wide = bool(losses) and min(losses) > 0 and max(losses) > LOG_SPREAD * min(losses)
+        if self.ax_loss.get_yscale() != ("log" if wide else "linear"):
+            self.ax_loss.set_yscale("log" if wide else "linear")
+        figure.canvas.draw()
+        rgba = figure.canvas.buffer_rgba()
+        h, w = rgba.shape[:2]
+        image = QImage(bytes(rgba), w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        image.setDevicePixelRatio(ratio)
+        return image
 
 
-def _append(line: Any, x: float, y: float) -> None:
-    line.set_data([*line.get_xdata(), x], [*line.get_ydata(), y])
-
-
-def _apply_colors(figure: Figure, background: str, text: str) -> None:
+def _apply_colors(figure: Any, background: str, text: str) -> None:
     figure.set_facecolor(background)
     for ax in figure.axes:
         ax.set_facecolor(background)

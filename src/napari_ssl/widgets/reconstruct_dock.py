@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.state import state_for, unwrap
 from napari_ssl.widgets.worker import ProgressRelay, plain_error
 
@@ -89,6 +90,7 @@ class ReconstructDock(QWidget):
         self.relay = ProgressRelay(self)
         self.relay.progressed.connect(self._on_progress)
         self._build()
+        self.updates = Coalescer(self, self._apply)  # the progress bar: one repaint per tick
         self.destroyed.connect(lambda *_: cancel.set())  # closing the viewer cancels the work
         self.state.events.checkpoint.connect(self._on_checkpoint)
         for name in ("inserted", "removed", "moved"):
@@ -177,7 +179,7 @@ class ReconstructDock(QWidget):
 
         self._cancel.clear()
         options = {"overlap": float(self.overlap.value()), "degrade": self.degrade.isChecked()}
-        self.progress.setRange(0, 0)
+        set_progress(self.progress, 0, "loading the checkpoint…", maximum=1)
         self.metrics.setText("")
         worker = create_worker(
             _reconstruct_all,
@@ -217,8 +219,11 @@ class ReconstructDock(QWidget):
         ]
 
     def _on_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
+        self.updates.put("progress", (done, total))
+
+    def _apply(self, pending: dict[str, Any]) -> None:
+        done, total = pending["progress"]
+        set_progress(self.progress, done, "%p%", maximum=total)
 
     def _on_error(self, err: Exception) -> None:
         if type(err).__name__ == "InferenceCancelled":
@@ -227,11 +232,12 @@ class ReconstructDock(QWidget):
             show_error(f"Reconstruction failed: {plain_error(err)}")
 
     def _on_finished(self) -> None:
+        self.updates.flush()
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        if self.progress.maximum() == 0:  # still "busy": no tile was done (error or cancel)
-            self.progress.setRange(0, 1)
+        if self.progress.format() != "%p%":  # no tile was done (error or cancel)
+            set_progress(self.progress, 0, "%p%")
 
     def _on_result(self, result: tuple[str, list[dict[str, np.ndarray]], list[dict]]) -> None:
         task, outputs, scores = result
@@ -245,7 +251,8 @@ class ReconstructDock(QWidget):
                 _layers.upsert_image(
                     self.viewer, output_name(source.name, key, task), data, source, **kwargs
                 )
-        self.progress.setValue(self.progress.maximum())
+        self.updates.flush()
+        set_progress(self.progress, self.progress.maximum(), "%p%")
         lines = [
             f"{src.name}: degraded PSNR {s['degraded']['psnr']:.2f} dB, SSIM "
             f"{s['degraded']['ssim']:.3f} → reconstruction PSNR {s['reconstruction']['psnr']:.2f}"

@@ -14,8 +14,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent
+from napari.utils.notifications import show_error, show_warning
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -35,15 +35,17 @@ from qtpy.QtWidgets import (
 
 from napari_ssl.config import VIT_PRESETS, Config, ConfigError
 from napari_ssl.data.images import DataError, Image
-from napari_ssl.engine import events as ev
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors
 from napari_ssl.widgets.state import SslState, state_for, unwrap
-from napari_ssl.widgets.worker import TrainingSession, probe_devices
+from napari_ssl.widgets.train_events import TrainEvents
+from napari_ssl.widgets.worker import TrainingSession, start_device_probe
 
 MODELS = {"crappify": ("unet", "resunet"), "masking": ("mae",)}
 START_MODES = ("new training", "continue (resume) from checkpoint", "fine-tune from checkpoint")
-PREVIEW_EVERY_S = 2.0
+PREVIEW_EVERY_S = 2.0  # the shortest; the engine waits longer when previews are slow
+PROBE_DELAY_MS = 200  # the device probe (torch import) starts after the dock is painted
 DEFAULT_RESULT_DIR = str(Path.home() / "napari-ssl-results")
 
 
@@ -61,13 +63,7 @@ def next_run_id(result_dir: str, name: str) -> int:
     return max(ids, default=0) + 1
 
 
-def format_eta(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-class TrainDock(QWidget):
+class TrainDock(TrainEvents, QWidget):
     """Configure and run a training; watch it live."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -82,6 +78,8 @@ class TrainDock(QWidget):
         self._devices_probed = False
         self._docked = False
         self._build()
+        self.updates = Coalescer(self, self._apply)  # progress, status, preview: once per tick
+        self.updates.ticked.connect(self.plot.tick)  # the plot's image in the same repaint
         self.state.events.cfg.connect(self._sync_task)
         self.state.events.running.connect(self._update_buttons)
         self.destroyed.connect(partial(_shutdown, self.session, self.state))
@@ -171,13 +169,12 @@ class TrainDock(QWidget):
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
-        if not self._devices_probed:  # torch loads in a thread: the dock opens at once
+        if not self._devices_probed:  # torch loads in a thread, once the dock is painted
             self._devices_probed = True
-            from napari.qt.threading import create_worker
+            QTimer.singleShot(PROBE_DELAY_MS, self._probe_devices)  # dies with the dock
 
-            worker = create_worker(probe_devices, _start_thread=False)
-            worker.returned.connect(self._set_devices)
-            worker.start()
+    def _probe_devices(self) -> None:
+        start_device_probe(self, self._set_devices)
 
     def event(self, e: QEvent) -> bool:
         if e.type() == QEvent.Type.ParentChange:  # napari takes a removed dock's widget out
@@ -220,7 +217,7 @@ class TrainDock(QWidget):
             show_error(f"Cannot start training: {err}")
             return
         self.plot.clear()
-        self.progress.setFormat("starting…")
+        set_progress(self.progress, 0, "starting…")
         self.status.setText(f"results: {self._layout.root}")
         self.session.start(**job)
 
@@ -326,84 +323,7 @@ class TrainDock(QWidget):
         )
         return PreviewSpec(0, self._region, PREVIEW_EVERY_S)
 
-    # ---- events from the worker -----------------------------------------------------------
-    def _on_event(self, event: ev.Event) -> None:
-        handler = getattr(self, f"_on_{type(event).__name__.lower()}", None)
-        if handler is not None:
-            handler(event)
-
-    def _on_started(self, e: ev.Started) -> None:
-        self._plan = (e.epochs, e.steps_per_epoch, e.start_epoch)
-        self.progress.setRange(0, e.epochs * e.steps_per_epoch)
-        self.progress.setValue(e.start_epoch * e.steps_per_epoch)
-        self.progress.setFormat(f"epoch {e.start_epoch + 1}/{e.epochs}")
-        self.status.setText(
-            f"{e.model} ({e.parameters:,} parameters) on {e.device}, {e.precision}; "
-            f"{e.train_patches} patches per epoch. Results: {self._layout.root}"
-        )
-        if e.notes:
-            show_info("\n".join(e.notes))
-
-    def _on_step(self, e: ev.Step) -> None:
-        epochs, steps, _ = self._plan
-        self.plot.add_step(e.step / steps, e.loss)
-        self.progress.setValue(min(e.step, epochs * steps))
-        in_epoch = e.step - (e.epoch - 1) * steps
-        paused = " (paused)" if self.session.paused else ""
-        self.progress.setFormat(
-            f"epoch {e.epoch}/{epochs} · step {in_epoch}/{steps} · "
-            f"ETA {format_eta(e.eta_s)}{paused}"
-        )
-
-    def _on_epoch(self, e: ev.Epoch) -> None:
-        psnr = e.metrics.get("val_psnr", e.metrics.get("psnr"))
-        self.plot.add_epoch(e.epoch, e.val_loss, psnr)
-        extra = f", val PSNR {psnr:.2f} dB" if psnr is not None else ""
-        self.status.setText(
-            f"epoch {e.epoch}: train loss {e.train_loss:.4g}, val loss {e.val_loss:.4g}{extra}"
-            f" ({e.seconds:.1f} s, {e.patches_per_s:.0f} patches/s)"
-        )
-
-    def _on_preview(self, e: ev.Preview) -> None:
-        if e.source >= len(self._sources) or self._sources[e.source] not in self.viewer.layers:
-            return
-        source = self._sources[e.source]
-        axis = self.state.channel_axis
-        data = _layers.to_layer_layout(e.image, axis)
-        offset = [s.start for s in self._region]
-        if axis is not None and not source.rgb:
-            offset.insert(axis % data.ndim, 0)
-        name = f"{source.name} [live reconstruction]"
-        new = name not in self.viewer.layers
-        layer = _layers.upsert_image(self.viewer, name, data, source, offset=tuple(offset))
-        if new and not source.rgb:
-            layer.contrast_limits = source.contrast_limits
-
-    def _on_checkpointsaved(self, e: ev.CheckpointSaved) -> None:
-        if e.kind == "best" or not self.state.checkpoint.startswith(str(self._layout.root)):
-            self.state.checkpoint = e.path
-
-    def _on_finished(self, e: ev.Finished) -> None:
-        self.state.checkpoint = e.best_checkpoint or e.last_checkpoint
-        early = " (early stop: validation loss stopped improving)" if e.early_stopped else ""
-        self.progress.setFormat(f"finished: {e.epochs_run} epochs{early}")
-        show_info(
-            f"Training finished{early} in {format_eta(e.seconds)}: best checkpoint "
-            f"{self.state.checkpoint}"
-        )
-
-    def _on_stopped(self, e: ev.Stopped) -> None:
-        self.checkpoint.setText(e.last_checkpoint)
-        self.progress.setFormat(f"stopped at epoch {e.epoch}, step {e.step}")
-        show_info(
-            f"Training stopped at epoch {e.epoch}. To continue it, choose 'Start as: continue' "
-            f"with {e.last_checkpoint}"
-        )
-
-    def _on_failed(self, e: ev.Failed) -> None:
-        self.progress.setFormat("failed")
-        show_error(f"Training failed: {e.message}")
-
     def _on_done(self) -> None:
+        self.updates.flush()
         self.state.running = False
         self._update_buttons()

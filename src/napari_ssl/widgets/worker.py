@@ -1,4 +1,4 @@
-"""Background work for the docks: the training session and a progress relay.
+"""Background work for the docks: the training session, a progress relay, the device probe.
 
 Training runs the engine's event generator in a napari ``GeneratorWorker``; only the small
 events cross threads. Pause / resume / stop go through the engine's ``TrainingControl`` (honoured
@@ -11,17 +11,22 @@ and waits for it. torch is imported only inside the worker thread or at Start.
 from __future__ import annotations
 
 import gc
+import math
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_ssl.engine import events as ev
 
 STOP_TIMEOUT_S = 120.0  # longest wait for the engine to reach a step boundary and save
+RELAY_MIN_S = 0.25  # shortest time between two progress signals
+PROBE_POLL_MS = 100  # how often the GUI looks whether the device probe is done
 
 
 def plain_error(err: BaseException) -> str:
@@ -138,12 +143,22 @@ class TrainingSession:
 
 
 class ProgressRelay(QObject):
-    """Carries ``progress(done, total)`` calls from a worker thread to the GUI thread."""
+    """Carries ``progress(done, total)`` calls from a worker thread to the GUI thread.
+
+    At most one emit every :data:`RELAY_MIN_S` (the last call, ``done == total``, always goes).
+    """
 
     progressed = Signal(int, int)
 
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._last = -math.inf
+
     def __call__(self, done: int, total: int) -> None:
-        self.progressed.emit(int(done), int(total))
+        now = time.perf_counter()
+        if done >= total or now - self._last >= RELAY_MIN_S:
+            self._last = now
+            self.progressed.emit(int(done), int(total))
 
 
 def probe_devices() -> list[tuple[str, str]]:
@@ -152,3 +167,37 @@ def probe_devices() -> list[tuple[str, str]]:
     from napari_ssl.engine.device import available_devices
 
     return available_devices()
+
+
+def start_device_probe(parent: QObject, on_done: Callable[[list[tuple[str, str]]], None]) -> None:
+    """Run :func:`probe_devices` in a plain thread; ``on_done(choices)`` runs on the GUI thread.
+
+    Not a napari worker: Python joins a plain thread before it exits, whereas a QThreadPool worker
+    that ends after its signals object was collected aborts the exiting process. The thread never
+    touches Qt; a timer owned by ``parent`` polls its result (and dies with ``parent``).
+    """
+    future: Future = Future()
+
+    def probe() -> None:
+        try:
+            future.set_result(probe_devices())
+        except Exception as err:  # torch failing to load: keep 'auto', say why
+            future.set_exception(err)
+
+    threading.Thread(target=probe, name="napari-ssl-device-probe").start()
+    timer = QTimer(parent, interval=PROBE_POLL_MS)
+
+    def poll() -> None:
+        if not future.done():
+            return
+        timer.stop()
+        timer.deleteLater()
+        if future.exception() is None:
+            on_done(future.result())
+        else:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"Could not list the devices ({plain_error(future.exception())}).")
+
+    timer.timeout.connect(poll)
+    timer.start()

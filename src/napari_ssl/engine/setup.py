@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from napari_ssl.engine.tasks import StatsTable, augment, make_generator, make_ta
 from napari_ssl.results import ResultsLayout
 
 VAL_BATCH = 8
+CHARTS_EVERY_S = 30.0
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Run:
     state: RunState = field(default_factory=RunState)
     start_epoch: int = 0
     notes: list[str] = field(default_factory=list)
+    charts_written_at: float = -math.inf
 
     # ----- per step
     def augment(self, raw: torch.Tensor) -> torch.Tensor:
@@ -158,17 +162,27 @@ class Run:
         )
         return ckpt.save_checkpoint(payload, self.layout.last_checkpoint)
 
-    def write_epoch_outputs(self, seconds: float) -> None:
+    def write_epoch_outputs(self, seconds: float, final: bool) -> None:
+        """The epoch's log row; the charts at most every CHARTS_EVERY_S seconds and at the end
+        (drawing them holds the interpreter, which a GUI thread beside the worker feels)."""
         if not dist.is_main_process():
             return
-        from napari_ssl.charts import write_charts
         from napari_ssl.results import append_train_log
 
         row = dict(self.state.history[-1])
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = seconds
         append_train_log(self.layout, row)
+        if final or time.perf_counter() - self.charts_written_at >= CHARTS_EVERY_S:
+            self.write_charts()
+
+    def write_charts(self) -> None:
+        if not dist.is_main_process() or not self.state.history:
+            return
+        from napari_ssl.charts import write_charts
+
         write_charts(self.state.history, self.layout)
+        self.charts_written_at = time.perf_counter()
 
     # ----- events and previews
     def started_event(self) -> ev.Started:

@@ -114,6 +114,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
                 control.wait_while_paused()
                 window_t = time.perf_counter()
             if control.stopped:
+                run.write_charts()
                 path = run.save_last(epoch, partial=True)
                 yield ev.Stopped(epoch + 1, step, str(path))
                 return
@@ -172,7 +173,8 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             yield ev.CheckpointSaved(str(path), "best", epoch + 1)
         last = run.save_last(epoch + 1)
         yield ev.CheckpointSaved(str(last), "last", epoch + 1)
-        run.write_epoch_outputs(seconds)
+        stop_early = run.state.should_stop_early(tc.patience)
+        run.write_epoch_outputs(seconds, final=stop_early or epoch + 1 == tc.epochs)
         elapsed = time.perf_counter() - t_start
         done_epochs = epoch + 1 - run.start_epoch
         yield ev.Epoch(
@@ -185,7 +187,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             elapsed / done_epochs * (tc.epochs - epoch - 1),
             best,
         )
-        if run.state.should_stop_early(tc.patience):
+        if stop_early:
             yield run.finished_event(time.perf_counter() - t_start, early=True)
             return
     yield run.finished_event(time.perf_counter() - t_start, early=False)

@@ -62,6 +62,7 @@ class Run:
     start_epoch: int = 0
     notes: list[str] = field(default_factory=list)
     charts_written_at: float = -math.inf
+    tensorboard: Any = None  # a SummaryWriter when tensorboard is installed (main process)
 
     # ----- per step
     def augment(self, raw: torch.Tensor) -> torch.Tensor:
@@ -173,6 +174,11 @@ class Run:
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = seconds
         append_train_log(self.layout, row)
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    self.tensorboard.add_scalar(key, value, int(row["epoch"]))
+            self.tensorboard.flush()
         if final or time.perf_counter() - self.charts_written_at >= CHARTS_EVERY_S:
             self.write_charts()
 
@@ -234,6 +240,8 @@ class Run:
         self.optimizer.zero_grad(set_to_none=True)
         self.sampler.release()
         self.val = None
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -285,6 +293,10 @@ def prepare_run(
         _restore(run, source, full=resume is not None or source == layout.last_checkpoint)
     else:
         _write_start_outputs(run)
+    if dist.is_main_process():
+        from napari_ssl.results import make_tensorboard_writer
+
+        run.tensorboard = make_tensorboard_writer(layout)
     run.model = dist.wrap_model(run.model, device, cfg.model.norm == "sync_bn")
     if cfg.train.compile:
         run.model = torch.compile(run.model)

@@ -69,17 +69,24 @@ def write_yaml(path: Path, data: Path, **values: object) -> Path:
     return path
 
 
-def write_dataset(root: Path, sem: np.ndarray) -> Path:
-    """train/x: two 96x96 crops and one 20x24 (smaller than the patch); test/x: one crop."""
-    crops = {
-        "train": {"a": sem[:96, :96], "b": sem[96:192, :96], "small": sem[200:220, :24]},
-        "test": {"t": sem[300:364, 300:380]},
-    }
+def write_folders(root: Path, crops: dict[str, dict[str, np.ndarray]]) -> Path:
+    """``root/<split>/x/<name>.tif`` for each split and named crop."""
     for split, images in crops.items():
         (root / split / "x").mkdir(parents=True)
         for name, crop in images.items():
             tifffile.imwrite(root / split / "x" / f"{name}.tif", np.ascontiguousarray(crop))
     return root
+
+
+def write_dataset(root: Path, sem: np.ndarray) -> Path:
+    """train/x: two 96x96 crops and one 20x24 (smaller than the patch); test/x: one crop."""
+    return write_folders(
+        root,
+        {
+            "train": {"a": sem[:96, :96], "b": sem[96:192, :96], "small": sem[200:220, :24]},
+            "test": {"t": sem[300:364, 300:380]},
+        },
+    )
 
 
 @dataclass

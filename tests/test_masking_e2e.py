@@ -29,7 +29,7 @@ from napari_ssl.engine.trainer import TrainingControl, train
 from napari_ssl.inference.evaluate import MAE_VIEWS
 from napari_ssl.inference.reconstruct import reconstruct
 from napari_ssl.results import ResultsLayout
-from test_cli import files_under, run_cli
+from test_cli import files_under, run_cli, write_folders
 from test_training import no_charts, of_type, one_thread, run_events, tiny_config  # noqa: F401
 
 NAME = "mae_ssl"
@@ -102,11 +102,7 @@ def write_dataset(root: Path, ndim: int, sem: np.ndarray, nuclei: np.ndarray) ->
         if ndim == 2
         else {"a": nuclei[:24, :64, :64], "b": nuclei[24:48, 64:128, 64:128]}
     )
-    for split, images in (("train", train), ("test", {"t": crop_for_test(ndim, sem, nuclei)})):
-        (root / split / "x").mkdir(parents=True)
-        for name, crop in images.items():
-            tifffile.imwrite(root / split / "x" / f"{name}.tif", np.ascontiguousarray(crop))
-    return root
+    return write_folders(root, {"train": train, "test": {"t": crop_for_test(ndim, sem, nuclei)}})
 
 
 @dataclass

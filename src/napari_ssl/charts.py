@@ -6,10 +6,16 @@ pyplot, so no global figure state is created or leaked (safe inside napari and i
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from napari_ssl.drawing import MATPLOTLIB_LOCK
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 if TYPE_CHECKING:
     import torch
@@ -17,6 +23,17 @@ if TYPE_CHECKING:
     from napari_ssl.results import ResultsLayout
 
 NOT_METRICS = frozenset({"epoch", "train_loss", "val_loss", "lr", "seconds"})
+
+
+def _locked(function: Callable[P, R]) -> Callable[P, R]:
+    """Run ``function`` holding the process-wide matplotlib lock."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with MATPLOTLIB_LOCK:
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -48,6 +65,7 @@ def _curve_figure(
     return fig
 
 
+@_locked
 def write_charts(history: Sequence[Mapping[str, float]], layout: ResultsLayout) -> list[Path]:
     """One PNG for the loss (train and val per epoch) and one per metric in ``history``
     (every key but epoch, losses, lr and seconds, e.g. ``val_psnr``). Returns the paths."""
@@ -131,6 +149,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
+@_locked
 def write_model_plot(
     model: torch.nn.Module,
     example_args: torch.Tensor | tuple,

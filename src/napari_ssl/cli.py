@@ -40,22 +40,29 @@ def _job_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _device_from_gpu(gpu: str | None) -> str | None:
+def device_from_gpu(gpu: str | None) -> str | None:
     """BiaPy's ``--gpu``: '0' -> cuda:0; under torchrun each process takes its local rank."""
     if gpu is None or gpu == "":
         return None
     ids = [g.strip() for g in str(gpu).split(",") if g.strip()]
     if not all(g.isdigit() for g in ids):
         raise SystemExit(f"napari-ssl: --gpu expects GPU numbers like 0 or 0,1, got '{gpu}'")
-    from napari_ssl.engine.distributed import local_rank
+    from napari_ssl.engine import distributed
 
-    rank = local_rank()
+    rank = distributed.local_rank()
     if len(ids) > 1 and rank is None:
         raise SystemExit(
             f"napari-ssl: --gpu {gpu} names {len(ids)} GPUs: start with "
             f"torchrun --nproc_per_node={len(ids)} -m napari_ssl ... to train on all of them."
         )
-    return f"cuda:{ids[rank or 0] if rank is not None and rank < len(ids) else ids[0]}"
+    if rank is not None and len(ids) > 1 and rank >= len(ids):
+        raise SystemExit(f"napari-ssl: --gpu {gpu} names fewer GPUs than torchrun's processes.")
+    if rank is not None and len(ids) == 1 and distributed.launched_by_torchrun():
+        raise SystemExit(
+            f"napari-ssl: --gpu {gpu} names one GPU for several torchrun processes: name one per "
+            "process (e.g. --gpu 0,1) or leave --gpu out (each process takes its local GPU)."
+        )
+    return f"cuda:{ids[rank] if rank is not None and len(ids) > 1 else ids[0]}"
 
 
 def run_config(argv: list[str]) -> int:
@@ -70,7 +77,7 @@ def run_config(argv: list[str]) -> int:
             cfg = load_yaml(args.config)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
-        device = _device_from_gpu(args.gpu)
+        device = device_from_gpu(args.gpu)
         if device is not None:
             cfg.system.device = device
         layout = ResultsLayout(args.result_dir, args.name, str(args.run_id))

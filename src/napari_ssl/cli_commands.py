@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_ssl.cli import device_from_gpu
+
 SAMPLES = Path(__file__).parent / "sample_data"
 
 
@@ -54,8 +56,7 @@ def demo(argv: list[str]) -> int:
         cfg.pretext.mask_type = "random"
         cfg.pretext.mask_ratio = 0.5
         cfg.train.lr = 5e-4
-    if args.gpu is not None:
-        cfg.system.device = f"cuda:{args.gpu}"
+    cfg.system.device = device_from_gpu(args.gpu) or "auto"
     layout = ResultsLayout(str(root), name, "1")
     config_path = save_yaml(cfg, root / f"{name}.yaml")
     print(
@@ -90,8 +91,8 @@ def predict(argv: list[str]) -> int:
 
     try:
         trained = load_trained(args.checkpoint)
-        files = [f for i in args.input for f in (list_images(i) if Path(i).is_dir() else [Path(i)])]
-        device = f"cuda:{args.gpu}" if args.gpu is not None else "auto"
+        files = [f for i in args.input for f in (list_images(i) if _is_folder(i) else [Path(i)])]
+        device = device_from_gpu(args.gpu) or "auto"
         for path in files:
             image = load_image(path, trained.cfg.data.ndim, trained.in_channels)
             outputs = reconstruct(trained, image, device=device, overlap=args.overlap)
@@ -108,6 +109,11 @@ def predict(argv: list[str]) -> int:
         print(f"napari-ssl predict: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _is_folder(path: str) -> bool:
+    """A folder of images (a .zarr store is a folder on disk but one image)."""
+    return Path(path).is_dir() and Path(path).suffix.lower() != ".zarr"
 
 
 def export(argv: list[str]) -> int:

@@ -18,7 +18,6 @@ PretextTask = Literal["crappify", "masking"]
 Normalization = Literal["zero_mean_unit_variance", "scale_range", "div"]
 MaskType = Literal["random", "grid"]
 
-UNET_ARCHITECTURES = ("unet", "resunet")
 MAE_ARCHITECTURES = ("mae",)
 NORMALIZATIONS = ("zero_mean_unit_variance", "scale_range", "div")
 VIT_PRESETS: dict[str, tuple[int, int, int]] = {

@@ -122,6 +122,7 @@ def run_job(
                 if isinstance(event, ev.Finished):
                     result.best_checkpoint = event.best_checkpoint
                     result.last_checkpoint = event.last_checkpoint
+        distributed.shutdown()  # the other processes leave now; rank 0 tests alone
         if cfg.test.enable and test and main:
             path = _checkpoint_for_test(cfg, layout, result)
             log(f"testing {len(test)} image(s) with {Path(path).name}")

@@ -8,6 +8,7 @@ delegated to :func:`napari_ssl.models.check_model_config`.
 from __future__ import annotations
 
 import importlib
+import re
 from numbers import Integral, Real
 from typing import Any, NoReturn
 
@@ -135,6 +136,8 @@ def _check_train(cfg: Config) -> None:
     _choice("train.mixed_precision", t.mixed_precision, _PRECISIONS)
     _whole("test.batch_size", cfg.test.batch_size, 1)
     _whole("system.num_workers", cfg.system.num_workers, 0)
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(cfg.system.device)):
+        _fail("system.device", f"must be auto, cpu, cuda, cuda:N or mps; got {cfg.system.device!r}")
 
 
 def _check_model(cfg: Config) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from gui_helpers import SCALE
 
@@ -14,10 +16,15 @@ def viewer(make_napari_viewer):
 
 
 @pytest.fixture
-def docks(viewer):
+def docks(viewer, qtbot):
     from napari_ssl.widgets.launch import add_docks
 
-    return add_docks(viewer)
+    yield add_docks(viewer)
+    # let the Train dock's device probe finish and deliver before the viewer closes
+    for thread in threading.enumerate():
+        if thread.name == "napari-ssl-device-probe":
+            thread.join(timeout=60)
+    qtbot.wait(200)
 
 
 @pytest.fixture

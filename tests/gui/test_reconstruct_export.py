@@ -140,6 +140,9 @@ def test_export_and_reload(qtbot, viewer, docks, sem_layer, checkpoints, tmp_pat
     assert command[:3] == ["napari-ssl", "--config", str(dock.paths["yaml"])]
     assert command[command.index("--name") + 1] == "ssl"
     assert yaml.safe_load(Path(dock.paths["yaml"]).read_text())["data"]["patch_size"] == [32, 32]
+    from napari_ssl.cli import main
+
+    assert main(command[1:]) == 0  # the shown command really reproduces the run headless
     screenshot(viewer, "export_dock", "Export")
 
 

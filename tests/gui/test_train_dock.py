@@ -127,6 +127,8 @@ def test_removing_dock_stops_training(qtbot, viewer, docks, sem_layer, tmp_path)
     assert done.wait(30)
     assert not train.state.running
     assert (tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth").is_file()
+    train.deleteLater()  # napari hands a removed dock back without a parent: delete it in Qt
+    qtbot.wait(50)
 
 
 def test_start_errors_are_notifications(qtbot, viewer, docks, sem_layer, notes, tmp_path):

@@ -45,24 +45,24 @@ def resolve_dataset(path: str | Path, split: str = "train") -> Path:
     return nested if nested.is_dir() else path
 
 
-def read_array(path: str | Path) -> tuple[Any, int | None]:
-    """Open one file: (array, channel axis or None when the file says nothing about channels)."""
+def read_array(path: str | Path) -> tuple[Any, int | None, str | None]:
+    """Open one file: (array, channel axis or None, the file's axes letters when it names them)."""
     path = Path(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
             return _read_tiff(path)
         if suffix == ".npy":
-            return np.load(path, mmap_mode="r", allow_pickle=False), None
+            return np.load(path, mmap_mode="r", allow_pickle=False), None, None
         if suffix == ".png":
             from PIL import Image as PILImage
 
             with PILImage.open(path) as img:
-                return np.asarray(img), None
+                return np.asarray(img), None, None
         if suffix == ".zarr":
             import zarr
 
-            return zarr.open_array(str(path), mode="r"), None
+            return zarr.open_array(str(path), mode="r"), None, None
     except DataError:
         raise
     except Exception as err:  # corrupt or unreadable file: name it
@@ -70,7 +70,7 @@ def read_array(path: str | Path) -> tuple[Any, int | None]:
     raise DataError(f"'{path}': unsupported file type; use one of {', '.join(EXTENSIONS)}.")
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, int | None]:
+def _read_tiff(path: Path) -> tuple[np.ndarray, int | None, str | None]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -80,10 +80,11 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, int | None]:
     data = np.squeeze(data) if data.ndim > 2 and 1 in data.shape else data
     if data.ndim != len(axes):  # squeezed: recompute axes of the kept dimensions
         axes = "".join(a for a, s in zip(series.axes, series.shape, strict=True) if s != 1)
+    known = axes if len(axes) == data.ndim else None
     for name in ("C", "S"):
-        if name in axes and len(axes) == data.ndim:
-            return data, axes.index(name)
-    return data, None
+        if known and name in known:
+            return data, known.index(name), known
+    return data, None, known
 
 
 def load_folder(folder: str | Path, ndim: int, channels: int | None = None) -> list[Image]:
@@ -105,8 +106,13 @@ def load_folder(folder: str | Path, ndim: int, channels: int | None = None) -> l
 def load_image(path: str | Path, ndim: int, channels: int | None = None) -> Image:
     """One file as a channels-first :class:`Image` with ``ndim`` spatial axes."""
     path = Path(path)
-    array, channel_axis = read_array(path)
+    array, channel_axis, axes = read_array(path)
     if channel_axis is None and array.ndim == ndim + 1:
+        if axes and axes[0] in "ZTQI":  # the file says: a stack, not channels
+            raise DataError(
+                f"'{path.name}' is a stack (axes {axes}, shape {tuple(array.shape)}), not a "
+                f"{ndim}D image with channels: choose {ndim + 1}D (PROBLEM.NDIM) or split it."
+            )
         channel_axis = -1
     if channel_axis is not None and array.ndim == ndim:
         channel_axis = None  # a single-channel file whose metadata names C

@@ -189,15 +189,3 @@ def _spatial_chunks(array: Any, ndim: int) -> tuple[int, ...] | None:
     if not chunks:
         return None
     return tuple(int(c) if np.isscalar(c) else int(c[0]) for c in chunks[-ndim:])
-
-
-def stats_to_dict(stats: NormStats) -> dict[str, Any]:
-    """Plain builtins, for events and logs."""
-    return {
-        "offset": stats.offset.tolist(),
-        "scale": stats.scale.tolist(),
-        "clip_lo": None if stats.clip_lo is None else stats.clip_lo.tolist(),
-        "clip_hi": None if stats.clip_hi is None else stats.clip_hi.tolist(),
-        "data_min": stats.data_min,
-        "data_max": stats.data_max,
-    }

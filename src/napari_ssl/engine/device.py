@@ -29,7 +29,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(
+            f"unknown device '{name}': use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+        ) from err
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device '{name}' asked for, but no CUDA GPU is available: use 'cpu'.")

@@ -13,6 +13,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from napari_ssl.engine.device import resolve_device
+
 
 def local_rank() -> int | None:
     """This process's local rank under torchrun, or None when not launched by it."""
@@ -75,3 +77,11 @@ def wrap_model(model: torch.nn.Module, device: torch.device, sync_bn: bool) -> t
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def device_for_rank(name: str) -> torch.device:
+    """Under torchrun on GPUs, 'auto' means this process's local GPU."""
+    rank = local_rank()
+    if rank is not None and name in ("", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", rank)
+    return resolve_device(name)

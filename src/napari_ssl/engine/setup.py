@@ -7,6 +7,7 @@ checkpoint); the loop in :mod:`napari_ssl.engine.trainer` drives it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import tempfile
@@ -31,7 +32,7 @@ from napari_ssl.engine import checkpoints as ckpt
 from napari_ssl.engine import distributed as dist
 from napari_ssl.engine import events as ev
 from napari_ssl.engine.checks import check_images, check_memory, size_notes
-from napari_ssl.engine.device import autocast_dtype, precision_name, resolve_device
+from napari_ssl.engine.device import autocast_dtype, precision_name
 from napari_ssl.engine.state import RunState
 from napari_ssl.engine.tasks import StatsTable, augment, make_generator, make_task
 from napari_ssl.results import ResultsLayout
@@ -101,10 +102,11 @@ class Run:
 
     # ----- per epoch
     @torch.no_grad()
-    def validate(self) -> tuple[float, dict[str, float]]:
-        """Validation loss and PSNR/SSIM (raw units) on fixed patches and degradations."""
+    def validate(self, train_loss: float) -> tuple[float, dict[str, float]]:
+        """Validation loss and PSNR/SSIM (raw units) on fixed patches and degradations;
+        without validation data, the epoch's training loss (the best checkpoint follows it)."""
         if self.val is None:
-            return self.state_train_loss_fallback(), {}
+            return train_loss, {}
         from napari_ssl.inference.metrics import psnr, ssim
 
         self.model.eval()
@@ -130,11 +132,8 @@ class Run:
             "val_ssim": float(np.mean(ssims)),
         }
 
-    def state_train_loss_fallback(self) -> float:
-        """Without validation data the best checkpoint follows the training loss."""
-        return float("nan") if not self.state.history else self.state.history[-1]["train_loss"]
-
     def train_state(self, partial: bool) -> dict[str, Any]:
+        """Resume state; ``partial``: saved mid-epoch (resuming restarts that epoch)."""
         return {
             **self.state.to_dict(),
             "partial_epoch": partial,
@@ -255,7 +254,7 @@ def prepare_run(
     data = cfg.data
     check_images(cfg, images)
     torch.manual_seed(cfg.system.seed)
-    device = _device_for_rank(cfg.system.device)
+    device = dist.device_for_rank(cfg.system.device)
     check_memory(cfg, device, images[0].channels)  # before anything big is allocated
     dist.init(device)
     patch = tuple(data.patch_size)
@@ -269,6 +268,7 @@ def prepare_run(
         raw, idx = validation_patches(images, val_regions, patch)
         val = (torch.from_numpy(raw).to(device), torch.from_numpy(idx).to(device))
     in_channels = images[0].channels
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(data, channels=in_channels))
     integer = all(np.issubdtype(img.dtype, np.integer) for img in images)
     table = StatsTable(stats, device)
     model = build_model(cfg.model, data.ndim, in_channels, patch).to(device)
@@ -290,7 +290,8 @@ def prepare_run(
     )  # fmt: skip
     source = _checkpoint_to_load(cfg, layout, resume)
     if source is not None:
-        _restore(run, source, full=resume is not None or source == layout.last_checkpoint)
+        same_run = source.resolve() == layout.last_checkpoint.resolve()
+        _restore(run, source, full=resume is not None or same_run, explicit=resume is not None)
     else:
         _write_start_outputs(run)
     if dist.is_main_process():
@@ -301,14 +302,6 @@ def prepare_run(
     if cfg.train.compile:
         run.model = torch.compile(run.model)
     return run
-
-
-def _device_for_rank(name: str) -> torch.device:
-    """Under torchrun on GPUs, 'auto' means this process's local GPU."""
-    rank = dist.local_rank()
-    if rank is not None and name in ("", "auto") and torch.cuda.is_available():
-        return torch.device("cuda", rank)
-    return resolve_device(name)
 
 
 def _make_optimizer(
@@ -344,11 +337,20 @@ def _checkpoint_to_load(
     )
 
 
-def _restore(run: Run, path: Path, full: bool) -> None:
-    """Load weights; with ``full`` (same run) also optimizer, epoch, history and RNG states."""
+def _restore(run: Run, path: Path, full: bool, explicit: bool) -> None:
+    """Load weights; with ``full`` (same run) also optimizer, epoch, history and RNG states.
+
+    ``explicit``: the user asked to continue this file, so one without a training state is an
+    error rather than a silent fine-tune.
+    """
     data = ckpt.read_checkpoint(path)
     ckpt.load_weights(run.core_model, data["model"], f"'{path.name}'")
     state = data.get("train_state")
+    if explicit and (state is None or "optimizer" not in data):
+        raise ckpt.CheckpointError(
+            f"'{path.name}' has no training state to continue from (only a -last.pth has one): "
+            "pick the run's -last.pth, or fine-tune from this file instead."
+        )
     if not full or state is None or "optimizer" not in data:
         run.notes.append(f"weights loaded from {path.name} (fine-tuning: new optimizer, epoch 0)")
         _write_start_outputs(run)
@@ -358,7 +360,11 @@ def _restore(run: Run, path: Path, full: bool) -> None:
     run.start_epoch = run.state.epoch
     torch.set_rng_state(state["torch_rng"])
     run.generator.set_state(state["generator"])
-    run.task_generator.set_state(state["task_generator"])
+    try:
+        run.task_generator.set_state(state["task_generator"])
+    except RuntimeError:  # saved on another device type (GPU run continued on a CPU, ...)
+        run.task_generator.manual_seed(run.cfg.system.seed + run.state.epoch)
+        run.notes.append("noise/mask random stream reseeded (checkpoint from another device)")
     run.sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
     run.notes.append(f"resumed from {path.name} after epoch {run.state.epoch}")
 

@@ -24,6 +24,11 @@ from napari_ssl.engine.checkpoints import CheckpointError
 from napari_ssl.engine.setup import Run, prepare_run
 from napari_ssl.results import ResultsLayout
 
+OUT_OF_MEMORY = (
+    "out of GPU memory: lower the batch size or the patch size (or choose a smaller model), "
+    "then start again."
+)
+
 
 class TrainingControl:
     """Thread-safe pause / resume / stop requests, honoured at step boundaries."""
@@ -83,13 +88,13 @@ def train(
     except (ConfigError, DataError, CheckpointError, ValueError) as err:
         yield ev.Failed(str(err))
         return
+    except torch.OutOfMemoryError:
+        yield ev.Failed(OUT_OF_MEMORY)
+        return
     try:
         yield from _loop(run, control, preview)
     except torch.OutOfMemoryError:
-        yield ev.Failed(
-            "out of GPU memory: lower the batch size or the patch size (or choose a smaller model),"
-            " then start again. The last checkpoint is kept."
-        )
+        yield ev.Failed(OUT_OF_MEMORY + " The last checkpoint is kept.")
     finally:
         run.release()
 
@@ -165,7 +170,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             float(loss_sum.item()) / good if good else math.nan, run.device
         )
         run.state.skipped_before = run.state.skipped
-        val_loss, metrics = run.validate()
+        val_loss, metrics = run.validate(train_loss)
         seconds = time.perf_counter() - t_epoch
         best = run.state.record(epoch + 1, train_loss, val_loss, metrics)
         if best:

@@ -55,6 +55,8 @@ def _export(path: str, out_dir: str, name: str, images: list[Image]) -> dict[str
             data = data[0] if image.channels == 1 else np.moveaxis(data, 0, -1)
             tifffile.imwrite(folder / f"{safe_filename(image.name)}.tif", data)
         trained.cfg.data.train_path = str(folder.parent.parent)
+    # a run on layers has no test folder: the exported command then trains only
+    trained.cfg.test.enable = bool(trained.cfg.data.test_path)
     return export_checkpoint(trained, out_dir, name)
 
 

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QLabel, QSizePolicy, QWidget
@@ -81,8 +82,11 @@ class LossPlot(QLabel):
     def tick(self) -> None:
         """Show a finished render; start a new one when due (changed, visible, not too soon)."""
         if self._future is not None and self._future.done():
-            image = self._future.result()
+            rgba, ratio = self._future.result()
             self._future = None
+            h, w = rgba.shape[:2]  # Qt objects are made here, in the GUI thread, only
+            image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+            image.setDevicePixelRatio(ratio)
             self.setPixmap(QPixmap.fromImage(image))
             self.redraws += 1
         if (
@@ -147,8 +151,18 @@ class _Renderer:
         if self.colors is not None:
             _apply_colors(figure, *self.colors)
 
-    def render(self, curves: Curves, width: int, height: int, ratio: float) -> QImage:
+    def render(
+        self, curves: Curves, width: int, height: int, ratio: float
+    ) -> tuple[np.ndarray, float]:
         """The figure at ``width`` x ``height`` logical pixels (``ratio``: device pixel ratio)."""
+        from napari_ssl.drawing import MATPLOTLIB_LOCK
+
+        with MATPLOTLIB_LOCK:  # the engine may be writing its charts at the same time
+            return self._render(curves, width, height, ratio)
+
+    def _render(
+        self, curves: Curves, width: int, height: int, ratio: float
+    ) -> tuple[np.ndarray, float]:
         if self.figure is None:
             self._build()
         figure = self.figure
@@ -168,11 +182,7 @@ class _Renderer:
         if self.ax_loss.get_yscale() != ("log" if wide else "linear"):
             self.ax_loss.set_yscale("log" if wide else "linear")
         figure.canvas.draw()
-        rgba = figure.canvas.buffer_rgba()
-        h, w = rgba.shape[:2]
-        image = QImage(bytes(rgba), w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
-        image.setDevicePixelRatio(ratio)
-        return image
+        return np.array(figure.canvas.buffer_rgba()), ratio
 
 
 def _apply_colors(figure: Any, background: str, text: str) -> None:

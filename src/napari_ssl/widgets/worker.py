@@ -70,6 +70,9 @@ def _events(kwargs: dict[str, Any], control: Any, done: threading.Event) -> Iter
         done.set()
 
 
+_RETIRED: set[GeneratorWorker] = set()  # shut-down workers whose threads may still be ending
+
+
 class TrainingWorker(GeneratorWorker):
     """A generator worker whose ``quit`` stops the engine cleanly and waits for it."""
 
@@ -138,6 +141,10 @@ class TrainingSession:
             return
         for signal in (worker.yielded, worker.errored, worker.finished):
             signal.disconnect()
+        # keep the worker alive until its thread has really ended: collecting its signals
+        # object while the runnable still emits crashes Qt
+        _RETIRED.add(worker)
+        worker.finished.connect(lambda: _RETIRED.discard(worker))
         worker.quit()
         self.worker = None
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-# README screenshots: NAPARI_SSL_SCREENSHOTS=docs/screenshots pytest tests/gui (else a temp folder)
+# screenshots of the tests go to a temp folder (or NAPARI_SSL_SCREENSHOTS); the README's come
+# from docs/make_screenshots.py
 SCREENSHOTS = Path(os.environ.get("NAPARI_SSL_SCREENSHOTS") or tempfile.mkdtemp(prefix="shots-"))
 SCALE = (1.079, 1.079)
 

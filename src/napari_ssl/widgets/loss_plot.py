@@ -24,7 +24,7 @@ RENDER_S = 3.5  # shortest time between two renders: every other 2 s tick of the
 SMOOTHING = 0.9  # exponential moving average of the step losses
 LOG_SPREAD = 20.0  # log-scale the loss axis once the losses span this factor
 DPI = 100.0
-MARGINS_PX = (54, 10, 10, 34, 16)  # left, right, top, bottom, gap between the two axes
+MARGINS_PX = (54, 10, 10, 44, 16)  # left, right, top, bottom, gap between the two axes
 MIN_SIZE_PX = (120, 120)  # smaller (being laid out): not worth drawing
 
 Curves = tuple[tuple[list[float], list[float]], ...]  # (x, y) of raw, smoothed, val, PSNR

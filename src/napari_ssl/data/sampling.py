@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from napari_ssl.data.images import Image
+from napari_ssl.engine.device import to_device_async
 
 IN_MEMORY_LIMIT = 2 * 1024**3  # bytes of float32 copies kept on the device
 
@@ -180,10 +181,10 @@ class PatchSampler:
                 patches.append(torch.from_numpy(data.astype(np.float32)))
         batch = torch.stack(patches)
         if not self.on_device:
-            if self.device.type == "cuda":
-                batch = batch.pin_memory()
-            batch = batch.to(self.device, non_blocking=True)
-        index = torch.as_tensor([self.regions[k].image for k in which], device=self.device)
+            batch = to_device_async(batch, self.device)
+        index = to_device_async(
+            torch.as_tensor([self.regions[k].image for k in which]), self.device
+        )
         return batch, index
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from napari_ssl.config import Config
 from napari_ssl.data.normalization import NormStats
+from napari_ssl.engine.device import to_device_async
 from napari_ssl.pretext.crappify import crappify_batch
 
 HIDDEN = "hidden"  # masking predictor output: 1 where a token was hidden (not an intensity)
@@ -54,7 +55,7 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random flips of each in-plane axis, a 90-degree rotation (square patches) and, in 3D, a Z
     flip, each with probability 0.5 per sample."""
     ndim = x.ndim - 2
-    flags = torch.rand(x.shape[0], 4, generator=generator).to(x.device)
+    flags = to_device_async(torch.rand(x.shape[0], 4, generator=generator), x.device)
     view = (-1,) + (1,) * (x.ndim - 1)
 
     def where(k: int, y: torch.Tensor) -> torch.Tensor:

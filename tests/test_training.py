@@ -23,6 +23,7 @@ from napari_ssl.engine import events as ev
 from napari_ssl.engine import tasks
 from napari_ssl.engine.checkpoints import read_checkpoint
 from napari_ssl.engine.trainer import PreviewSpec, TrainingControl, train
+from napari_ssl.job import describe
 from napari_ssl.results import ResultsLayout
 
 
@@ -145,6 +146,8 @@ def test_non_finite_losses_are_skipped_and_counted(
     first = of_type(events, ev.Epoch)[0]
     finite = [s.loss for s in steps[:3] if s.skipped_nonfinite == 0 or s.step != 2]
     assert first.train_loss == pytest.approx(np.mean(finite), rel=1e-5)  # mean of finite steps
+    assert [e.skipped_nonfinite for e in of_type(events, ev.Epoch)] == [1, 1]
+    assert "1 non-finite losses skipped" in describe(first)
     weights = read_checkpoint(layout.last_checkpoint)["model"]
     assert all(torch.isfinite(w).all() for w in weights.values())
 

@@ -56,6 +56,8 @@ def describe(event: ev.Event) -> str | None:
     if isinstance(event, ev.Epoch):
         metrics = "".join(f", {k} {v:.4g}" for k, v in event.metrics.items())
         star = " *" if event.best else ""
+        if event.skipped_nonfinite:
+            star += f" ({event.skipped_nonfinite} non-finite losses skipped so far)"
         return (
             f"epoch {event.epoch}: train loss {event.train_loss:.5g}, val loss "
             f"{event.val_loss:.5g}{metrics}, {event.patches_per_s:.1f} patches/s, "

@@ -45,6 +45,7 @@ class Epoch:
     patches_per_s: float = 0.0
     eta_s: float = 0.0
     best: bool = False
+    skipped_nonfinite: int = 0  # non-finite losses skipped since the run began
 
 
 @dataclass(frozen=True)

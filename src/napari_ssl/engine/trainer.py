@@ -191,6 +191,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             steps * tc.batch_size * dist.world_size() / max(seconds, 1e-9),
             elapsed / done_epochs * (tc.epochs - epoch - 1),
             best,
+            run.state.skipped,
         )
         if stop_early:
             yield run.finished_event(time.perf_counter() - t_start, early=True)

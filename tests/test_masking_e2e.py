@@ -26,9 +26,8 @@ from napari_ssl.engine import events as ev
 from napari_ssl.engine.checkpoints import load_trained, read_checkpoint
 from napari_ssl.engine.tasks import HIDDEN
 from napari_ssl.engine.trainer import TrainingControl, train
-from napari_ssl.inference.evaluate import MAE_VIEWS
 from napari_ssl.inference.reconstruct import reconstruct
-from napari_ssl.results import ResultsLayout
+from napari_ssl.results import MAE_CHECK_KINDS, ResultsLayout
 from test_cli import files_under, run_cli, write_folders
 from test_training import no_charts, of_type, one_thread, run_events, tiny_config  # noqa: F401
 
@@ -320,7 +319,7 @@ def test_predict_command_on_a_3d_masking_checkpoint(job3d: Job, tmp_path: Path) 
     assert ran.code == 0, ran.err
     pred = tifffile.imread(tmp_path / "pred" / "t.tif")
     assert pred.shape == TEST_SHAPE[3] and np.isfinite(pred).all()
-    views = {v: tifffile.imread(tmp_path / "pred" / f"t_{v}.tif") for v in MAE_VIEWS}
+    views = {v: tifffile.imread(tmp_path / "pred" / f"t_{v}.tif") for v in MAE_CHECK_KINDS}
     assert all(v.shape == TEST_SHAPE[3] for v in views.values())
     np.testing.assert_array_equal(views["reconstruction_and_visible"], pred)
 

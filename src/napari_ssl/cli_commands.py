@@ -85,9 +85,8 @@ def predict(argv: list[str]) -> int:
     from napari_ssl.data.folders import list_images, load_image
     from napari_ssl.data.images import DataError
     from napari_ssl.engine.checkpoints import CheckpointError, load_trained
-    from napari_ssl.inference.evaluate import MAE_VIEWS
     from napari_ssl.inference.reconstruct import reconstruct
-    from napari_ssl.results import save_tif
+    from napari_ssl.results import MAE_CHECK_KINDS, save_tif
 
     try:
         trained = load_trained(args.checkpoint)
@@ -102,7 +101,7 @@ def predict(argv: list[str]) -> int:
                 out = save_tif(
                     Path(args.output) / f"{path.stem}.tif", outputs["reconstruction_and_visible"]
                 )
-                for view in MAE_VIEWS:
+                for view in MAE_CHECK_KINDS:
                     save_tif(Path(args.output) / f"{path.stem}_{view}.tif", outputs[view])
             print(f"{path.name} -> {out}")
     except (CheckpointError, DataError, ValueError) as err:

@@ -76,16 +76,10 @@ def describe(event: ev.Event) -> str | None:
     return None
 
 
-def train_images(cfg: Config) -> list[Image]:
-    return load_folder(
-        resolve_dataset(cfg.data.train_path, "train"), cfg.data.ndim, cfg.data.channels
-    )
-
-
-def test_images(cfg: Config) -> list[Image]:
-    return load_folder(
-        resolve_dataset(cfg.data.test_path, "test"), cfg.data.ndim, cfg.data.channels
-    )
+def folder_images(cfg: Config, split: str) -> list[Image]:
+    """The images of DATA.TRAIN.PATH (``split="train"``) or DATA.TEST.PATH (``"test"``)."""
+    path = cfg.data.train_path if split == "train" else cfg.data.test_path
+    return load_folder(resolve_dataset(path, split), cfg.data.ndim, cfg.data.channels)
 
 
 def run_job(
@@ -112,9 +106,9 @@ def run_job(
     try:
         cfg.validate()
         if cfg.test.enable and test is None:
-            test = test_images(cfg)  # fail early, before hours of training
+            test = folder_images(cfg, "test")  # fail early, before hours of training
         if cfg.train.enable:
-            images = images if images is not None else train_images(cfg)
+            images = images if images is not None else folder_images(cfg, "train")
             for event in train(cfg, images, layout=layout, resume=resume):
                 line = describe(event)
                 if line:

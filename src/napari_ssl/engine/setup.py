@@ -70,14 +70,8 @@ class Run:
         return augment(raw, self.generator)
 
     def to_memory_format(self, x: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda" and self.cfg.train.channels_last and self._is_cnn:
-            fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
-            return x.contiguous(memory_format=fmt)
-        return x
-
-    @property
-    def _is_cnn(self) -> bool:
-        return self.cfg.model.architecture != "mae"
+        fmt = memory_format(self.cfg, self.device)
+        return x if fmt is None else x.contiguous(memory_format=fmt)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -245,6 +239,13 @@ class Run:
             torch.cuda.empty_cache()
 
 
+def memory_format(cfg: Config, device: torch.device) -> torch.memory_format | None:
+    """Channels-last for the CNNs on CUDA (when asked for); None keeps the default layout."""
+    if device.type != "cuda" or not cfg.train.channels_last or cfg.model.architecture == "mae":
+        return None
+    return torch.channels_last if cfg.data.ndim == 2 else torch.channels_last_3d
+
+
 def prepare_run(
     cfg: Config, images: list[Image], layout: ResultsLayout | None, resume: str | Path | None
 ) -> Run:
@@ -272,10 +273,8 @@ def prepare_run(
     integer = all(np.issubdtype(img.dtype, np.integer) for img in images)
     table = StatsTable(stats, device)
     model = build_model(cfg.model, data.ndim, in_channels, patch).to(device)
-    if device.type == "cuda" and cfg.train.channels_last and cfg.model.architecture != "mae":
-        model = model.to(
-            memory_format=torch.channels_last if data.ndim == 2 else torch.channels_last_3d
-        )
+    if memory_format(cfg, device) is not None:
+        model = model.to(memory_format=memory_format(cfg, device))
     optimizer = _make_optimizer(cfg, model, device)
     amp = autocast_dtype(device, cfg.train.mixed_precision)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None

@@ -11,9 +11,7 @@ from napari_ssl.engine.checkpoints import TrainedModel
 from napari_ssl.engine.tasks import HIDDEN
 from napari_ssl.inference.metrics import image_metrics
 from napari_ssl.inference.reconstruct import reconstruct
-from napari_ssl.results import ResultsLayout, save_tif, write_metrics_csv
-
-MAE_VIEWS = ("original", "masked", "reconstruction", "reconstruction_and_visible")
+from napari_ssl.results import MAE_CHECK_KINDS, ResultsLayout, save_tif, write_metrics_csv
 
 
 def masked_mse(outputs: dict[str, np.ndarray]) -> float:
@@ -47,7 +45,7 @@ def evaluate(
         if masking:
             scores = image_metrics(outputs["reconstruction_and_visible"], original)
             scores["masked_mse"] = masked_mse(outputs)
-            for view in MAE_VIEWS:
+            for view in MAE_CHECK_KINDS:
                 save_tif(layout.mae_check(image.name, view), outputs[view], scale)
             save_tif(layout.per_image(image.name), outputs["reconstruction_and_visible"], scale)
         else:

@@ -97,9 +97,15 @@ class Ran:
 
 
 def run_cli(*args: object) -> Ran:
+    """``napari-ssl ARGS`` in-process, on one torch thread (tiny models), capturing its output."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+    finally:
+        torch.set_num_threads(before)
     return Ran(code, out.getvalue(), err.getvalue())
 
 
@@ -135,13 +141,7 @@ def job(tmp_path_factory: pytest.TempPathFactory, sem_2d: np.ndarray) -> Job:
     config = write_yaml(tmp / "cfg.yaml", data)
     with config.open("a") as f:
         f.write("DATA_TYPO:\n  FOO: 1\n")  # an unknown key
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ran = run_cli("--config", config, "--result_dir", tmp / "out", "--name", NAME,
-                      "--run_id", 1)  # fmt: skip
-    finally:
-        torch.set_num_threads(before)
+    ran = run_cli("--config", config, "--result_dir", tmp / "out", "--name", NAME, "--run_id", 1)
     return Job(data, tmp / "out", config, ran)
 
 

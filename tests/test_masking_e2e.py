@@ -128,13 +128,7 @@ def _run_job(tmp: Path, ndim: int, sem: np.ndarray, nuclei: np.ndarray, config: 
              **values: object) -> Job:  # fmt: skip
     data = write_dataset(tmp / "data", ndim, sem, nuclei)
     config = config or _write(tmp / "cfg.yaml", biapy_yaml(data, ndim, **values))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ran = run_cli("--config", config, "--result_dir", tmp / "out", "--name", NAME,
-                      "--run_id", 1)  # fmt: skip
-    finally:
-        torch.set_num_threads(before)
+    ran = run_cli("--config", config, "--result_dir", tmp / "out", "--name", NAME, "--run_id", 1)
     return Job(ndim, data, tmp / "out", ran.code, ran.out + ran.err)
 
 

@@ -47,3 +47,27 @@ def notes():
     notification_manager.notification_ready.connect(record)
     yield seen
     notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture
+def collector_threads(qtbot):
+    """Names of the threads that ran each garbage collection during the test.
+
+    At the end it waits for napari-ssl to give collection back, and checks it did so unchanged.
+    """
+    import gc
+
+    from napari_ssl.widgets import gui_collection
+
+    enabled = gc.isenabled()
+    names: list[str] = []
+
+    def record(phase: str, info: dict) -> None:
+        if phase == "start":
+            names.append(threading.current_thread().name)
+
+    gc.callbacks.append(record)
+    yield names
+    qtbot.waitUntil(lambda: not gui_collection.active(), timeout=10_000)
+    gc.callbacks.remove(record)
+    assert gc.isenabled() == enabled and gc.get_freeze_count() == 0

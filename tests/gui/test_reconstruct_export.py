@@ -47,7 +47,9 @@ def _run(qtbot, dock) -> None:
     qtbot.waitUntil(lambda: dock.worker is None, timeout=120_000)
 
 
-def test_reconstruct_crappify_with_score(qtbot, viewer, docks, sem_layer, checkpoints):
+def test_reconstruct_crappify_with_score(
+    qtbot, viewer, docks, sem_layer, checkpoints, collector_threads
+):
     dock = docks["Reconstruct"]
     dock.state.checkpoint = checkpoints["crappify"]  # as a finished training does
     assert dock.checkpoint.text() == checkpoints["crappify"]
@@ -64,6 +66,7 @@ def test_reconstruct_crappify_with_score(qtbot, viewer, docks, sem_layer, checkp
     count = len(viewer.layers)
     _run(qtbot, dock)  # a second run updates the same layers
     assert len(viewer.layers) == count
+    assert set(collector_threads) <= {"MainThread"}  # none in the worker thread
     screenshot(viewer, "reconstruct_dock_crappify", "Reconstruct")
 
 

@@ -49,6 +49,21 @@ def test_train_updates_plot_files_and_live_layer(qtbot, viewer, docks, sem_layer
     assert Path(train.state.checkpoint).name == "ssl_2-checkpoint-best.pth"
 
 
+def test_garbage_collection_stays_on_the_gui_thread(
+    qtbot, docks, sem_layer, tmp_path, collector_threads
+):
+    """A collection in the training thread could destroy Qt objects there and hold the GIL."""
+    import gc
+
+    train = docks["Train"]
+    tiny(docks, epochs=2)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    assert not gc.isenabled() and gc.get_freeze_count() > 0  # napari's objects skipped
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    assert collector_threads and set(collector_threads) == {"MainThread"}
+
+
 def test_start_twice_in_one_turn_starts_one_training(qtbot, docks, sem_layer, tmp_path):
     train = docks["Train"]
     tiny(docks, epochs=LONG)

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.state import state_for, unwrap
 from napari_ssl.widgets.worker import plain_error
 
@@ -158,7 +159,7 @@ class ExportDock(QWidget):
         from napari.qt.threading import create_worker
 
         worker = create_worker(
-            _export, path, out_dir, name, images, _start_thread=False, _ignore_errors=True
+            holding(_export), path, out_dir, name, images, _start_thread=False, _ignore_errors=True
         )
         worker.returned.connect(self._on_exported)
         worker.errored.connect(lambda err: show_error(f"Export failed: {plain_error(err)}"))

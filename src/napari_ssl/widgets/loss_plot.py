@@ -20,6 +20,8 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QLabel, QSizePolicy, QWidget
 
+from napari_ssl.widgets.gui_collection import holding
+
 RENDER_S = 3.5  # shortest time between two renders: every other 2 s tick of the dock
 SMOOTHING = 0.9  # exponential moving average of the step losses
 LOG_SPREAD = 20.0  # log-scale the loss axis once the losses span this factor
@@ -102,7 +104,7 @@ class LossPlot(QLabel):
             self._rendered_at = time.perf_counter()
             curves = tuple((list(x), list(y)) for x, y in self._curves)
             size = (self.width(), self.height(), self.devicePixelRatioF())
-            self._future = self._executor.submit(self._renderer.render, curves, *size)
+            self._future = self._executor.submit(holding(self._renderer.render), curves, *size)
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)

@@ -35,6 +35,7 @@ from qtpy.QtWidgets import (
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
+from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.state import state_for, unwrap
 from napari_ssl.widgets.worker import ProgressRelay, plain_error
 
@@ -182,7 +183,7 @@ class ReconstructDock(QWidget):
         set_progress(self.progress, 0, "loading the checkpoint…", maximum=1)
         self.metrics.setText("")
         worker = create_worker(
-            _reconstruct_all,
+            holding(_reconstruct_all),
             path,
             images,
             options,

@@ -10,9 +10,7 @@ and waits for it. torch is imported only inside the worker thread or at Start.
 
 from __future__ import annotations
 
-import gc
 import math
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +21,8 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_ssl.engine import events as ev
+from napari_ssl.widgets import gui_collection
+from napari_ssl.widgets.gui_collection import holding
 
 STOP_TIMEOUT_S = 120.0  # longest wait for the engine to reach a step boundary and save
 RELAY_MIN_S = 0.25  # shortest time between two progress signals
@@ -42,16 +42,14 @@ def plain_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"
 
 
-def free_gpu_memory() -> None:
-    """Give cached GPU memory back (only when torch is already loaded)."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _events(
+    kwargs: dict[str, Any], control: Any, done: threading.Event, release: Callable[[], None]
+) -> Iterator[ev.Event]:
+    """The engine's events; on any end (also an abandoned worker) the engine is stopped cleanly.
 
-
-def _events(kwargs: dict[str, Any], control: Any, done: threading.Event) -> Iterator[ev.Event]:
-    """The engine's events; on any end (also an abandoned worker) the engine is stopped cleanly."""
+    ``release`` gives garbage collection back (:mod:`~napari_ssl.widgets.gui_collection`): the
+    GUI thread then collects the engine's garbage and empties the GPU cache.
+    """
     try:
         from napari_ssl.engine.trainer import train
 
@@ -66,7 +64,7 @@ def _events(kwargs: dict[str, Any], control: Any, done: threading.Event) -> Iter
     except Exception as err:  # the engine reports its own errors as Failed; this is the rest
         yield ev.Failed(plain_error(err))
     finally:
-        free_gpu_memory()
+        release()
         done.set()
 
 
@@ -109,7 +107,13 @@ class TrainingSession:
         done = threading.Event()
         control = TrainingControl()
         worker = create_worker(
-            _events, kwargs, control, done, _worker_class=TrainingWorker, _ignore_errors=True
+            _events,
+            kwargs,
+            control,
+            done,
+            gui_collection.hold(),
+            _worker_class=TrainingWorker,
+            _ignore_errors=True,
         )
         worker.control, worker.done = control, done
         worker.yielded.connect(self._on_event)
@@ -191,7 +195,7 @@ def start_device_probe(parent: QObject, on_done: Callable[[list[tuple[str, str]]
         except Exception as err:  # torch failing to load: keep 'auto', say why
             future.set_exception(err)
 
-    threading.Thread(target=probe, name="napari-ssl-device-probe").start()
+    threading.Thread(target=holding(probe), name="napari-ssl-device-probe").start()
     timer = QTimer(parent, interval=PROBE_POLL_MS)
 
     def poll() -> None:

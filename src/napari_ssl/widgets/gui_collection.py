@@ -1,0 +1,120 @@
+"""Python's garbage collection kept on the GUI thread while napari-ssl's threads run.
+
+The cyclic collector runs in whichever thread happens to allocate. In a training or reconstruction
+thread it can destroy Qt objects that belong to the GUI thread (Qt aborts or crashes), and on
+napari's heap (~0.5 M objects) one full collection holds the GIL for ~0.2 s, a frozen viewer.
+
+So while any of our threads runs (:func:`hold` ... ``release()``): the objects alive at the start
+are frozen (:func:`gc.freeze`: collections skip them, so a full one stays cheap), automatic
+collection is off, and a timer on the GUI thread collects the generation that is due by the
+interpreter's own thresholds. When the last holder has released, the timer collects once more
+(the threads' garbage, GPU memory with it), unfreezes and gives collection back as it found it.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from qtpy.QtCore import QTimer
+
+COLLECT_MS = 250  # how often the GUI thread collects while held
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _Collection:
+    """The process-wide state: how many holders, and the GUI-thread timer."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # a finalizer run by a collection may release
+        self.holders = 0
+        self.timer: QTimer | None = None
+        self.was_enabled = True
+        self.froze = False
+
+    def hold(self) -> Callable[[], None]:
+        """GUI thread only. The returned ``release`` may be called from any thread, once."""
+        with self.lock:
+            self.holders += 1
+            if self.timer is None:
+                self.was_enabled = gc.isenabled()
+                self.froze = gc.get_freeze_count() == 0  # someone else's freeze: leave it
+                if self.froze:
+                    gc.freeze()
+                gc.disable()
+                self.timer = QTimer(interval=COLLECT_MS)
+                self.timer.timeout.connect(self.tick)
+                self.timer.start()
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
+            with self.lock:
+                self.holders -= 1
+
+        return release
+
+    def tick(self) -> None:
+        """Collect what is due; after the last release, finish and restore."""
+        with self.lock:
+            finished = self.holders == 0
+            timer = self.timer if finished else None
+            if finished:
+                self.timer = None
+        if not finished:
+            counts, thresholds = gc.get_count(), gc.get_threshold()
+            due = [g for g in (2, 1, 0) if counts[g] > thresholds[g]]
+            if due:
+                gc.collect(due[0])
+            return
+        if timer is None:  # a late timeout after the restore
+            return
+        timer.stop()
+        timer.deleteLater()
+        gc.collect()  # only what was made while held: the rest is still frozen
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if self.froze:
+            gc.unfreeze()
+        if self.was_enabled:
+            gc.enable()
+
+    @property
+    def active(self) -> bool:
+        return self.timer is not None
+
+
+_COLLECTION = _Collection()
+
+
+def hold() -> Callable[[], None]:
+    """Keep collection on the GUI thread until the returned ``release()`` (call it from the GUI
+    thread, when starting a thread of ours; ``release`` may run in that thread)."""
+    return _COLLECTION.hold()
+
+
+def holding(fn: Callable[P, T]) -> Callable[P, T]:
+    """``fn`` to run in another thread, holding collection from now until it returns."""
+    release = hold()
+
+    @wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            release()
+
+    return run
+
+
+def active() -> bool:
+    """Whether collection is held on the GUI thread now (until the next tick after release)."""
+    return _COLLECTION.active

@@ -24,6 +24,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
 import dataclasses
+import functools
 import json
 import statistics
 import subprocess
@@ -87,6 +88,42 @@ class StallMeter:
             "max_ms": round(float(gaps.max()), 2),
             "over_50ms": int((gaps > 50).sum()),
         }
+
+
+class SlotTimes:
+    """Time spent in napari-ssl's own GUI-thread slots, to tell our work from Qt's painting."""
+
+    SLOTS = (("napari_ssl.widgets.train_dock", "TrainDock", ("_on_event", "_apply")),
+             ("napari_ssl.widgets.loss_plot", "LossPlot", ("tick",)),
+             ("napari_ssl.widgets.reconstruct_dock", "ReconstructDock",
+              ("_on_progress", "_apply", "_on_result")),
+             ("napari_ssl.widgets.gui_collection", "_Collection", ("tick",)))  # fmt: skip
+
+    def __init__(self) -> None:
+        import importlib
+
+        self.ms: dict[str, list[float]] = {}
+        for module, cls_name, names in self.SLOTS:
+            cls = getattr(importlib.import_module(module), cls_name)
+            for name in names:
+                setattr(cls, name, self._timed(getattr(cls, name), f"{cls_name}.{name}"))
+
+    def _timed(self, method: Any, key: str) -> Any:
+        times = self.ms.setdefault(key, [])
+
+        @functools.wraps(method)
+        def timed(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return method(obj, *args, **kwargs)
+            finally:
+                times.append((time.perf_counter() - t) * 1000.0)
+
+        return timed
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {key: {"calls": len(v), "max_ms": round(max(v), 1)} for key, v in self.ms.items()
+                if v}  # fmt: skip
 
 
 def make_cfg(epochs: int, patches_per_epoch: int) -> Any:
@@ -195,6 +232,7 @@ def gui_runs(crop: np.ndarray, big: np.ndarray, cfg: Any, checkpoint: str, tmp: 
 
     from napari_ssl.widgets.launch import add_docks
 
+    slots = SlotTimes()  # before the docks connect their slots
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1500, 950)
     docks = add_docks(viewer)
@@ -243,7 +281,7 @@ def gui_runs(crop: np.ndarray, big: np.ndarray, cfg: Any, checkpoint: str, tmp: 
     if "big [reconstruction]" not in viewer.layers:
         raise SystemExit("the Reconstruct dock added no layer")
     viewer.close()
-    return {"idle": idle, "train": training,
+    return {"idle": idle, "train": training, "slots": slots.summary(),
             "reconstruct": {"seconds": round(seconds, 2), "stalls": meter.summary()}}  # fmt: skip
 
 
@@ -257,6 +295,10 @@ def report(res: dict[str, Any]) -> None:
     for name, s in rows:
         print(f"| {name} | {s['ticks']} | {s['p50_ms']} | {s['p99_ms']} | {s['max_ms']} | "
               f"{s['over_50ms']} |")  # fmt: skip
+    print("\n| napari-ssl slot on the GUI thread | calls | max ms |")
+    print("|---|---|---|")
+    for key, v in g["slots"].items():
+        print(f"| {key} | {v['calls']} | {v['max_ms']} |")
     print("\n| throughput | headless | GUI | GUI / headless | target |")
     print("|---|---|---|---|---|")
     for key in ("step_patches_per_s", "epoch_patches_per_s", "overall_patches_per_s"):

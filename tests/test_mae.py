@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from biapy_peer import run_biapy
-from napari_ssl.config import ConfigError, ModelConfig
+from napari_ssl.config import ConfigError
 from napari_ssl.models.mae import (
     build_mae,
     check_mae_config,
@@ -22,25 +22,12 @@ from napari_ssl.models.mae import (
 )
 from napari_ssl.models.vit_blocks import sincos_pos_embed
 from napari_ssl.pretext.masking import make_mask, masked_loss, token_grid
+from tiny_vit import tiny_vit
 
-TINY = ModelConfig(
-    architecture="mae",
-    vit_token_size=8,
-    vit_embed_dim=32,
-    vit_num_layers=2,
-    vit_num_heads=2,
-    mae_dec_hidden_size=32,
-    mae_dec_num_layers=1,
-    mae_dec_num_heads=2,
-    mae_dec_mlp_dims=128,
-)
+TINY = tiny_vit()  # its decoder is the one BiaPy rebuilds from mae_build_kwargs
 # BiaPy's build_model always builds a 512 / 8 / 16 decoder: our defaults
-TINY_BIAPY_DECODER = dataclasses.replace(
-    TINY,
-    mae_dec_hidden_size=512,
-    mae_dec_num_layers=8,
-    mae_dec_num_heads=16,
-    mae_dec_mlp_dims=2048,
+TINY_BIAPY_DECODER = tiny_vit(
+    mae_dec_hidden_size=512, mae_dec_num_layers=8, mae_dec_num_heads=16, mae_dec_mlp_dims=2048
 )
 
 

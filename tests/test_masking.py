@@ -6,29 +6,31 @@ import numpy as np
 import pytest
 import torch
 
-from napari_ssl.config import ConfigError, ModelConfig
-from napari_ssl.models.mae import build_mae
+from napari_ssl.config import Config, ConfigError
+from napari_ssl.data.images import Image
+from napari_ssl.data.normalization import compute_stats
+from napari_ssl.engine.tasks import StatsTable, make_generator, make_task
+from napari_ssl.models.mae import build_mae, patchify
 from napari_ssl.pretext.masking import (
+    hidden_count,
     make_mask,
     mask_to_pixels,
     masked_loss,
-    masked_token_mse,
+    masked_mse,
     preview_masked,
     reconstruct,
     token_grid,
 )
+from tiny_vit import tiny_vit
 
-TINY = ModelConfig(
-    architecture="mae",
-    vit_token_size=8,
-    vit_embed_dim=32,
-    vit_num_layers=2,
-    vit_num_heads=2,
-    mae_dec_hidden_size=32,
-    mae_dec_num_layers=1,
-    mae_dec_num_heads=2,
-    mae_dec_mlp_dims=64,
-)
+TINY = tiny_vit()
+CPU = torch.device("cpu")
+
+
+def masked_token_mse(pred: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> float:
+    """:func:`masked_mse` with a token mask ``(B, L)``; ``pred``, ``x``: ``(B, C, *S)``."""
+    hidden = mask_to_pixels(mask, tuple(x.shape[2:]))
+    return masked_mse(pred.detach().numpy(), x.numpy(), hidden.numpy())
 
 
 def _normalised(a: np.ndarray) -> torch.Tensor:
@@ -55,11 +57,19 @@ def test_random_mask_count_freshness_and_determinism(grid: tuple[int, ...]) -> N
     gen = torch.Generator().manual_seed(7)
     mask = make_mask(8, grid, "random", 0.75, gen)
     assert mask.dtype == torch.bool and mask.shape == (8, n)
-    assert mask.sum(1).tolist() == [round(0.75 * n)] * 8
+    hidden = n - int(n * 0.25)  # BiaPy keeps int(L * (1 - ratio)) tokens
+    assert mask.sum(1).tolist() == [hidden] * 8 == [hidden_count(grid, "random", 0.75)] * 8
     assert len({tuple(r.tolist()) for r in mask}) == 8  # each row its own subset
     assert not torch.equal(mask, make_mask(8, grid, "random", 0.75, gen))  # fresh each call
     again = make_mask(8, grid, "random", 0.75, torch.Generator().manual_seed(7))
     assert torch.equal(mask, again)
+
+
+@pytest.mark.parametrize(("n", "ratio", "hidden"), [(16, 0.7, 12), (10, 0.45, 5), (256, 0.75, 192)])
+def test_random_mask_hides_as_many_tokens_as_biapy(n: int, ratio: float, hidden: int) -> None:
+    """BiaPy 3.7.1 keeps ``int(L * (1 - ratio))`` tokens (rounding would give 11 and 4 here)."""
+    assert hidden_count((n,), "random", ratio) == hidden
+    assert make_mask(2, (n,), "random", ratio).sum(1).tolist() == [hidden] * 2
 
 
 @pytest.mark.parametrize("grid", [(4, 4), (4, 4, 4), (3, 5)])
@@ -67,11 +77,20 @@ def test_grid_mask_is_a_fixed_checkerboard(grid: tuple[int, ...]) -> None:
     mask = make_mask(3, grid, "grid", 0.9, None)
     n = int(np.prod(grid))
     assert mask.sum(1).tolist() == [(n + 1) // 2] * 3  # 50 % (the extra one when L is odd)
+    assert hidden_count(grid, "grid", 0.9) == (n + 1) // 2
     assert torch.equal(mask, make_mask(3, grid, "grid", 0.1, torch.Generator().manual_seed(1)))
     cells = mask[0].reshape(grid)
     for axis in range(len(grid)):  # neighbours along every axis differ
         assert bool((cells.diff(dim=axis) != 0).all())
     assert bool(cells.flatten()[0])  # same phase as BiaPy's 2D grid: token (0, 0) hidden
+
+
+@pytest.mark.parametrize("mask_type", ["random", "grid"])
+def test_masks_are_made_on_the_device_asked_for(mask_type: str) -> None:
+    meta = make_mask(3, (4, 4), mask_type, 0.5, None, "meta")  # no host tensor involved
+    assert meta.device.type == "meta" and meta.shape == (3, 16) and meta.dtype == torch.bool
+    gen = torch.Generator().manual_seed(0)
+    assert make_mask(3, (4, 4), mask_type, 0.5, gen).device == gen.device  # the generator's
 
 
 def test_mask_arguments_are_checked() -> None:
@@ -88,8 +107,8 @@ class _Perturbed(torch.nn.Module):
         super().__init__()
         self.inner, self.noise, self.where_hidden = inner, noise, where_hidden
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        pred = self.inner(x, mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, n_hidden: int | None) -> torch.Tensor:
+        pred = self.inner(x, mask, n_hidden)
         sel = mask if self.where_hidden else ~mask
         return pred + self.noise * sel.unsqueeze(-1) * torch.randn_like(pred)
 
@@ -165,7 +184,7 @@ def test_norm_pix_reconstruction_is_denormalised() -> None:
     yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
     x = (3.0 * yy + 0.5 * xx + 10.0)[None, None]
 
-    def oracle(inp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def oracle(inp: torch.Tensor, mask: torch.Tensor, n_hidden: int | None) -> torch.Tensor:
         t = model.patchify(inp)
         return (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
 
@@ -176,6 +195,58 @@ def test_norm_pix_reconstruction_is_denormalised() -> None:
     torch.testing.assert_close(recon[~hidden], x[~hidden], atol=1e-3, rtol=1e-5)
     inner = (slice(None), slice(None), slice(8, 40), slice(8, 40))
     torch.testing.assert_close(recon[inner], x[inner], atol=1e-3, rtol=1e-5)
+
+
+def test_forward_with_the_hidden_count_given_skips_the_count_only() -> None:
+    torch.manual_seed(0)
+    model = build_mae(TINY, 2, 1, (32, 32)).eval()
+    x = torch.randn(2, 1, 32, 32)
+    mask = make_mask(2, (4, 4), "random", 0.75, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, mask, 12), model(x, mask), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="n_hidden 17"):
+        model(x, mask, 17)
+
+
+class _Spy(torch.nn.Module):
+    """Records the mask and hidden count each call passes on to ``inner``."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, n_hidden: int | None) -> torch.Tensor:
+        self.calls.append((mask, n_hidden))
+        return self.inner(x, mask, n_hidden)
+
+
+def test_masking_task_draws_seeded_masks_where_the_batch_is(sem_2d: np.ndarray) -> None:
+    cfg = Config(model=TINY)
+    cfg.pretext.task, cfg.pretext.mask_type, cfg.data.patch_size = "masking", "random", (32, 32)
+    crop = sem_2d[:64, :64][None]
+    table = StatsTable([compute_stats(Image(crop, "sem"), cfg.data.normalization)], CPU)
+    task = make_task(cfg, table, integer=True)
+    torch.manual_seed(0)
+    spy = _Spy(build_mae(TINY, 2, 1, (32, 32)))
+    raw = torch.from_numpy(np.stack([crop[:, :32, :32], crop[:, 32:, 32:]]).astype(np.float32))
+    idx = torch.zeros(2, dtype=torch.long)
+    with torch.no_grad():
+        first, again = (task.loss(spy, raw, idx, make_generator(task, CPU, 5)) for _ in range(2))
+    assert float(first) == float(again)  # a seed gives the same masks
+    (mask, n_hidden), (mask_again, _) = spy.calls
+    assert torch.equal(mask, mask_again) and mask.device == raw.device
+    assert n_hidden == hidden_count((4, 4), "random", 0.5) == 8  # from the config: no count
+
+
+def test_the_masked_loss_and_the_test_metric_are_the_same_quantity() -> None:
+    x, pred = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
+    mask = make_mask(2, (2, 2), "random", 0.5, torch.Generator().manual_seed(0))
+
+    def predicts(inp: torch.Tensor, m: torch.Tensor, n_hidden: int | None) -> torch.Tensor:
+        return patchify(pred, 8)
+
+    loss = masked_loss(predicts, x, mask, norm_pix_loss=False)
+    assert masked_token_mse(pred, x, mask) == pytest.approx(float(loss), rel=1e-6)
 
 
 def test_masked_token_mse_counts_hidden_pixels_only() -> None:

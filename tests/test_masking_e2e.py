@@ -27,18 +27,15 @@ from napari_ssl.engine.checkpoints import load_trained, read_checkpoint
 from napari_ssl.engine.tasks import HIDDEN
 from napari_ssl.engine.trainer import TrainingControl, train
 from napari_ssl.inference.reconstruct import reconstruct
+from napari_ssl.pretext.masking import masked_mse
 from napari_ssl.results import MAE_CHECK_KINDS, ResultsLayout
 from test_cli import files_under, run_cli, write_folders
 from test_training import no_charts, of_type, one_thread, run_events, tiny_config  # noqa: F401
+from tiny_vit import TINY_VIT
 
 NAME = "mae_ssl"
 VIEWS = ("original", "masked", "reconstruction", "reconstruction_and_visible")
-# the tiny MAE, as ModelConfig fields (BiaPy's key: MODEL.<FIELD>)
-MAE = {
-    "vit_token_size": 8, "vit_embed_dim": 32, "vit_num_layers": 2, "vit_num_heads": 2,
-    "vit_mlp_ratio": 2.0, "mae_dec_hidden_size": 32, "mae_dec_num_layers": 1,
-    "mae_dec_num_heads": 2, "mae_dec_mlp_dims": 64,
-}  # fmt: skip
+MAE = {**TINY_VIT, "vit_mlp_ratio": 2.0, "mae_dec_mlp_dims": 64}  # the tiny MAE's fields
 TOKEN = MAE["vit_token_size"]
 PATCH = {2: 32, 3: 16}
 TEST_SHAPE = {2: (70, 90), 3: (20, 40, 36)}  # not multiples of the patch
@@ -191,6 +188,9 @@ def test_cli_job_writes_biapys_tree_and_full_size_mae_checks(
     assert [r["image"] for r in rows] == ["t", "mean"]
     for key in ("masked_mse", "psnr", "ssim"):
         assert np.isfinite(float(rows[0][key])) and float(rows[0][key]) > 0, key
+    # the stitched pixel mask scores what the tokens hidden in the written views give
+    expected = masked_mse(views["reconstruction"], original, hidden)
+    assert float(rows[0]["masked_mse"]) == pytest.approx(expected, rel=1e-6)
     ckpt = torch.load(job.best, map_location="cpu", weights_only=True)
     assert ckpt["cfg"]["PROBLEM"]["SELF_SUPERVISED"]["PRETEXT_TASK"] == "masking"
     assert ckpt["cfg"]["PROBLEM"]["NDIM"] == f"{job.ndim}D"

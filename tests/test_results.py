@@ -14,6 +14,7 @@ import torch
 from matplotlib.image import imread
 from torch import nn
 
+from napari_ssl.charts import write_charts, write_model_plot
 from napari_ssl.results import (
     ResultsLayout,
     TrainLog,
@@ -21,9 +22,7 @@ from napari_ssl.results import (
     atomic_write,
     make_tensorboard_writer,
     save_tif,
-    write_charts,
     write_metrics_csv,
-    write_model_plot,
 )
 
 
@@ -35,8 +34,6 @@ def test_layout_paths(tmp_path: Path) -> None:
     assert lay.config_file == tmp_path / "sem" / "config_files" / "sem.yaml"
     assert lay.best_checkpoint == tmp_path / "sem" / "checkpoints" / "sem_3-checkpoint-best.pth"
     assert lay.last_checkpoint.name == "sem_3-checkpoint-last.pth"
-    assert lay.safetensors_checkpoint.name == "sem_3-checkpoint-best.safetensors"
-    assert lay.normalization_mean.name == "normalization_mean_value.npy"
     assert lay.per_image("a/b:c") == run / "per_image" / "a_b_c.tif"
     assert lay.mae_check("x", "masked") == run / "MAE_checks" / "x_masked.tif"
     assert lay.loss_chart == run / "charts" / "sem_3_loss.png"
@@ -100,14 +97,14 @@ def test_train_log_rows_resume_and_new_run(tmp_path: Path) -> None:
 
     # resumed from the checkpoint of epoch 2: epoch 3 was logged after it and is replaced
     log = TrainLog(path)
-    assert [r["epoch"] for r in log.history()] == [1, 2, 3]
+    assert [r["epoch"] for r in log.rows] == [1, 2, 3]
     log.append({"epoch": 3, "train_loss": 0.3, "val_loss": None, "val_ssim": 0.8, "lr": 1e-5})
     rows = list(csv.DictReader(path.open()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert list(rows[0]) == [*header[:4], "val_ssim", "lr", "seconds"]  # widened header
     assert rows[-1]["val_loss"] == "" and rows[-1]["val_psnr"] == "" and rows[0]["val_ssim"] == ""
-    assert log.history()[-1] == {"epoch": 3, "train_loss": 0.3, "val_ssim": 0.8, "lr": 1e-5}
-    assert TrainLog(path).history() == log.history()
+    assert log.rows[-1] == {"epoch": 3, "train_loss": 0.3, "val_ssim": 0.8, "lr": 1e-5}
+    assert TrainLog(path).rows == log.rows
 
     TrainLog(path).append({"epoch": 1, "train_loss": 9.0})  # a new run replaces the old log
     rows = list(csv.DictReader(path.open()))

@@ -4,13 +4,12 @@
 
     <result_dir>/<name>/
       config_files/<name>.yaml
-      checkpoints/<name>_<run_id>-checkpoint-{best,last}.pth (.safetensors)
+      checkpoints/<name>_<run_id>-checkpoint-{best,last}.pth
       results/<name>_<run_id>/
         per_image/  MAE_checks/  charts/  aug/  train_logs/  tensorboard/
         test_results_metrics.csv
 
-Charts (loss / metric curves, the model picture) are drawn by :mod:`napari_ssl.charts` and
-re-exported here.
+Charts (loss / metric curves, the model picture) are drawn by :mod:`napari_ssl.charts`.
 """
 
 from __future__ import annotations
@@ -27,8 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from napari_ssl.charts import write_charts, write_model_plot
-
 __all__ = [
     "MAE_CHECK_KINDS",
     "ResultsLayout",
@@ -39,9 +36,7 @@ __all__ = [
     "make_tensorboard_writer",
     "safe_filename",
     "save_tif",
-    "write_charts",
     "write_metrics_csv",
-    "write_model_plot",
 ]
 
 MAE_CHECK_KINDS = ("original", "masked", "reconstruction", "reconstruction_and_visible")
@@ -103,31 +98,13 @@ class ResultsLayout:
     def checkpoints_dir(self) -> Path:
         return self.root / "checkpoints"
 
-    def checkpoint(self, which: str = "best", suffix: str = ".pth") -> Path:
-        """``checkpoints/<name>_<run_id>-checkpoint-<which><suffix>`` (which: best | last)."""
-        if which not in ("best", "last"):
-            raise ValueError(f"checkpoint must be 'best' or 'last', got {which!r}")
-        return self.checkpoints_dir / f"{self.tag}-checkpoint-{which}{suffix}"
-
     @property
     def best_checkpoint(self) -> Path:
-        return self.checkpoint("best")
+        return self.checkpoints_dir / f"{self.tag}-checkpoint-best.pth"
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.checkpoint("last")
-
-    @property
-    def safetensors_checkpoint(self) -> Path:
-        return self.checkpoint("best", ".safetensors")
-
-    @property
-    def normalization_mean(self) -> Path:
-        return self.checkpoints_dir / "normalization_mean_value.npy"
-
-    @property
-    def normalization_std(self) -> Path:
-        return self.checkpoints_dir / "normalization_std_value.npy"
+        return self.checkpoints_dir / f"{self.tag}-checkpoint-last.pth"
 
     @property
     def run_dir(self) -> Path:
@@ -250,10 +227,6 @@ class TrainLog:
             csv.DictWriter(f, self.fields).writerow(values)
             f.flush()
         self.rows.append(values)
-
-    def history(self) -> list[dict[str, float]]:
-        """The logged rows (epoch an int, the rest floats, empty cells left out), for charts."""
-        return [dict(r) for r in self.rows]
 
     def _merge_fields(self, fields: list[str], row: Mapping[str, float]) -> list[str]:
         fixed = self.HEAD + self.TAIL

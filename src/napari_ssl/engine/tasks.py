@@ -8,6 +8,7 @@ for whole-image inference.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -20,6 +21,43 @@ from napari_ssl.pretext.crappify import crappify_batch
 
 HIDDEN = "hidden"  # masking predictor output: 1 where a token was hidden (not an intensity)
 Predictor = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+class Task(Protocol):
+    """A pretext task as the trainer, the run setup and inference use it.
+
+    ``raw``: a batch ``(B, C, *S)`` in raw units on the device; ``idx``: each sample's image
+    number; ``generator``: the task's random stream, on the device.
+    """
+
+    def loss(
+        self,
+        model: torch.nn.Module,
+        raw: torch.Tensor,
+        idx: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """The training loss of one batch (a scalar on the device)."""
+
+    def evaluate(
+        self,
+        model: torch.nn.Module,
+        raw: torch.Tensor,
+        idx: torch.Tensor,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The validation loss and the reconstruction, in raw units."""
+
+    def example_args(self, raw: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The model's forward arguments for ``raw`` (to draw the model picture)."""
+
+    def examples(
+        self, raw: torch.Tensor, idx: torch.Tensor, generator: torch.Generator
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(network input, target) pairs in raw units: what the network sees."""
+
+    def predictor(self, model: torch.nn.Module, seed: int) -> Predictor:
+        """Whole-image inference, tile by tile: normalised tiles in, named outputs out."""
 
 
 class StatsTable:
@@ -73,8 +111,6 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 class CrappifyTask:
     """Degraded patch -> clean patch; L1 (or MSE) loss on normalised intensities."""
 
-    name = "crappify"
-
     def __init__(self, cfg: Config, table: StatsTable, integer: bool) -> None:
         self.cfg = cfg
         self.table = table
@@ -82,8 +118,9 @@ class CrappifyTask:
         self.loss_fn = F.l1_loss if cfg.train.loss == "l1" else F.mse_loss
 
     def pair(
-        self, raw: torch.Tensor, idx: torch.Tensor, generator: torch.Generator | None
+        self, raw: torch.Tensor, idx: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(degraded input, clean target), normalised."""
         p = self.cfg.pretext
         degraded = crappify_batch(
             raw,
@@ -97,13 +134,22 @@ class CrappifyTask:
         return self.table.normalize(degraded, idx), self.table.normalize(raw, idx)
 
     def loss(
-        self, model: torch.nn.Module, raw: torch.Tensor, idx: torch.Tensor, generator
+        self,
+        model: torch.nn.Module,
+        raw: torch.Tensor,
+        idx: torch.Tensor,
+        generator: torch.Generator,
     ) -> torch.Tensor:
         inputs, targets = self.pair(raw, idx, generator)
         return self.loss_fn(model(inputs).float(), targets)
 
-    def evaluate(self, model, raw, idx, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, reconstruction in raw units)."""
+    def evaluate(
+        self,
+        model: torch.nn.Module,
+        raw: torch.Tensor,
+        idx: torch.Tensor,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = self.pair(raw, idx, generator)
         out = model(inputs).float()
         return self.loss_fn(out, targets), self.table.denormalize(out, idx)
@@ -115,17 +161,20 @@ class CrappifyTask:
         return (self.table.normalize(raw, idx),)
 
     @torch.no_grad()
-    def examples(self, raw, idx, generator) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(degraded input, target) pairs in raw units: what the network sees."""
+    def examples(
+        self, raw: torch.Tensor, idx: torch.Tensor, generator: torch.Generator
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         inputs, targets = self.pair(raw, idx, generator)
         inputs, targets = self.table.denormalize(inputs, idx), self.table.denormalize(targets, idx)
         return [(i.cpu().numpy(), t.cpu().numpy()) for i, t in zip(inputs, targets, strict=True)]
 
 
 class MaskingTask:
-    """Masked autoencoding: MSE on the hidden tokens of the normalised patch."""
+    """Masked autoencoding: MSE on the hidden tokens of the normalised patch.
 
-    name = "masking"
+    Training masks are drawn on the device with the device generator, and the hidden-token
+    count comes from the config: no host copy and no synchronisation per step.
+    """
 
     def __init__(self, cfg: Config, table: StatsTable) -> None:
         from napari_ssl.pretext import masking
@@ -134,70 +183,86 @@ class MaskingTask:
         self.table = table
         self.masking = masking
         self.grid = masking.token_grid(cfg.data.patch_size, cfg.model.vit_token_size)
+        self.n_hidden = masking.hidden_count(
+            self.grid, cfg.pretext.mask_type, cfg.pretext.mask_ratio
+        )
 
-    def _mask(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    def _mask(
+        self, n: int, generator: torch.Generator | None, device: torch.device
+    ) -> torch.Tensor:
         p = self.cfg.pretext
-        # made on the host: the model reads the hidden count there without a device sync
-        return self.masking.make_mask(n, self.grid, p.mask_type, p.mask_ratio, generator, "cpu")
+        return self.masking.make_mask(n, self.grid, p.mask_type, p.mask_ratio, generator, device)
 
-    def loss(self, model, raw, idx, generator) -> torch.Tensor:
-        x = self.table.normalize(raw, idx)
-        mask = self._mask(x.shape[0], generator)
-        return self.masking.masked_loss(model, x, mask, self.cfg.pretext.norm_pix_loss)
+    def _loss(self, model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        norm_pix = self.cfg.pretext.norm_pix_loss
+        return self.masking.masked_loss(model, x, mask, norm_pix, self.n_hidden)
 
-    def evaluate(self, model, raw, idx, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(
+        self,
+        model: torch.nn.Module,
+        raw: torch.Tensor,
+        idx: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         x = self.table.normalize(raw, idx)
-        mask = self._mask(x.shape[0], generator)
-        loss = self.masking.masked_loss(model, x, mask, self.cfg.pretext.norm_pix_loss)
-        out = self.masking.reconstruct(model, x, mask, self.cfg.pretext.norm_pix_loss)[
-            "reconstruction_and_visible"
-        ].float()
-        return loss, self.table.denormalize(out, idx)
+        return self._loss(model, x, self._mask(x.shape[0], generator, x.device))
+
+    def evaluate(
+        self,
+        model: torch.nn.Module,
+        raw: torch.Tensor,
+        idx: torch.Tensor,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.table.normalize(raw, idx)
+        mask = self._mask(x.shape[0], generator, x.device)
+        norm_pix = self.cfg.pretext.norm_pix_loss
+        views = self.masking.reconstruct(model, x, mask, norm_pix, self.n_hidden)
+        out = views["reconstruction_and_visible"].float()
+        return self._loss(model, x, mask), self.table.denormalize(out, idx)
 
     def example_args(self, raw: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (self.table.normalize(raw, idx), self._mask(raw.shape[0], None))
+        return (self.table.normalize(raw, idx), self._mask(raw.shape[0], None, raw.device))
 
     @torch.no_grad()
-    def examples(self, raw, idx, generator) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(masked input, target) pairs in raw units (hidden tokens at the image mean)."""
+    def examples(
+        self, raw: torch.Tensor, idx: torch.Tensor, generator: torch.Generator
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Masked inputs show hidden tokens at the image mean."""
         x = self.table.normalize(raw, idx)
-        mask = self._mask(x.shape[0], generator)
-        hidden = self.masking.mask_to_pixels(mask.to(x.device), tuple(x.shape[2:]))
+        mask = self._mask(x.shape[0], generator, x.device)
+        hidden = self.masking.mask_to_pixels(mask, tuple(x.shape[2:]))
         masked = self.table.denormalize(x.masked_fill(hidden, 0.0), idx)
         return [(m.cpu().numpy(), r.cpu().numpy()) for m, r in zip(masked, raw, strict=True)]
 
-    def predictor(self, model, seed: int) -> Predictor:
+    def predictor(self, model: torch.nn.Module, seed: int) -> Predictor:
+        """Masks drawn on the host, so a seed hides the same tokens on every device (copied
+        pinned and non-blocking)."""
         generator = torch.Generator().manual_seed(seed)
+        p = self.cfg.pretext
 
         def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
             grid = self.masking.token_grid(tuple(x.shape[2:]), self.cfg.model.vit_token_size)
-            p = self.cfg.pretext
-            mask = self.masking.make_mask(
-                x.shape[0], grid, p.mask_type, p.mask_ratio, generator, x.device
-            )
-            outputs = {
-                k: v.float()
-                for k, v in self.masking.reconstruct(
-                    model, x, mask, self.cfg.pretext.norm_pix_loss
-                ).items()
-            }
-            hidden = self.masking.mask_to_pixels(mask.to(x.device), tuple(x.shape[2:]))
+            host = self.masking.make_mask(x.shape[0], grid, p.mask_type, p.mask_ratio, generator)
+            mask = to_device_async(host, x.device)
+            n_hidden = self.masking.hidden_count(grid, p.mask_type, p.mask_ratio)
+            views = self.masking.reconstruct(model, x, mask, p.norm_pix_loss, n_hidden)
+            outputs = {k: v.float() for k, v in views.items()}
+            hidden = self.masking.mask_to_pixels(mask, tuple(x.shape[2:]))
             outputs[HIDDEN] = hidden.float().expand_as(x)
             return outputs
 
         return predict
 
 
-def make_generator(
-    task: CrappifyTask | MaskingTask, device: torch.device, seed: int
-) -> torch.Generator:
-    """The task's random stream: crappify draws noise on the device, masking draws masks on
-    the host (the model reads the hidden-token count there without a device sync)."""
-    where = device if task.name == "crappify" else torch.device("cpu")
-    return torch.Generator(device=where).manual_seed(seed)
+def make_generator(task: Task, device: torch.device, seed: int) -> torch.Generator:
+    """The task's random stream (crappify noise, masks), on ``device``. Both tasks draw there,
+    so ``task`` no longer matters (kept until the callers drop it)."""
+    return torch.Generator(device=device).manual_seed(seed)
 
 
-def make_task(cfg: Config, table: StatsTable, integer: bool) -> CrappifyTask | MaskingTask:
+def make_task(cfg: Config, table: StatsTable, integer: bool) -> Task:
+    """The task of ``cfg.pretext.task``."""
     if cfg.pretext.task == "masking":
         return MaskingTask(cfg, table)
     return CrappifyTask(cfg, table, integer)

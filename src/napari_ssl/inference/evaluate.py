@@ -11,16 +11,8 @@ from napari_ssl.engine.checkpoints import TrainedModel
 from napari_ssl.engine.tasks import HIDDEN
 from napari_ssl.inference.metrics import image_metrics
 from napari_ssl.inference.reconstruct import reconstruct
+from napari_ssl.pretext.masking import masked_mse
 from napari_ssl.results import MAE_CHECK_KINDS, ResultsLayout, save_tif, write_metrics_csv
-
-
-def masked_mse(outputs: dict[str, np.ndarray]) -> float:
-    """MSE of the reconstruction on the hidden tokens only, raw units."""
-    hidden = outputs[HIDDEN] > 0.5
-    if not hidden.any():
-        return float("nan")
-    diff = outputs["reconstruction"][hidden] - outputs["original"][hidden]
-    return float(np.mean(diff.astype(np.float64) ** 2))
 
 
 def evaluate(
@@ -44,7 +36,8 @@ def evaluate(
         scale = image.scale
         if masking:
             scores = image_metrics(outputs["reconstruction_and_visible"], original)
-            scores["masked_mse"] = masked_mse(outputs)
+            hidden = outputs[HIDDEN] > 0.5
+            scores["masked_mse"] = masked_mse(outputs["reconstruction"], original, hidden)
             for view in MAE_CHECK_KINDS:
                 save_tif(layout.mae_check(image.name, view), outputs[view], scale)
             save_tif(layout.per_image(image.name), outputs["reconstruction_and_visible"], scale)

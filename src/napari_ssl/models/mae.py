@@ -203,11 +203,14 @@ class MaskedAutoencoder(nn.Module):
     def unpatchify(self, tokens: torch.Tensor, spatial_shape: tuple[int, ...]) -> torch.Tensor:
         return unpatchify(tokens, tuple(spatial_shape), self.token_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, n_hidden: int | None = None
+    ) -> torch.Tensor:
         """Predict token pixels ``(B, L, token_size**ndim * C)``.
 
-        ``mask`` ``(B, L)``: True = hidden; every row must hide the same number of tokens. A mask
-        on the CPU avoids a device synchronisation (the hidden count is read on the host).
+        ``mask`` ``(B, L)``: True = hidden, best on the device of ``x`` (else it is copied);
+        every row must hide ``n_hidden`` tokens. Given ``n_hidden`` is trusted; without it the
+        rows are counted and checked on the host, a device synchronisation for a GPU mask.
         """
         b = x.shape[0]
         if tuple(x.shape[1:]) != (self.in_channels, *self.patch_shape):
@@ -218,15 +221,14 @@ class MaskedAutoencoder(nn.Module):
         n_tokens = self.pos_embed.shape[1] - 1
         if tuple(mask.shape) != (b, n_tokens):
             raise ValueError(f"mask shape {tuple(mask.shape)} != (batch, tokens) ({b}, {n_tokens})")
-        mask = mask.to(torch.bool)
-        counts = set(mask.sum(1).tolist())
-        if len(counts) != 1:
-            raise ValueError(f"every mask row must hide as many tokens, got {sorted(counts)}")
-        n_visible = n_tokens - counts.pop()
-        mask = mask.to(x.device, non_blocking=True)
+        if n_hidden is None:
+            n_hidden = _row_count(mask)
+        elif not 0 <= n_hidden <= n_tokens:
+            raise ValueError(f"n_hidden {n_hidden} is not in [0, {n_tokens}]")
+        mask = mask.to(x.device, torch.bool)
         order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)  # visible first
         restore = torch.argsort(order, dim=1)
-        latent = self._encode(x, order[:, :n_visible])
+        latent = self._encode(x, order[:, : n_tokens - n_hidden])
         return self._decode(latent, restore)
 
     def _encode(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -248,6 +250,14 @@ class MaskedAutoencoder(nn.Module):
         for blk in self.decoder_blocks:
             h = blk(h)
         return self.decoder_pred(self.decoder_norm(h))[:, 1:]
+
+
+def _row_count(mask: torch.Tensor) -> int:
+    """The number of hidden tokens, the same in every row of ``mask`` (checked on the host)."""
+    counts = set(mask.to(torch.bool).sum(1).tolist())
+    if len(counts) != 1:
+        raise ValueError(f"every mask row must hide as many tokens, got {sorted(counts)}")
+    return counts.pop()
 
 
 def build_mae(
@@ -334,7 +344,7 @@ def estimate_mae_memory(
     check_mae_config(cfg, ndim, patch_size)
     dim, depth, heads = vit_dims(cfg)
     n_tokens = (int(patch_size[0]) // cfg.vit_token_size) ** ndim
-    n_visible = n_tokens - round(mask_ratio * n_tokens)
+    n_visible = int(n_tokens * (1.0 - mask_ratio))  # BiaPy's count
     dec = cfg.mae_dec_hidden_size
     acts = _stack_activation_bytes(
         batch_size, n_visible + 1, dim, int(dim * cfg.vit_mlp_ratio), heads, depth, bytes_per_el

@@ -27,35 +27,45 @@ def token_grid(patch_size: tuple[int, ...], token_size: int) -> tuple[int, ...]:
     return tuple(p // token_size for p in patch_size)
 
 
+def hidden_count(grid: tuple[int, ...], mask_type: str, ratio: float) -> int:
+    """Tokens every row of a mask hides: ``L - int(L * (1 - ratio))`` for ``"random"`` (BiaPy's
+    count, so a YAML hides the same number of tokens in both tools), half of the
+    checkerboard (the extra one when ``L`` is odd) for ``"grid"``. Checks both arguments."""
+    n_tokens = math.prod(grid)
+    if mask_type == "grid":
+        return (n_tokens + 1) // 2
+    if mask_type != "random":
+        raise ConfigError(f"pretext.mask_type must be 'random' or 'grid', got {mask_type!r}")
+    if not 0.0 <= ratio < 1.0:
+        raise ConfigError(f"pretext.mask_ratio must be in [0, 1), got {ratio} (default 0.5)")
+    return n_tokens - int(n_tokens * (1.0 - ratio))
+
+
 def make_mask(
     batch: int,
     grid: tuple[int, ...],
     mask_type: str,
     ratio: float,
     generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Bool mask ``(batch, prod(grid))``, True = hidden.
+    """Bool mask ``(batch, prod(grid))``, True = hidden, made on ``device`` (default: the
+    generator's, else the CPU): a generator on the model's device means no host copy.
 
-    ``"random"``: a fresh subset of exactly ``round(ratio * L)`` tokens per row, drawn with
-    ``generator`` (on its device) when given. ``"grid"``: the fixed checkerboard, ``ratio`` ignored.
+    ``"random"``: a fresh subset of exactly :func:`hidden_count` tokens per row, drawn with
+    ``generator`` when given. ``"grid"``: the fixed checkerboard, ``ratio`` ignored.
     """
-    n_tokens = math.prod(grid)
+    n_tokens, n_hidden = math.prod(grid), hidden_count(grid, mask_type, ratio)
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
     if mask_type == "grid":
-        coords = torch.meshgrid(*[torch.arange(g) for g in grid], indexing="ij")
+        coords = torch.meshgrid(*[torch.arange(g, device=device) for g in grid], indexing="ij")
         row = (sum(coords) % 2 == 0).flatten()
-        return row.to(device).unsqueeze(0).expand(batch, -1).clone()
-    if mask_type != "random":
-        raise ConfigError(f"pretext.mask_type must be 'random' or 'grid', got {mask_type!r}")
-    if not 0.0 <= ratio < 1.0:
-        raise ConfigError(f"pretext.mask_ratio must be in [0, 1), got {ratio} (default 0.5)")
-    n_hidden = round(ratio * n_tokens)
-    where = generator.device if generator is not None else device
-    noise = torch.rand(batch, n_tokens, generator=generator, device=where)
+        return row.unsqueeze(0).expand(batch, -1).clone()
+    noise = torch.rand(batch, n_tokens, generator=generator, device=device)
     hidden = torch.argsort(noise, dim=1)[:, :n_hidden]
-    mask = torch.zeros(batch, n_tokens, dtype=torch.bool, device=where)
-    mask.scatter_(1, hidden, True)
-    return mask.to(device)
+    mask = torch.zeros(batch, n_tokens, dtype=torch.bool, device=device)
+    return mask.scatter_(1, hidden, True)
 
 
 def mask_to_pixels(mask: torch.Tensor, spatial_shape: tuple[int, ...]) -> torch.Tensor:
@@ -67,15 +77,20 @@ def mask_to_pixels(mask: torch.Tensor, spatial_shape: tuple[int, ...]) -> torch.
 
 
 def masked_loss(
-    model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor, norm_pix_loss: bool
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    norm_pix_loss: bool,
+    n_hidden: int | None = None,
 ) -> torch.Tensor:
     """MSE over the pixels of hidden tokens only (each hidden token weighs the same).
 
     With ``norm_pix_loss`` the target is each token's pixels standardised by the token's own mean
     and (unbiased) variance, eps 1e-6, as in MAE and BiaPy. ``model`` is only called, so a
     DistributedDataParallel / compiled wrapper of a :class:`MaskedAutoencoder` works too.
+    ``n_hidden``: see :meth:`MaskedAutoencoder.forward`.
     """
-    pred = model(x, mask)
+    pred = model(x, mask, n_hidden)
     ndim = x.ndim - 2
     token_size = round((pred.shape[-1] // x.shape[1]) ** (1 / ndim))
     target = patchify(x, token_size).float()
@@ -124,7 +139,11 @@ def _denormalise(
 
 @torch.no_grad()
 def reconstruct(
-    model: MaskedAutoencoder, x: torch.Tensor, mask: torch.Tensor, norm_pix_loss: bool = False
+    model: MaskedAutoencoder,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    norm_pix_loss: bool = False,
+    n_hidden: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Images ``(B, C, *S)`` for display, in the units of ``x``.
 
@@ -134,9 +153,11 @@ def reconstruct(
     - ``"reconstruction"``: the predicted pixels of every token (``norm_pix_loss``: de-normalised,
       see :func:`_denormalise`);
     - ``"reconstruction_and_visible"``: the prediction where hidden, ``x`` where visible.
+
+    ``n_hidden``: see :meth:`MaskedAutoencoder.forward`.
     """
     mask = mask.to(x.device)
-    pred = model(x, mask).to(x.dtype)
+    pred = model(x, mask, n_hidden).to(x.dtype)
     if norm_pix_loss:
         pred = _denormalise(model, pred, x, mask)
     spatial = tuple(x.shape[2:])
@@ -150,12 +171,14 @@ def reconstruct(
     }
 
 
-def masked_token_mse(pred: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> float:
-    """Mean squared error over the pixels of hidden tokens; ``pred``, ``x``: ``(B, C, *S)``."""
-    hidden = mask_to_pixels(mask.to(x.device), tuple(x.shape[2:])).expand_as(x)
-    if not bool(hidden.any()):
+def masked_mse(pred: np.ndarray, target: np.ndarray, hidden: np.ndarray) -> float:
+    """Mean squared error over the hidden pixels (``hidden`` broadcasts to ``target``), summed in
+    float64: the masked-token MSE of the test step. NaN when nothing is hidden."""
+    hidden = np.broadcast_to(hidden, target.shape)
+    if not hidden.any():
         return float("nan")
-    return float((pred.float() - x.float()).pow(2)[hidden].mean())
+    diff = pred[hidden].astype(np.float64) - target[hidden]
+    return float(np.mean(diff**2))
 
 
 def preview_masked(

@@ -49,10 +49,26 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def autocast_dtype(device: torch.device, mixed_precision: str) -> torch.dtype | None:
-    """The autocast dtype for ``mixed_precision`` on ``device`` (None = full fp32)."""
-    if mixed_precision == "off" or device.type == "cpu":
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU has Intel AMX tiles, where bf16 convolutions run ~2x faster than fp32."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check is not None and check())
+
+
+def autocast_dtype(
+    device: torch.device, mixed_precision: str, inference: bool = False
+) -> torch.dtype | None:
+    """The autocast dtype for ``mixed_precision`` on ``device`` (None = full fp32).
+
+    ``auto``: bf16 (else fp16) on CUDA; on a CPU with AMX, bf16 for ``inference`` only (twice the
+    speed, with a rounding error far below a reconstruction's own; training on a CPU stays fp32).
+    ``bf16`` asked for is used on a CPU too; ``fp16`` only on CUDA and MPS.
+    """
+    if mixed_precision == "off":
         return None
+    if device.type == "cpu":
+        auto_bf16 = mixed_precision == "auto" and inference and cpu_has_bf16_units()
+        return torch.bfloat16 if mixed_precision == "bf16" or auto_bf16 else None
     if mixed_precision == "fp16":
         return torch.float16
     if mixed_precision == "bf16":

@@ -1,7 +1,7 @@
 """Image-quality metrics in raw units: PSNR, SSIM (2D and 3D), MAE, MSE.
 
 Arrays are channels first, ``(C, *spatial)`` with 2 or 3 spatial axes (a bare ``(Y, X)`` array
-is one channel). Sums are computed in float64.
+is one channel). Sums are computed in float64, block by block (bounded memory for any size).
 
 SSIM follows Wang et al. (2004): Gaussian window with sigma 1.5 truncated at 3.5 sigma (11
 pixels), K1 = 0.01, K2 = 0.03, population (not sample) covariances, mean over the pixels whose
@@ -17,6 +17,9 @@ target.min()`` (there is no dynamic range to scale by), so PSNR and SSIM stay fi
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 SIGMA = 1.5
@@ -24,23 +27,44 @@ TRUNCATE = 3.5
 K1, K2 = 0.01, 0.03
 
 
+STRIP = 1 << 21  # elements per block: float64 temporaries stay ~100 MB whatever the image size
+
+
 def _pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape:
         raise ValueError(f"prediction {pred.shape} and target {target.shape} differ in shape")
-    return pred.astype(np.float64, copy=False), target.astype(np.float64, copy=False)
+    return pred, target
+
+
+def _blocks(shape: tuple[int, ...], rows: int | None = None) -> list[slice]:
+    """Slices along the first axis, each about :data:`STRIP` elements (``rows`` of them)."""
+    n = shape[0] if shape else 1
+    step = rows or max(1, STRIP // max(1, math.prod(shape[1:])))
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def _mean_of(pred: np.ndarray, target: np.ndarray, fn: Any) -> float:
+    """Mean of ``fn(p - t)`` in float64, block by block (no float64 copy of a whole image)."""
+    p, t = _pair(pred, target)
+    if p.size == 0:
+        return float("nan")
+    if p.ndim == 0:
+        p, t = p[None], t[None]
+    total = sum(
+        float(fn(p[b].astype(np.float64) - t[b].astype(np.float64)).sum()) for b in _blocks(p.shape)
+    )
+    return total / p.size
 
 
 def mse(pred: np.ndarray, target: np.ndarray) -> float:
     """Mean squared error."""
-    p, t = _pair(pred, target)
-    return float(np.mean(np.square(p - t)))
+    return _mean_of(pred, target, np.square)
 
 
 def mae(pred: np.ndarray, target: np.ndarray) -> float:
     """Mean absolute error."""
-    p, t = _pair(pred, target)
-    return float(np.mean(np.abs(p - t)))
+    return _mean_of(pred, target, np.abs)
 
 
 def psnr(pred: np.ndarray, target: np.ndarray, data_range: float) -> float:
@@ -69,24 +93,32 @@ def _filter_valid(a: np.ndarray, kernels: list[np.ndarray]) -> np.ndarray:
     return a
 
 
-def _ssim_channel(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
+def _ssim_channel(x: np.ndarray, y: np.ndarray, data_range: float, rows: int | None) -> float:
+    """Mean SSIM of one channel, computed in blocks of output rows (each with its halo)."""
     full = int(TRUNCATE * SIGMA + 0.5)
     kernels = [_gaussian(min(full, (n - 1) // 2)) for n in x.shape]
-
-    def filt(a: np.ndarray) -> np.ndarray:
-        return _filter_valid(a, kernels)
-
-    ux, uy = filt(x), filt(y)
-    vx = filt(x * x) - ux * ux
-    vy = filt(y * y) - uy * uy
-    vxy = filt(x * y) - ux * uy
+    halo = len(kernels[0]) - 1
+    valid = [n - len(k) + 1 for n, k in zip(x.shape, kernels, strict=True)]
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return float(s.mean())
+    total = 0.0
+    for b in _blocks(tuple(valid), rows):
+        xs = x[b.start : b.stop + halo].astype(np.float64)
+        ys = y[b.start : b.stop + halo].astype(np.float64)
+        ux, uy = _filter_valid(xs, kernels), _filter_valid(ys, kernels)
+        vx = _filter_valid(xs * xs, kernels) - ux * ux
+        vy = _filter_valid(ys * ys, kernels) - uy * uy
+        vxy = _filter_valid(xs * ys, kernels) - ux * uy
+        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+        total += float(s.sum())
+    return total / math.prod(valid)
 
 
-def ssim(pred: np.ndarray, target: np.ndarray, data_range: float) -> float:
-    """Structural similarity of ``(C, Y, X)`` or ``(C, Z, Y, X)`` arrays, mean over channels."""
+def ssim(pred: np.ndarray, target: np.ndarray, data_range: float, rows: int | None = None) -> float:
+    """Structural similarity of ``(C, Y, X)`` or ``(C, Z, Y, X)`` arrays, mean over channels.
+
+    Computed in blocks of the first spatial axis (``rows`` of them; default: about
+    :data:`STRIP` pixels each), so memory stays bounded for any image size.
+    """
     if data_range <= 0:
         raise ValueError(f"data_range must be > 0, got {data_range}")
     p, t = _pair(pred, target)
@@ -94,7 +126,8 @@ def ssim(pred: np.ndarray, target: np.ndarray, data_range: float) -> float:
         p, t = p[None], t[None]
     if p.ndim not in (3, 4):
         raise ValueError(f"SSIM needs (C, Y, X) or (C, Z, Y, X) arrays, got shape {p.shape}")
-    return float(np.mean([_ssim_channel(pc, tc, data_range) for pc, tc in zip(p, t, strict=True)]))
+    scores = [_ssim_channel(pc, tc, data_range, rows) for pc, tc in zip(p, t, strict=True)]
+    return float(np.mean(scores))
 
 
 def data_range_of(target: np.ndarray) -> float:

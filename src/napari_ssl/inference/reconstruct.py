@@ -35,7 +35,7 @@ def _tiling(cfg: Config, overlap: float | None, padding: tuple[int, ...] | None)
 
 
 def _autocast(device: torch.device, cfg: Config) -> Callable[[], contextlib.AbstractContextManager]:
-    dtype = autocast_dtype(device, cfg.train.mixed_precision)
+    dtype = autocast_dtype(device, cfg.train.mixed_precision, inference=True)
     if dtype is None:
         return contextlib.nullcontext
     return lambda: torch.autocast(device.type, dtype=dtype)

@@ -1,17 +1,24 @@
 """Peak memory of training from data larger than what the process may hold (issue #5).
 
-    python benchmarks/lazy_memory.py [--side 40000] [--files 36] [--file-side 6000] [--keep]
+    python benchmarks/lazy_memory.py [--side 40000] [--files 36] [--file-side 6000]
+                                     [--num-workers 0 2] [--feature-maps 16 32 64 128 256]
+                                     [--patches 64] [--latency-ms 0] [--keep]
 
 Builds, chunk by chunk from tiles of the bundled real SEM sample, (1) a 2D zarr v3 array
 (``side`` x ``side`` uint16, 512 x 512 chunks, uncompressed: 3.2 GB at 40000) and (2) a folder of
 ``files`` memory-mapped ``.npy`` images (uint16, ``file-side`` squared each); nothing is ever
-materialised whole. Each case then trains a small U-Net with the real trainer in a fresh
-subprocess (patch 128, batch 4, 64 patches per epoch, 2 epochs, val_fraction 0.1, one torch
-thread) while a sampler records the process's peak RSS from ``/proc/self/status``: ``VmRSS``
+materialised whole. Each case then trains a U-Net (``--feature-maps``; a smaller one makes reading
+weigh more) with the real trainer in a fresh subprocess (patch 128, batch 4, ``--patches`` per
+epoch, 2 epochs, val_fraction 0.1, one torch thread), once per ``--num-workers`` value
+(SYSTEM.NUM_WORKERS: the threads that read patches ahead), while a sampler records the
+process's peak RSS from ``/proc/self/status``: ``VmRSS``
 (all resident pages), ``RssAnon`` (the process's own memory) and ``RssFile`` (mapped file pages,
 which for memory-mapped ``.npy`` files are page cache the kernel can drop at any time). The cases:
-the zarr array as it is, the same wrapped by ``dask.array.from_zarr``, and the ``.npy`` folder
-through ``load_folder``. Statistics, the validation split and the first batch are also timed.
+the zarr array as it is (read through a store that waits ``--latency-ms`` per chunk read when
+given, like network storage), the same wrapped by ``dask.array.from_zarr``, and the ``.npy``
+folder through ``load_folder``. Statistics and the validation split are also timed; ``train s``
+is the whole ``train()`` call, ``patches/s`` the training rate of the last epoch, and ``sampler
+alone`` the rate at which 32 batches are read without a model (the most a fast GPU could be fed).
 Prints a markdown table and one JSON line; the big files are removed at the end.
 """
 
@@ -22,6 +29,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import itertools
 import json
 import resource
 import shutil
@@ -99,7 +107,24 @@ class RssSampler(threading.Thread):
             time.sleep(0.02)
 
 
-def load_case(case: str, path: Path) -> list[Any]:
+def slow_store(path: Path, latency: float) -> Any:
+    """The zarr folder as a store that answers each read after ``latency`` s (network storage)."""
+    import asyncio
+
+    from zarr.storage import LocalStore, WrapperStore
+
+    class SlowStore(WrapperStore):
+        def _with_store(self, store: Any) -> SlowStore:
+            return type(self)(store)
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            await asyncio.sleep(latency)
+            return await self._store.get(key, prototype, byte_range)
+
+    return SlowStore(LocalStore(path, read_only=True))
+
+
+def load_case(case: str, path: Path, latency: float) -> list[Any]:
     from napari_ssl.data.folders import load_folder
     from napari_ssl.data.images import as_image
 
@@ -107,7 +132,7 @@ def load_case(case: str, path: Path) -> list[Any]:
         return load_folder(path, 2)
     import zarr
 
-    arr = zarr.open_array(str(path), mode="r")
+    arr = zarr.open_array(slow_store(path, latency) if latency else str(path), mode="r")
     if case == "dask-from-zarr":
         import dask.array as da
 
@@ -115,7 +140,22 @@ def load_case(case: str, path: Path) -> list[Any]:
     return [as_image(arr, "big", 2)]
 
 
-def run_case(case: str, path: Path, epochs: int) -> dict[str, Any]:
+def read_rate(images: list[Any], cfg: Any, batches: int = 32) -> float:
+    """Patches/s the sampler delivers without a model (what a fast GPU could be fed)."""
+    import torch
+
+    from napari_ssl.data.sampling import PatchSampler, split_regions
+
+    regions, _ = split_regions(images, cfg.data.val_fraction, cfg.data.patch_size)
+    patches = PatchSampler(images, regions, cfg.data.patch_size, torch.device("cpu"), seed=1)
+    with patches.prefetching(cfg.system.num_workers):
+        t = time.perf_counter()
+        for _ in range(batches):
+            patches.sample(cfg.train.batch_size)
+        return batches * cfg.train.batch_size / (time.perf_counter() - t)
+
+
+def run_case(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from napari_ssl.config import Config
@@ -129,12 +169,16 @@ def run_case(case: str, path: Path, epochs: int) -> dict[str, Any]:
     sampler = RssSampler()
     base = sampler.now()
     sampler.start()
-    images = load_case(case, path)
+    images = load_case(args.case, args.path, args.latency_ms / 1000)
     data_bytes = sum(int(np.prod(img.array.shape)) * img.dtype.itemsize for img in images)
     cfg = Config()
     cfg.data.patch_size, cfg.data.val_fraction = (128, 128), 0.1
-    cfg.train.batch_size, cfg.train.epochs, cfg.train.patience = 4, epochs, 0
-    cfg.train.patches_per_epoch, cfg.system.device = 64, "cpu"
+    cfg.train.batch_size, cfg.train.epochs, cfg.train.patience = 4, args.epochs, 0
+    cfg.train.patches_per_epoch, cfg.system.device = args.patches, "cpu"
+    cfg.system.num_workers = args.workers
+    levels = len(args.feature_maps)
+    cfg.model.feature_maps, cfg.model.dropout = tuple(args.feature_maps), (0.0,) * levels
+    cfg.model.z_down = (2,) * (levels - 1)
     timings = {}
     t = time.perf_counter()
     for img in images:
@@ -150,11 +194,15 @@ def run_case(case: str, path: Path, epochs: int) -> dict[str, Any]:
     timings["train_s"] = time.perf_counter() - t
     sampler.stopped.set()
     sampler.join()
+    timings["read_patches_per_s"] = read_rate(images, cfg)
     if not isinstance(events[-1], ev.Finished):
-        raise SystemExit(f"{case}: training did not finish: {events[-1]}")
+        raise SystemExit(f"{args.case}: training did not finish: {events[-1]}")
     rate = [e.patches_per_s for e in events if isinstance(e, ev.Epoch)]
     return {
-        "case": case,
+        "case": args.case,
+        "num_workers": args.workers,
+        "feature_maps": args.feature_maps,
+        "latency_ms": args.latency_ms,
         "images": len(images),
         "data_gib": data_bytes / GIB,
         "baseline_rss_gib": base["VmRSS"] / GIB,
@@ -167,15 +215,17 @@ def run_case(case: str, path: Path, epochs: int) -> dict[str, Any]:
 
 # ----- driver ---------------------------------------------------------------------------------
 def report(rows: list[dict[str, Any]]) -> None:
-    print("\n| case | data GiB | baseline RSS | peak VmRSS | peak RssAnon | peak RssFile | "
-          "RssAnon above baseline | stats s | val patches s | train s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")  # sizes in GiB
+    print("\n| case | num_workers | data GiB | baseline RSS | peak VmRSS | peak RssAnon | "
+          "peak RssFile | RssAnon above baseline | stats s | val patches s | train s | "
+          "patches/s | sampler alone patches/s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")  # sizes in GiB
     for r in rows:
-        print(f"| {r['case']} ({r['images']} image(s)) | {r['data_gib']:.2f} | "
-              f"{r['baseline_rss_gib']:.2f} | {r['peak_VmRSS_gib']:.2f} | "
+        print(f"| {r['case']} ({r['images']} image(s)) | {r['num_workers']} | "
+              f"{r['data_gib']:.2f} | {r['baseline_rss_gib']:.2f} | {r['peak_VmRSS_gib']:.2f} | "
               f"{r['peak_RssAnon_gib']:.2f} | {r['peak_RssFile_gib']:.2f} | "
               f"{r['peak_RssAnon_gib'] - r['baseline_rss_gib']:.2f} | {r['stats_s']:.1f} | "
-              f"{r['val_patches_s']:.1f} | {r['train_s']:.1f} |")  # fmt: skip
+              f"{r['val_patches_s']:.1f} | {r['train_s']:.1f} | "
+              f"{r['epoch_patches_per_s'][-1]:.1f} | {r['read_patches_per_s']:.0f} |")  # fmt: skip
     print("\n" + json.dumps(rows))
 
 
@@ -185,13 +235,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--files", type=int, default=36, help=".npy files in the folder case")
     p.add_argument("--file-side", type=int, default=6000, help="side of each .npy image")
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--patches", type=int, default=64, help="training patches per epoch")
+    p.add_argument("--feature-maps", type=int, nargs="+", default=[16, 32, 64, 128, 256])
+    p.add_argument("--latency-ms", type=float, default=0.0,
+                   help="zarr cases: wait this long per chunk read (network storage)")  # fmt: skip
+    p.add_argument("--num-workers", type=int, nargs="+", default=[0, 2],
+                   help="SYSTEM.NUM_WORKERS values to compare (-1: automatic)")  # fmt: skip
     p.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()))
     p.add_argument("--keep", action="store_true", help="keep the big files")
     p.add_argument("--case", help=argparse.SUPPRESS)
     p.add_argument("--path", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(args.case, args.path, args.epochs)), flush=True)
+        print(json.dumps(run_case(args)), flush=True)
         return
     sem = tifffile.imread(SEM)
     work = Path(tempfile.mkdtemp(prefix="lazy-memory-", dir=args.root))
@@ -203,13 +260,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote the data in {time.perf_counter() - t:.1f} s under {work}", flush=True)
         cases = (("zarr", work / "big.zarr"), ("dask-from-zarr", work / "big.zarr"),
                  ("npy-folder", work / "train" / "x"))  # fmt: skip
-        for case, path in cases:
+        for (case, path), workers in itertools.product(cases, args.num_workers):
             cmd = [sys.executable, __file__, "--case", case, "--path", str(path),
-                   "--epochs", str(args.epochs)]  # fmt: skip
+                   "--epochs", str(args.epochs), "--workers", str(workers),
+                   "--patches", str(args.patches), "--latency-ms", str(args.latency_ms),
+                   "--feature-maps", *map(str, args.feature_maps)]  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
                 print(out.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"case {case} failed")
+                raise SystemExit(f"case {case} (num_workers {workers}) failed")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
     finally:

@@ -1,4 +1,5 @@
-"""Multi-process training under torchrun (gloo on CPU): one result tree, written by rank 0."""
+"""Multi-process training under torchrun (gloo on CPU): one result tree, written by rank 0, from
+images in memory or memory-mapped ones read by each rank's reader threads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import tifffile
 import torch
 
@@ -14,11 +17,14 @@ from napari_ssl.config import Config, save_yaml
 from napari_ssl.engine.checkpoints import load_trained
 
 
-def _dataset(root: Path, sem_2d) -> Path:
+def _dataset(root: Path, sem_2d, train_suffix: str) -> Path:
     for split, crop in (("train", sem_2d[:192, :192]), ("test", sem_2d[192:320, :128])):
         folder = root / split / "x"
         folder.mkdir(parents=True)
-        tifffile.imwrite(folder / "sem.tif", crop)
+        if split == "train" and train_suffix == ".npy":  # memory-mapped: read by reader threads
+            np.save(folder / "sem.npy", crop)
+        else:
+            tifffile.imwrite(folder / "sem.tif", crop)
     cfg = Config()
     cfg.data.train_path = str(root / "train" / "x")
     cfg.data.test_path = str(root / "test" / "x")
@@ -28,11 +34,13 @@ def _dataset(root: Path, sem_2d) -> Path:
     cfg.train.batch_size = 4
     cfg.train.patches_per_epoch = 16
     cfg.system.device = "cpu"
+    cfg.system.num_workers = 2
     return save_yaml(cfg, root / "cfg.yaml")
 
 
-def test_torchrun_two_processes_write_one_result_tree(tmp_path, sem_2d):
-    config = _dataset(tmp_path, sem_2d)
+@pytest.mark.parametrize("train_suffix", [".tif", ".npy"])
+def test_torchrun_two_processes_write_one_result_tree(tmp_path, sem_2d, train_suffix):
+    config = _dataset(tmp_path, sem_2d, train_suffix)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
@@ -44,6 +52,8 @@ def test_torchrun_two_processes_write_one_result_tree(tmp_path, sem_2d):
     # rank 0 alone prints, so each line appears once
     assert proc.stdout.count("epoch 2:") == 1
     assert "16 patches/epoch" in proc.stdout  # 2 processes x 2 steps x batch 4
+    lazy = proc.stdout.count("patches read ahead by 2 threads")
+    assert lazy == (train_suffix == ".npy")  # in-memory images are sampled on the device
     job = tmp_path / "out" / "ddp"
     best = job / "checkpoints" / "ddp_1-checkpoint-best.pth"
     assert (job / "checkpoints" / "ddp_1-checkpoint-last.pth").is_file()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from napari_ssl.config import Config, ConfigError
+from napari_ssl.config import Config, ConfigError, load_yaml
 from napari_ssl.validation import validate_config
 
 
@@ -71,7 +71,7 @@ CASES = [
     ("train.mixed_precision", "fp8",
      ["train.mixed_precision must be one of ['auto', 'bf16', 'fp16', 'off']"]),
     ("train.patches_per_epoch", 0, ["train.patches_per_epoch", ">= 1"]),
-    ("system.num_workers", -1, ["system.num_workers (BiaPy SYSTEM.NUM_WORKERS)", ">= 0"]),
+    ("system.num_workers", -2, ["system.num_workers (BiaPy SYSTEM.NUM_WORKERS)", ">= -1"]),
 ]  # fmt: skip
 
 
@@ -127,3 +127,14 @@ def test_model_checks_are_delegated_to_the_registry() -> None:
     cfg.model.architecture = "transformer9000"
     with pytest.raises(ConfigError, match="transformer9000"):
         validate_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "text", ["train: 5\n", "1: 2\n", "TRAIN: 5\nPROBLEM: {TYPE: SELF_SUPERVISED, NDIM: 2D}\n"]
+)
+def test_load_yaml_wrong_kinds_are_config_errors(tmp_path, text: str) -> None:
+    """A section that is not a mapping (ours or BiaPy's) is a plain ConfigError, not a crash."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError):
+        load_yaml(path)

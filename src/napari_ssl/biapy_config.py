@@ -326,9 +326,6 @@ def _tidy(r: _Reader, cfg: Config) -> None:
     cfg.model.architecture = cfg.model.architecture.lower()
     if all(z == 0 for z in cfg.model.z_down):
         cfg.model.z_down = (2,) * (len(cfg.model.feature_maps) - 1)
-    if cfg.system.num_workers < 0:
-        r.notes.append("SYSTEM.NUM_WORKERS -1 (automatic): napari-ssl uses 0 (no worker processes)")
-        cfg.system.num_workers = 0
 
 
 def _warn(r: _Reader, source: str) -> None:

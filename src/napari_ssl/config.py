@@ -104,7 +104,8 @@ class TrainConfig:
 class SystemConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     seed: int = 0
-    num_workers: int = 0
+    # threads reading lazy images (dask, zarr, memory-mapped) ahead: -1 = min(4, CPUs), 0 = none
+    num_workers: int = -1
 
 
 @dataclass
@@ -187,8 +188,11 @@ def load_yaml(path: str | Path) -> Config:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    if any(k.isupper() for k in data):
-        from napari_ssl.biapy_config import from_biapy
+    try:
+        if any(isinstance(k, str) and k.isupper() for k in data):
+            from napari_ssl.biapy_config import from_biapy
 
-        return from_biapy(data, source=str(path))
-    return Config.from_dict(data)
+            return from_biapy(data, source=str(path))
+        return Config.from_dict(data)
+    except (TypeError, AttributeError) as err:  # e.g. a section that is a number, not a mapping
+        raise ConfigError(f"{path}: a section or value has the wrong kind ({err})") from err

@@ -135,7 +135,7 @@ def _check_train(cfg: Config) -> None:
     _choice("train.loss", t.loss, _LOSSES)
     _choice("train.mixed_precision", t.mixed_precision, _PRECISIONS)
     _whole("test.batch_size", cfg.test.batch_size, 1)
-    _whole("system.num_workers", cfg.system.num_workers, 0)
+    _whole("system.num_workers", cfg.system.num_workers, -1)  # -1: automatic
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(cfg.system.device)):
         _fail("system.device", f"must be auto, cpu, cuda, cuda:N or mps; got {cfg.system.device!r}")
 

@@ -1,18 +1,23 @@
 """Train/validation regions and random patch sampling, without materialising all patches.
 
 In-memory images are copied once to the training device and cropped there; lazy images (dask,
-zarr, memory-mapped) are read patch by patch on the host and sent in pinned batches.
+zarr, memory-mapped) are read patch by patch on the host (by reader threads ahead of their use,
+see :mod:`napari_ssl.data.prefetch`) and sent in pinned batches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from napari_ssl.data.images import Image
+from napari_ssl.data.prefetch import Draw, Prefetcher, reader_threads
 from napari_ssl.engine.device import to_device_async
 
 IN_MEMORY_LIMIT = 2 * 1024**3  # bytes of float32 copies kept on the device
@@ -76,10 +81,17 @@ def read_patch(
         hi = min(lo + p, rs.stop)
         box.append(slice(lo, hi))
         pads.append((0, p - (hi - lo)))
-    data = image.read(tuple(box))
+    data = _read(image, tuple(box))
     if any(after for _, after in pads):
         data = pad_reflect(data, pads)
     return data
+
+
+def _read(image: Image, box: tuple[slice, ...]) -> np.ndarray:
+    """``image.read(box)``, a dask graph (a patch: a few chunks) computed in the calling thread:
+    dask's threaded scheduler keeps a thread pool per calling thread, alive after a reader ends."""
+    sub = image.array[(slice(None), *box)]
+    return np.asarray(sub.compute(scheduler="synchronous") if hasattr(sub, "compute") else sub)
 
 
 def pad_reflect(data: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:
@@ -116,7 +128,11 @@ def grid_starts(region: Region, patch: tuple[int, ...]) -> list[tuple[int, ...]]
 
 
 class PatchSampler:
-    """Random patches of the given regions, as float32 raw-unit batches on ``device``."""
+    """Random patches of the given regions, as float32 raw-unit batches on ``device``.
+
+    The positions are drawn in the calling thread, in a fixed order, so the batches depend on the
+    seed only; within :meth:`prefetching`, threads read lazy patches ahead of their use.
+    """
 
     def __init__(
         self,
@@ -134,6 +150,7 @@ class PatchSampler:
         weights = np.array([math.prod(r.shape) for r in regions], dtype=np.float64)
         self.weights = weights / weights.sum()
         self.on_device = self._fits_in_memory() and self._load_to_device()
+        self._prefetcher: Prefetcher | None = None
 
     def _fits_in_memory(self) -> bool:
         arrays = [self.images[r.image].array for r in self.regions]
@@ -158,34 +175,84 @@ class PatchSampler:
         self.tensors = []
         self.on_device = False
 
+    def reader_threads(self, num_workers: int) -> int:
+        """Threads :meth:`prefetching` starts for ``SYSTEM.NUM_WORKERS`` (none on the device)."""
+        return 0 if self.on_device else reader_threads(num_workers)
+
+    @contextlib.contextmanager
+    def prefetching(self, num_workers: int) -> Iterator[None]:
+        """Within the block, ``SYSTEM.NUM_WORKERS`` threads read lazy patches ahead (-1: automatic,
+        0: none); they end with the block."""
+        threads = self.reader_threads(num_workers)
+        if threads == 0:
+            yield
+            return
+        self._prefetcher = Prefetcher(self, threads)
+        try:
+            yield
+        finally:
+            self._prefetcher.close()
+            self._prefetcher = None
+
+    def rng_state(self) -> dict[str, Any]:
+        """The RNG state as of the batches handed out (what a resumed run continues from)."""
+        if self._prefetcher is not None:
+            return self._prefetcher.rng_state()
+        return self.rng.bit_generator.state
+
+    def draw(self, n: int) -> Draw:
+        """Random regions (weighted by size) and patch corners for ``n`` patches."""
+        state = self.rng.bit_generator.state
+        which = self.rng.choice(len(self.regions), size=n, p=self.weights)
+        starts = tuple(
+            tuple(
+                int(self.rng.integers(0, max(1, s - p + 1)))
+                for s, p in zip(self.regions[k].shape, self.patch, strict=True)
+            )
+            for k in which
+        )
+        return Draw(tuple(int(k) for k in which), starts, state)
+
+    def empty_batch(self, n: int) -> torch.Tensor:
+        """A host buffer for ``n`` patches (pinned for a CUDA device)."""
+        shape = (n, self.images[0].channels, *self.patch)
+        return torch.empty(shape, dtype=torch.float32, pin_memory=self.device.type == "cuda")
+
+    def read_into(self, out: np.ndarray, i: int, draw: Draw) -> None:
+        """Read patch ``i`` of ``draw`` into ``out[i]`` (any thread)."""
+        region = self.regions[draw.regions[i]]
+        out[i] = read_patch(self.images[region.image], region, draw.starts[i], self.patch)
+
+    def _read_here(self, n: int) -> tuple[torch.Tensor, Draw]:
+        """The next ``n`` patches, read in this thread."""
+        draw, host = self.draw(n), self.empty_batch(n)
+        view = host.numpy()
+        for i in range(n):
+            self.read_into(view, i, draw)
+        return host, draw
+
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` random patches (n, C, *patch) on the device and their image indices (n,)."""
-        which = self.rng.choice(len(self.regions), size=n, p=self.weights)
-        patches = []
-        for k in which:
-            region = self.regions[k]
-            if self.on_device:
-                t = self.tensors[k]
-                start = [
-                    int(self.rng.integers(0, s - p + 1))
-                    for s, p in zip(t.shape[1:], self.patch, strict=True)
+        if self.on_device:
+            draw = self.draw(n)
+            batch = torch.stack(
+                [
+                    self.tensors[k][(slice(None), *_box(start, self.patch))]
+                    for k, start in zip(draw.regions, draw.starts, strict=True)
                 ]
-                box = tuple(slice(s, s + p) for s, p in zip(start, self.patch, strict=True))
-                patches.append(t[(slice(None), *box)])
-            else:
-                start = tuple(
-                    int(self.rng.integers(0, max(1, s - p + 1)))
-                    for s, p in zip(region.shape, self.patch, strict=True)
-                )
-                data = read_patch(self.images[region.image], region, start, self.patch)
-                patches.append(torch.from_numpy(data.astype(np.float32)))
-        batch = torch.stack(patches)
-        if not self.on_device:
-            batch = to_device_async(batch, self.device)
+            )
+        else:
+            reader = self._prefetcher.next if self._prefetcher is not None else self._read_here
+            host, draw = reader(n)
+            batch = to_device_async(host, self.device)
         index = to_device_async(
-            torch.as_tensor([self.regions[k].image for k in which]), self.device
+            torch.as_tensor([self.regions[k].image for k in draw.regions]), self.device
         )
         return batch, index
+
+
+def _box(start: tuple[int, ...], patch: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(s, s + p) for s, p in zip(start, patch, strict=True))
 
 
 def _at_least(shape: tuple[int, ...], patch: tuple[int, ...]) -> tuple[int, ...]:

@@ -134,7 +134,7 @@ class Run:
             "torch_rng": torch.get_rng_state(),
             "generator": self.generator.get_state(),
             "task_generator": self.task_generator.get_state(),
-            "sampler_rng": json.dumps(self.sampler.rng.bit_generator.state),
+            "sampler_rng": json.dumps(self.sampler.rng_state()),
         }
 
     @property
@@ -264,6 +264,9 @@ def prepare_run(
     train_regions, val_regions = split_regions(images, data.val_fraction, patch)
     seed = cfg.system.seed + 1000 * dist.rank()  # each process draws its own patches
     sampler = PatchSampler(images, train_regions, patch, device, seed=seed)
+    threads = sampler.reader_threads(cfg.system.num_workers)
+    if threads:
+        notes.append(f"lazy images: patches read ahead by {threads} threads (SYSTEM.NUM_WORKERS)")
     val = None
     if val_regions:
         raw, idx = validation_patches(images, val_regions, patch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,14 +92,19 @@ def train(
         yield ev.Failed(OUT_OF_MEMORY)
         return
     try:
-        yield from _loop(run, control, preview)
+        with run.sampler.prefetching(cfg.system.num_workers):
+            last = yield from _loop(run, control, preview)
+        yield last  # Finished or Stopped, once the reader threads have ended
     except torch.OutOfMemoryError:
         yield ev.Failed(OUT_OF_MEMORY + " The last checkpoint is kept.")
     finally:
         run.release()
 
 
-def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> Iterator[ev.Event]:
+def _loop(
+    run: Run, control: TrainingControl, preview: PreviewSpec | None
+) -> Generator[ev.Event, None, ev.Finished | ev.Stopped]:
+    """Epochs and steps; yields progress and returns the final event."""
     cfg, model, opt = run.cfg, run.model, run.optimizer
     tc = cfg.train
     steps = run.steps_per_epoch
@@ -121,8 +126,7 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             if control.stopped:
                 run.write_charts()
                 path = run.save_last(epoch, partial=True)
-                yield ev.Stopped(epoch + 1, step, str(path))
-                return
+                return ev.Stopped(epoch + 1, step, str(path))
             step += 1
             raw, idx = run.sampler.sample(tc.batch_size)
             if tc.augment:
@@ -194,9 +198,8 @@ def _loop(run: Run, control: TrainingControl, preview: PreviewSpec | None) -> It
             run.state.skipped,
         )
         if stop_early:
-            yield run.finished_event(time.perf_counter() - t_start, early=True)
-            return
-    yield run.finished_event(time.perf_counter() - t_start, early=False)
+            return run.finished_event(time.perf_counter() - t_start, early=True)
+    return run.finished_event(time.perf_counter() - t_start, early=False)
 
 
 def _mean(total: torch.Tensor, count: torch.Tensor) -> float:

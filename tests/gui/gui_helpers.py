@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from qtpy.QtWidgets import QApplication
 
 # screenshots of the tests go to a temp folder (or NAPARI_SSL_SCREENSHOTS); the README's come
 # from docs/make_screenshots.py
@@ -36,6 +37,7 @@ def screenshot(viewer, name: str, dock: str | None = None) -> Path:
     """Save the whole window (docks included) to SCREENSHOTS/<name>.png."""
     if dock is not None:
         viewer.window._wrapped_dock_widgets[dock].raise_()
+        QApplication.processEvents()  # lay out what changed while the dock was hidden
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     viewer.screenshot(path=str(path), canvas_only=False, flash=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gui_helpers import SCALE, same, screenshot
+from qtpy.QtCore import QPoint
 
 pytestmark = pytest.mark.gui
 
@@ -103,3 +104,55 @@ def test_big_layer_previews_a_bounded_crop(viewer, docks):
     preview = viewer.layers["big [crappified]"]
     assert preview.data.shape == (2048, 2048)
     assert tuple(preview.translate) == (2 * 476, 2 * 226)  # centred on the source
+
+
+OUTPUTS = (
+    "[crappified]", "[masked]", "[live reconstruction]", "[reconstruction]", "[degraded]",
+    "[MAE original]", "[MAE masked]", "[MAE reconstruction]", "[MAE reconstruction + visible]",
+)  # fmt: skip
+
+
+def test_outputs_are_not_offered_as_inputs(viewer, docks, sem_layer, notes):
+    data = docks["Data and pretext"]
+    data.run_preview()  # a real output: "sem [crappified]"
+    for suffix in OUTPUTS[1:]:
+        viewer.add_image(np.zeros((8, 8), np.uint8), name=f"sem {suffix}")
+    viewer.add_image(sem_layer.data.copy(), name="sem")  # napari names the copy "sem [1]"
+    offered = [data.layer_list.item(i).data(256) for i in range(data.layer_list.count())]
+    assert offered == ["sem", "sem [1]"]
+    assert data.state.layers == ("sem",)
+    viewer.layers.selection = {viewer.layers["sem [MAE masked]"]}
+    data._use_viewer_selection()
+    assert notes[-1][0] == "error" and "output of napari-ssl" in notes[-1][1]
+    assert data.state.layers == ("sem",)
+    viewer.layers.selection = {viewer.layers["sem [1]"]}
+    data.use_selection.click()
+    assert data.state.layers == ("sem [1]",)
+
+
+def test_pretext_page_takes_its_own_height(qtbot, viewer, docks, sem_layer):
+    """A QStackedWidget is as tall as its tallest page: the crappify page had masking's gap."""
+    data = docks["Data and pretext"]
+    viewer.window._wrapped_dock_widgets["Data and pretext"].raise_()
+
+    def top(widget) -> int:
+        return widget.mapTo(data, QPoint(0, 0)).y()
+
+    def below(page) -> int:  # pixels from the page's bottom to the next row (patch size)
+        return top(data.patch_xy) - top(page) - page.height()
+
+    masking_min = data.stack.widget(1).minimumSizeHint().height()
+    assert data.stack.widget(0).sizeHint().height() < masking_min  # two rows against three
+    for task in ("crappify", "masking", "crappify"):
+        data.task.setCurrentText(task)
+        page = data.stack.currentWidget()
+        lo, hi = page.minimumSizeHint().height(), page.sizeHint().height()
+        spacing = top(data.patch_z) - top(data.patch_xy) - data.patch_xy.height()
+        margin = spacing + 2 * data.stack.frameWidth()
+
+        def laid_out(p=page, lo=lo, hi=hi, m=margin) -> bool:
+            # its own height (not clipped, not padded), then the next row: no overlap, no gap
+            return lo <= p.height() <= hi and 0 <= below(p) <= m
+
+        qtbot.waitUntil(laid_out)
+        screenshot(viewer, f"data_dock_page_{task}", "Data and pretext")

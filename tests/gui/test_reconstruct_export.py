@@ -70,6 +70,18 @@ def test_reconstruct_crappify_with_score(
     screenshot(viewer, "reconstruct_dock_crappify", "Reconstruct")
 
 
+def test_reconstruct_offers_inputs_and_degraded_copies(viewer, docks, sem_layer):
+    from qtpy.QtCore import Qt
+
+    outputs = ("sem [reconstruction]", "sem [MAE masked]", "sem [live reconstruction]")
+    for name in ("sem [degraded]", "sem [crappified]", *outputs):
+        viewer.add_image(sem_layer.data, name=name)
+    viewer.add_image(sem_layer.data, name="sem")  # napari calls it "sem [1]"
+    items = docks["Reconstruct"].layer_list
+    offered = {items.item(i).data(Qt.ItemDataRole.UserRole) for i in range(items.count())}
+    assert offered == {"sem", "sem [1]", "sem [degraded]", "sem [crappified]"}
+
+
 def test_reconstruct_masking_views(qtbot, viewer, docks, sem_layer, checkpoints):
     dock = docks["Reconstruct"]
     dock.checkpoint.setText(checkpoints["masking"])

@@ -2,11 +2,13 @@
 
 Outputs are always put back in the source layer's layout (same axes, channels where they were)
 and on its scale and translate; a layer of the same name is updated in place, never duplicated.
-The user's own layers are only read.
+The user's own layers are only read. napari-ssl's outputs are known by the ending of their name
+(:func:`is_output_layer`), and are not offered as training inputs.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,32 @@ from napari.layers import Image as ImageLayer
 from napari_ssl.data.images import DataError, Image, as_image
 
 MAX_CHANNELS = 8  # a small axis up to this size is taken for channels when detecting axes
+PREVIEW_SUFFIXES = {"crappify": "[crappified]", "masking": "[masked]"}  # Data dock, per task
+LIVE_SUFFIX = "[live reconstruction]"  # the Train dock's preview of the network's output
+
+
+@cache
+def output_suffixes() -> tuple[str, ...]:
+    """The name endings of every layer napari-ssl adds (previews, reconstructions, MAE views)."""
+    # imported here: the Reconstruct dock imports this module
+    from napari_ssl.widgets.reconstruct_dock import OUTPUT_NAMES, output_name
+
+    reconstructions = {
+        output_name("", key, task).strip() for key in OUTPUT_NAMES for task in PREVIEW_SUFFIXES
+    }
+    return (*PREVIEW_SUFFIXES.values(), LIVE_SUFFIX, *sorted(reconstructions))
+
+
+def is_output_layer(layer: Any) -> bool:
+    """Whether ``layer`` is one of napari-ssl's own outputs (not an input to train on)."""
+    return layer.name.endswith(output_suffixes())
+
+
+def reconstructable(layer: Any) -> bool:
+    """Inputs of the Reconstruct dock: the user's layers and degraded copies (restoring those is
+    what a crappify model is for), not reconstructions or MAE views."""
+    degraded = (PREVIEW_SUFFIXES["crappify"], "[degraded]")
+    return not is_output_layer(layer) or layer.name.endswith(degraded)
 
 
 def layer_data(layer: ImageLayer) -> Any:

@@ -4,6 +4,8 @@ Preview runs on the GUI thread on a bounded crop (at most :data:`PREVIEW_MAX` pi
 centred), so even a huge 3D layer previews in a fraction of a second and nothing has to be
 synchronised with a worker; the preview layer is placed where the crop lies in the source.
 After a first Preview, parameter changes refresh the preview layers in place (debounced).
+The widgets follow the shared config too: a config loaded elsewhere (the Train dock's
+"Load config…") shows here. napari-ssl's own output layers are not offered as inputs.
 """
 
 from __future__ import annotations
@@ -28,20 +30,20 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_ssl.config import ConfigError
+from napari_ssl.config import Config, ConfigError
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets.state import state_for, unwrap
 
 PREVIEW_MAX = {2: (2048, 2048), 3: (64, 512, 512)}  # largest previewed crop per dimensionality
 DEBOUNCE_MS = 300
-SUFFIX = {"crappify": "[crappified]", "masking": "[masked]"}
 
 
 def _spin(lo: float, hi: float, value: float, step: float, decimals: int = 0) -> Any:
@@ -64,11 +66,13 @@ class DataDock(QWidget):
         self._previewed: set[str] = set()  # source layers with a preview layer to keep updated
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self._live_preview)
+        self._writing = False  # True while this dock pushes its own values into the state
         self._build()
         self._refresh_layers()
         for name in ("inserted", "removed", "moved"):
             getattr(self.viewer.layers.events, name).connect(self._refresh_layers)
         self._read_params()
+        self.state.events.cfg.connect(self._show_cfg)
 
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -109,10 +113,17 @@ class DataDock(QWidget):
         self.preview.clicked.connect(self.run_preview)
         layout.addWidget(self.preview)
         layout.addStretch(1)
-        for box in (self.ndim, self.channel_axis, self.task, self.mask_type):
+        self.task.currentIndexChanged.connect(self._show_page)
+        for box in self._combos():
             box.currentIndexChanged.connect(self._on_param)
-        for box in (self.noise, self.factor, self.ratio, self.token, self.patch_xy, self.patch_z):
+        for box in self._spins():
             box.valueChanged.connect(self._on_param)
+
+    def _combos(self) -> tuple[QComboBox, ...]:
+        return self.ndim, self.channel_axis, self.task, self.mask_type
+
+    def _spins(self) -> tuple[Any, ...]:
+        return self.noise, self.factor, self.ratio, self.token, self.patch_xy, self.patch_z
 
     def _build_pretext(self) -> QGroupBox:
         box = QGroupBox("Pretext task")
@@ -142,6 +153,7 @@ class DataDock(QWidget):
         mask_form.addRow("Token size", self.token)
         self.stack.addWidget(crap)
         self.stack.addWidget(mask)
+        self._show_page(0)
         form.addRow(self.stack)
         self.patch_xy = _spin(8, 4096, 256, 16)
         self.patch_z = _spin(1, 1024, 64, 8)
@@ -149,9 +161,22 @@ class DataDock(QWidget):
         form.addRow("Patch size (Z)", self.patch_z)
         return box
 
+    def _show_page(self, index: int) -> None:
+        """Show one task's parameters; the stack takes that page's height, not its tallest's."""
+        self.stack.setCurrentIndex(index)
+        for i in range(self.stack.count()):
+            policy = QSizePolicy.Policy.Preferred if i == index else QSizePolicy.Policy.Ignored
+            self.stack.widget(i).setSizePolicy(policy, policy)
+        self.stack.updateGeometry()  # the form caches the stack's size hint
+
     # ---- layers ---------------------------------------------------------------------------
     def image_layers(self) -> list[ImageLayer]:
-        return [lyr for lyr in self.viewer.layers if isinstance(lyr, ImageLayer)]
+        """The Image layers offered as inputs: all but napari-ssl's own outputs."""
+        return [
+            lyr
+            for lyr in self.viewer.layers
+            if isinstance(lyr, ImageLayer) and not _layers.is_output_layer(lyr)
+        ]
 
     def selected_layers(self) -> list[ImageLayer]:
         names = set(self.state.layers)
@@ -165,19 +190,19 @@ class DataDock(QWidget):
 
     def _refresh_layers(self, event: Any = None) -> None:
         selected = set(self.state.layers)
+        inputs = self.image_layers()
         self.layer_list.blockSignals(True)
         self.layer_list.clear()
-        for layer in self.image_layers():
+        for layer in inputs:
             item = QListWidgetItem(_layers.describe_layer(layer))
             item.setData(Qt.ItemDataRole.UserRole, layer.name)
             self.layer_list.addItem(item)
             item.setSelected(layer.name in selected)
         self.layer_list.blockSignals(False)
-        if event is not None and event.type == "inserted" and not selected:
-            layer = event.value
-            if isinstance(layer, ImageLayer) and not layer.name.endswith("]"):
-                self.select([layer.name])
-                return
+        new = event.value if event is not None and event.type == "inserted" else None
+        if not selected and any(layer is new for layer in inputs):
+            self.select([new.name])
+            return
         self._on_selection()
 
     def _on_selection(self) -> None:
@@ -195,6 +220,11 @@ class DataDock(QWidget):
                 raise DataError("No layer is selected in the viewer's layer list: click one first.")
             for layer in chosen:
                 _layers.check_image_layer(layer)
+                if _layers.is_output_layer(layer):
+                    raise DataError(
+                        f"'{layer.name}' is an output of napari-ssl (a preview or a "
+                        "reconstruction), not an image to train on: select its source layer."
+                    )
         except DataError as err:
             show_error(str(err))
             return
@@ -235,7 +265,6 @@ class DataDock(QWidget):
     def _read_params(self) -> None:
         """Push the widgets' values into the shared state (data and pretext config sections)."""
         task = self.task.currentText()
-        self.stack.setCurrentIndex(self.task.currentIndex())
         self.ratio.setEnabled(self.mask_type.currentText() == "random")
         ndim = self.ndim.currentIndex() + 2
         self.patch_z.setEnabled(ndim == 3)
@@ -257,7 +286,38 @@ class DataDock(QWidget):
         self.state.ndim = ndim
         self.state.channel_axis = self.channel_axis.currentData()
         self.state.folder = self.folder.text().strip()
-        self.state.update_cfg(data=data, pretext=pretext, model=model)
+        self._writing = True
+        try:
+            self.state.update_cfg(data=data, pretext=pretext, model=model)
+        finally:
+            self._writing = False
+
+    def _show_cfg(self, cfg: Config) -> None:
+        """Show a config set from elsewhere (e.g. loaded from a YAML), then take it as ours.
+
+        A value the widgets cannot hold (a non-square patch, a ratio out of range) becomes the
+        nearest one they can; the Train dock's loader reports such differences.
+        """
+        if self._writing:
+            return
+        widgets = (*self._combos(), *self._spins(), self.folder)
+        for widget in widgets:
+            widget.blockSignals(True)
+        self.task.setCurrentText(cfg.pretext.task)
+        self.mask_type.setCurrentText(cfg.pretext.mask_type)
+        self.ndim.setCurrentIndex(cfg.data.ndim - 2)
+        self.noise.setValue(cfg.pretext.noise)
+        self.factor.setValue(cfg.pretext.resizing_factor)
+        self.ratio.setValue(cfg.pretext.mask_ratio)
+        self.token.setValue(cfg.model.vit_token_size)
+        self.patch_xy.setValue(cfg.data.patch_size[-1])
+        if cfg.data.ndim == 3:
+            self.patch_z.setValue(cfg.data.patch_size[0])
+        self.folder.setText(cfg.data.train_path)
+        for widget in widgets:
+            widget.blockSignals(False)
+        self._show_page(self.task.currentIndex())
+        self._on_param()  # previews shown follow too
 
     # ---- preview --------------------------------------------------------------------------
     def run_preview(self) -> None:
@@ -321,7 +381,7 @@ class DataDock(QWidget):
         kwargs = {} if layer.rgb else {"contrast_limits": layer.contrast_limits}
         _layers.upsert_image(
             self.viewer,
-            f"{layer.name} {SUFFIX[pretext.task]}",
+            f"{layer.name} {_layers.PREVIEW_SUFFIXES[pretext.task]}",
             data,
             layer,
             offset=tuple(offset),

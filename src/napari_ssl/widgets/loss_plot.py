@@ -23,7 +23,7 @@ from qtpy.QtWidgets import QLabel, QSizePolicy, QWidget
 from napari_ssl.widgets.gui_collection import holding
 
 RENDER_S = 3.5  # shortest time between two renders: every other 2 s tick of the dock
-SMOOTHING = 0.9  # exponential moving average of the step losses
+SMOOTHING = 0.9  # debiased exponential moving average of the step losses (as TensorBoard)
 LOG_SPREAD = 20.0  # log-scale the loss axis once the losses span this factor
 DPI = 100.0
 MARGINS_PX = (54, 10, 10, 44, 16)  # left, right, top, bottom, gap between the two axes
@@ -60,18 +60,29 @@ class LossPlot(QLabel):
     def epoch_points(self) -> int:
         return len(self._curves[2][0])
 
+    @property
+    def smoothed(self) -> list[float]:
+        """The smoothed train losses shown, one per step."""
+        return list(self._curves[1][1])
+
     def clear(self) -> None:
         self._curves = tuple(([], []) for _ in range(4))
-        self._ema: float | None = None
+        self._ema = 0.0
+        self._ema_steps = 0
         self._dirty = True
 
     def add_step(self, x: float, loss: float) -> None:
-        """A train loss at fractional epoch ``x``."""
+        """A train loss at fractional epoch ``x``; non-finite losses are left out.
+
+        The smoothed value is the moving average started at 0, divided by ``1 - SMOOTHING**t``
+        (Adam's bias correction): from the first step on it is a weighted mean of the losses.
+        """
         if not math.isfinite(loss):
             return
-        self._ema = loss if self._ema is None else SMOOTHING * self._ema + (1 - SMOOTHING) * loss
+        self._ema = SMOOTHING * self._ema + (1 - SMOOTHING) * loss
+        self._ema_steps += 1
         _append(self._curves[0], x, loss)
-        _append(self._curves[1], x, self._ema)
+        _append(self._curves[1], x, self._ema / (1 - SMOOTHING**self._ema_steps))
         self._dirty = True
 
     def add_epoch(self, epoch: int, val_loss: float, psnr: float | None) -> None:

@@ -156,7 +156,7 @@ class ReconstructDock(QWidget):
             selected = set(self.state.layers)
         self.layer_list.clear()
         for layer in self.viewer.layers:
-            if isinstance(layer, _layers.ImageLayer) and not layer.name.endswith("]"):
+            if isinstance(layer, _layers.ImageLayer) and _layers.reconstructable(layer):
                 item = QListWidgetItem(_layers.describe_layer(layer))
                 item.setData(Qt.ItemDataRole.UserRole, layer.name)
                 self.layer_list.addItem(item)

@@ -4,6 +4,8 @@ The engine runs in a worker (:mod:`napari_ssl.widgets.worker`); this dock only r
 to the plot, the progress bar, the shared state and a ``<layer> [live reconstruction]`` layer.
 Start sets ``state.running`` before anything else, so a second press is refused even within the
 same event-loop turn. Removing the dock or closing the viewer stops the training cleanly.
+"Load config…" reads a napari-ssl or BiaPy YAML into the shared state: the docks show what they
+can, and the rest (model sizes, optimizer, ...) is used at Start as loaded.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from napari_ssl.config import VIT_PRESETS, Config, ConfigError
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
+from napari_ssl.widgets.config_file import ConfigFile
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors
 from napari_ssl.widgets.state import SslState, state_for, unwrap
 from napari_ssl.widgets.train_events import TrainEvents
@@ -63,7 +66,7 @@ def next_run_id(result_dir: str, name: str) -> int:
     return max(ids, default=0) + 1
 
 
-class TrainDock(TrainEvents, QWidget):
+class TrainDock(TrainEvents, ConfigFile, QWidget):
     """Configure and run a training; watch it live."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -89,11 +92,19 @@ class TrainDock(TrainEvents, QWidget):
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
+        self.load_button = QPushButton("Load config…")
+        self.load_button.setToolTip(
+            "Read a napari-ssl or BiaPy self-supervised YAML: every setting, also those the docks "
+            "do not show (model sizes, optimizer, ...)"
+        )
+        self.load_button.clicked.connect(self._browse_config)
+        layout.addWidget(self.load_button)
         model = QGroupBox("Model and training")
         form = QFormLayout(model)
         self.architecture = QComboBox()
         self.preset = QComboBox()
-        self.preset.addItems(list(VIT_PRESETS))
+        for name in VIT_PRESETS:
+            self.preset.addItem(name, name)
         self.epochs = QSpinBox(minimum=1, maximum=100000, value=100)
         self.batch = QSpinBox(minimum=1, maximum=4096, value=6)
         self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=1.0, singleStep=1e-5, value=1e-4)
@@ -198,6 +209,7 @@ class TrainDock(TrainEvents, QWidget):
     def _update_buttons(self) -> None:
         running = self.state.running
         self.start_button.setEnabled(not running)
+        self.load_button.setEnabled(not running)
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
         self.checkpoint.setEnabled(self.start_mode.currentIndex() > 0 and not running)
@@ -248,8 +260,9 @@ class TrainDock(TrainEvents, QWidget):
                 f"checkpoint '{path}' not found: pick the .pth file to continue from (a stopped "
                 "run's '-checkpoint-last.pth'), or start a new training."
             )
-        if mode == 2:
-            cfg.model = dataclasses.replace(cfg.model, load_checkpoint=True, checkpoint_file=path)
+        cfg.model = dataclasses.replace(
+            cfg.model, load_checkpoint=mode == 2, checkpoint_file=path if mode == 2 else ""
+        )
         cfg.validate()
         for img in images:
             if any(s < p for s, p in zip(img.spatial_shape, cfg.data.patch_size, strict=True)):
@@ -298,7 +311,7 @@ class TrainDock(TrainEvents, QWidget):
             model=dataclasses.replace(
                 cfg.model,
                 architecture=arch,
-                vit_preset=self.preset.currentText() if arch == "mae" else cfg.model.vit_preset,
+                vit_preset=self.preset.currentData() if arch == "mae" else cfg.model.vit_preset,
             ),
             train=dataclasses.replace(
                 cfg.train,

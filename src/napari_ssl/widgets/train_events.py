@@ -147,7 +147,7 @@ class TrainEvents:
         offset = [s.start for s in self._region]
         if axis is not None and not source.rgb:
             offset.insert(axis % data.ndim, 0)
-        name = f"{source.name} [live reconstruction]"
+        name = f"{source.name} {_layers.LIVE_SUFFIX}"
         new = name not in self.viewer.layers
         layer = _layers.upsert_image(self.viewer, name, data, source, offset=tuple(offset))
         if new and not source.rgb:

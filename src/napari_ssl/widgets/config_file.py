@@ -1,0 +1,154 @@
+"""The Train dock's "Load config…": a napari-ssl or BiaPy self-supervised YAML into the docks.
+
+The whole file is read and validated before anything changes, so a bad file changes nothing.
+The config then goes to the shared state whole: the docks show what their fields can hold (the
+loader names any value they cannot), and the rest (model sizes, optimizer, ...) is used at Start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog
+
+from napari_ssl.config import VIT_PRESETS, Config, ConfigError, load_yaml
+
+
+def read_config(path: str) -> tuple[Config, list[str]]:
+    """The validated config of ``path`` and the notes of reading it (BiaPy keys not used, ...).
+
+    Raises :class:`ConfigError` with a plain message for any file that is not a valid
+    napari-ssl or BiaPy self-supervised config.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            cfg = load_yaml(path).validate()
+        except ConfigError:
+            raise
+        except (ValueError, OSError) as err:  # unreadable (not text, no permission)
+            raise ConfigError(
+                f"{path} is not a napari-ssl or BiaPy self-supervised config "
+                f"({type(err).__name__}: {err})"
+            ) from err
+    return cfg, [str(w.message) for w in caught]
+
+
+def train_folder(cfg: Config, yaml_path: str) -> Path | None:
+    """The config's training folder if it exists (a relative one is read from the YAML's folder)."""
+    if not cfg.data.train_path.strip():
+        return None
+    folder = Path(yaml_path).parent / Path(cfg.data.train_path).expanduser()
+    return folder.resolve() if folder.is_dir() else None
+
+
+def differences(wanted: Any, used: Any, key: str = "") -> list[str]:
+    """``'key: wanted → used'`` for every value of two configs that differs (recursively)."""
+    if dataclasses.is_dataclass(wanted):
+        return [
+            line
+            for f in dataclasses.fields(wanted)
+            for line in differences(
+                getattr(wanted, f.name), getattr(used, f.name), f"{key}.{f.name}".lstrip(".")
+            )
+        ]
+    if isinstance(wanted, float) and isinstance(used, float) and math.isclose(wanted, used):
+        return []
+    return [] if wanted == used else [f"{key}: {wanted!r} → {used!r}"]
+
+
+class ConfigFile:
+    """Mixin of :class:`~napari_ssl.widgets.train_dock.TrainDock`: loading a config file.
+
+    Uses the dock's ``state``, its fields (``architecture``, ``preset``, ``epochs``, ``batch``,
+    ``lr``, ``val_fraction``, ``augment``, ``precision``, ``device``, ``start_mode``,
+    ``checkpoint``) and ``_config()``, the config that Start would use.
+    """
+
+    state: Any
+    architecture: Any
+    preset: Any
+    epochs: Any
+    batch: Any
+    lr: Any
+    val_fraction: Any
+    augment: Any
+    precision: Any
+    device: Any
+    start_mode: Any
+    checkpoint: Any
+    _config: Any
+
+    def _browse_config(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Config", "", "YAML config (*.yaml *.yml)")
+        if path:
+            self.load_config(path)
+
+    def load_config(self, path: str) -> None:
+        """Read a YAML config into the shared state and the docks; a bad file changes nothing."""
+        try:
+            cfg, notes = read_config(path)
+        except ConfigError as err:
+            show_error(f"Cannot load the config: {err}")
+            return
+        source = self._data_source(cfg, path, notes)
+        self.state.folder, self.state.ndim = cfg.data.train_path, cfg.data.ndim
+        self.state.cfg = cfg  # the Data dock shows its part and takes it back as it can
+        self._show_cfg(cfg)
+        unshown = differences(cfg, self._config())
+        if unshown:
+            notes.append("The docks' fields cannot hold these values: " + "; ".join(unshown))
+        message = "\n".join([f"Loaded {Path(path).name}. {source}", *notes])
+        (show_warning if notes else show_info)(message)
+
+    def _data_source(self, cfg: Config, path: str, notes: list[str]) -> str:
+        """Train on the config's folder if it exists, else keep the current data (noted)."""
+        folder = train_folder(cfg, path)
+        if folder is not None:
+            cfg.data.train_path = str(folder)
+            return f"Training data: the folder {folder}."
+        named, cfg.data.train_path = cfg.data.train_path.strip(), self.state.folder
+        current = f"folder {self.state.folder}" if self.state.folder else "selected layers"
+        if named:
+            notes.append(
+                f"The config's train folder '{named}' does not exist: training keeps the {current}."
+            )
+            return ""
+        return f"The config names no train folder: training keeps the {current}."
+
+    def _show_cfg(self, cfg: Config) -> None:
+        """Show the training part of ``cfg`` in this dock's fields."""
+        self.architecture.setCurrentText(cfg.model.architecture)
+        self._show_preset(cfg)
+        self.epochs.setValue(cfg.train.epochs)
+        self.batch.setValue(cfg.train.batch_size)
+        self.lr.setValue(cfg.train.lr)
+        self.val_fraction.setValue(cfg.data.val_fraction)
+        self.augment.setChecked(cfg.train.augment)
+        self.precision.setCurrentText(cfg.train.mixed_precision)
+        device = self.device.findData(cfg.system.device)
+        if device >= 0:
+            self.device.setCurrentIndex(device)
+        fine_tune = cfg.model.load_checkpoint
+        self.start_mode.setCurrentIndex(2 if fine_tune else 0)
+        self.checkpoint.setText(cfg.model.checkpoint_file if fine_tune else "")
+
+    def _show_preset(self, cfg: Config) -> None:
+        """Select the config's ViT preset, or an entry with its own sizes (no preset)."""
+        while self.preset.count() > len(VIT_PRESETS):
+            self.preset.removeItem(self.preset.count() - 1)
+        m = cfg.model
+        if m.vit_preset in VIT_PRESETS:
+            self.preset.setCurrentIndex(self.preset.findData(m.vit_preset))
+            return
+        index = self.preset.count()
+        self.preset.addItem(f"from config {(m.vit_embed_dim, m.vit_num_layers, m.vit_num_heads)}")
+        tip = "The loaded config's own ViT: (embedding size, layers, heads)"
+        self.preset.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
+        self.preset.setCurrentIndex(index)

@@ -1,0 +1,181 @@
+"""Train dock "Load config…": napari-ssl and BiaPy YAML files into both docks and the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tifffile
+import yaml
+from gui_helpers import same, screenshot
+from qtpy.QtWidgets import QFileDialog
+
+pytestmark = pytest.mark.gui
+
+# our layout, partial: the rest takes napari-ssl's defaults; small enough to train on a CPU
+NAPARI_SSL_YAML = """\
+data: {ndim: 2, patch_size: [32, 32], train_path: no/such/dataset, val_fraction: 0.2}
+pretext: {task: crappify, noise: 0.3, resizing_factor: 2.0}
+model: {architecture: resunet, feature_maps: [6, 12, 24], dropout: [0, 0, 0], z_down: [2, 2]}
+train: {optimizer: ADAM, lr: 0.0003, batch_size: 3, epochs: 2, patience: 7, log_every: 1,
+        augment: false, mixed_precision: "off"}
+system: {device: cpu, seed: 3}
+"""
+
+# BiaPy's layout (as its templates write it): string tuples, "2.E-4", a key napari-ssl ignores
+BIAPY_YAML = """\
+SYSTEM:
+    NUM_CPUS: -1
+PROBLEM:
+    TYPE: SELF_SUPERVISED
+    NDIM: 2D
+    SELF_SUPERVISED:
+        PRETEXT_TASK: masking
+DATA:
+    PATCH_SIZE: (64, 64, 1)
+    TRAIN:
+        PATH: dataset/train/x
+    VAL:
+        SPLIT_TRAIN: 0.15
+MODEL:
+    ARCHITECTURE: mae
+    VIT_TOKEN_SIZE: 8
+    VIT_EMBED_DIM: 96
+    VIT_NUM_LAYERS: 4
+    VIT_NUM_HEADS: 4
+    MAE_MASK_TYPE: random
+    MAE_MASK_RATIO: 0.6
+    MAE_DEC_HIDDEN_SIZE: 64
+AUGMENTOR: {ENABLE: True, VFLIP: True, HFLIP: True, ROT90: True}
+TRAIN: {ENABLE: True, OPTIMIZER: ADAMW, LR: 2.E-4, BATCH_SIZE: 4, EPOCHS: 12, PATIENCE: 5}
+"""
+
+
+def _load(train, monkeypatch, path: Path) -> None:
+    """Press "Load config…" and pick ``path`` in its file dialog."""
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *_a, **_k: (str(path), ""))
+    train.load_button.click()
+
+
+def _shown(docks) -> dict:
+    """What the two docks' fields show."""
+    data, train = docks["Data and pretext"], docks["Train"]
+    return {
+        "task": data.task.currentText(), "noise": data.noise.value(),
+        "factor": data.factor.value(), "mask": data.mask_type.currentText(),
+        "ratio": data.ratio.value(), "token": data.token.value(),
+        "patch": data.patch_xy.value(), "ndim": data.ndim.currentText(),
+        "folder": data.folder.text(), "model": train.architecture.currentText(),
+        "preset": train.preset.currentText(), "epochs": train.epochs.value(),
+        "batch": train.batch.value(), "lr": train.lr.value(),
+        "val": train.val_fraction.value(), "augment": train.augment.isChecked(),
+        "precision": train.precision.currentText(), "device": train.device.currentData(),
+    }  # fmt: skip
+
+
+def test_napari_ssl_yaml_shows_in_both_docks_and_reaches_the_run(
+    qtbot, viewer, docks, sem_layer, notes, tmp_path, monkeypatch
+):
+    from napari_ssl.engine.checkpoints import load_trained
+
+    train = docks["Train"]
+    train.device.clear()  # the CPU only, as a machine without a GPU offers it
+    train.device.addItem("CPU", "cpu")
+    train.result_dir.setText(str(tmp_path / "results"))
+    path = tmp_path / "run.yaml"
+    path.write_text(NAPARI_SSL_YAML)
+    original = sem_layer.data.copy()
+    _load(train, monkeypatch, path)
+    assert _shown(docks) == {
+        "task": "crappify", "noise": 0.3, "factor": 2.0, "mask": "grid", "ratio": 0.5,
+        "token": 16, "patch": 32, "ndim": "2D", "folder": "", "model": "resunet",
+        "preset": "from config (768, 12, 12)", "epochs": 2, "batch": 3,
+        "lr": 0.0003, "val": 0.2, "augment": False, "precision": "off", "device": "cpu",
+    }  # fmt: skip
+    severity, message = notes[-1]
+    assert severity == "warning" and "run.yaml" in message
+    assert "'no/such/dataset' does not exist" in message and "selected layers" in message
+    assert "cannot hold" not in message  # every shown value is the loaded one
+    state = train.state
+    assert state.layers == ("sem",) and state.folder == ""
+    assert state.cfg.model.feature_maps == (6, 12, 24)  # not shown: kept in the state
+    assert (state.cfg.train.optimizer, state.cfg.train.patience) == ("ADAM", 7)
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not state.running, timeout=120_000)
+    assert any(sev == "info" and "Training finished" in msg for sev, msg in notes)
+    run = load_trained(state.checkpoint).cfg  # what the run trained, from its checkpoint
+    assert run.model.feature_maps == (6, 12, 24) and run.model.architecture == "resunet"
+    assert (run.train.optimizer, run.train.patience, run.system.seed) == ("ADAM", 7, 3)
+    assert (run.pretext.noise, run.data.patch_size, run.train.lr) == (0.3, (32, 32), 3e-4)
+    written = tmp_path / "results" / "ssl" / "config_files" / "ssl.napari-ssl.yaml"
+    assert yaml.safe_load(written.read_text())["model"]["feature_maps"] == [6, 12, 24]
+    assert same(sem_layer.data, original) and path.read_text() == NAPARI_SSL_YAML
+
+
+def test_biapy_yaml_selects_its_train_folder(
+    viewer, docks, sem_layer, sem_2d, notes, tmp_path, monkeypatch
+):
+    folder = (tmp_path / "dataset" / "train" / "x").resolve()
+    folder.mkdir(parents=True)
+    tifffile.imwrite(folder / "a.tif", sem_2d[:128, :128])
+    path = tmp_path / "biapy.yaml"  # PATH is relative: read from the YAML's folder
+    path.write_text(BIAPY_YAML)
+    train, data = docks["Train"], docks["Data and pretext"]
+    _load(train, monkeypatch, path)
+    shown = _shown(docks)
+    assert shown == {
+        **shown,
+        "task": "masking", "mask": "random", "ratio": 0.6, "token": 8, "patch": 64,
+        "ndim": "2D", "folder": str(folder), "model": "mae",
+        "preset": "from config (96, 4, 4)", "epochs": 12, "batch": 4,
+        "lr": 0.0002, "val": 0.15, "augment": True,
+    }  # fmt: skip
+    severity, message = notes[-1]
+    assert severity == "warning" and "SYSTEM.NUM_CPUS" in message  # BiaPy's reading notes
+    assert f"Training data: the folder {folder}" in message
+    state = train.state
+    assert state.folder == str(folder) and state.layers == ("sem",)  # the folder is used
+    model = train._config().model  # what Start would train
+    assert model.vit_preset is None  # the config's own sizes, not a preset
+    assert (model.vit_embed_dim, model.vit_num_layers, model.mae_dec_hidden_size) == (96, 4, 64)
+    screenshot(viewer, "train_dock_loaded_biapy", "Train")
+    screenshot(viewer, "data_dock_loaded_biapy", "Data and pretext")
+    data.task.setCurrentText("crappify")  # the docks stay editable after a load
+    assert train.architecture.currentText() == "unet"
+
+
+def test_values_the_docks_cannot_hold_are_named(docks, notes, tmp_path, monkeypatch):
+    path = tmp_path / "wide.yaml"
+    path.write_text("data: {patch_size: [64, 128]}\ntrain: {lr: 5.0e-7}\n")
+    _load(docks["Train"], monkeypatch, path)
+    severity, message = notes[-1]
+    assert severity == "warning" and "cannot hold" in message
+    assert "data.patch_size: (64, 128) → (128, 128)" in message
+    assert "train.lr: 5e-07 → 1e-06" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("train: {epochs: [1, 2\n", "not valid YAML"),
+        ("train: {epochs: -3}\n", "train.epochs"),
+        ("pretext: {task: masking}\n", "'MODEL.ARCHITECTURE' needs to be 'mae'"),
+        ("train: 5\n", "wrong kind"),
+        ("PROBLEM: {TYPE: SEMANTIC_SEG}\n", "PROBLEM.TYPE must be 'SELF_SUPERVISED'"),
+        (None, "not found"),
+    ],
+)
+def test_bad_files_change_nothing(
+    viewer, docks, sem_layer, notes, tmp_path, monkeypatch, text, expected
+):
+    train = docks["Train"]
+    path = tmp_path / "bad.yaml"
+    if text is not None:
+        path.write_text(text)
+    before, cfg, data = _shown(docks), train.state.cfg, sem_layer.data.copy()
+    _load(train, monkeypatch, path)
+    severity, message = notes[-1]
+    assert severity == "error" and "Cannot load the config" in message and expected in message
+    assert _shown(docks) == before and train.state.cfg == cfg
+    assert same(sem_layer.data, data) and [layer.name for layer in viewer.layers] == ["sem"]
+    assert (path.read_text() if path.exists() else None) == text  # the file is untouched

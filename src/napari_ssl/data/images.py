@@ -41,11 +41,16 @@ class Image:
     def dtype(self) -> np.dtype:
         return np.dtype(self.array.dtype)
 
-    def read(self, region: tuple[slice, ...] | None = None) -> np.ndarray:
-        """Read ``(C, *region)`` into memory as a numpy array (raw units, original dtype)."""
+    def read(
+        self, region: tuple[slice, ...] | None = None, scheduler: str | None = None
+    ) -> np.ndarray:
+        """Read ``(C, *region)`` into memory as a numpy array (raw units, original dtype).
+
+        ``scheduler``: dask's, for a dask array (``"synchronous"``: in the calling thread).
+        """
         sub = self.array if region is None else self.array[(slice(None), *region)]
         if hasattr(sub, "compute"):
-            sub = sub.compute()
+            sub = sub.compute(scheduler=scheduler)
         return np.asarray(sub)
 
 

@@ -90,8 +90,7 @@ def read_patch(
 def _read(image: Image, box: tuple[slice, ...]) -> np.ndarray:
     """``image.read(box)``, a dask graph (a patch: a few chunks) computed in the calling thread:
     dask's threaded scheduler keeps a thread pool per calling thread, alive after a reader ends."""
-    sub = image.array[(slice(None), *box)]
-    return np.asarray(sub.compute(scheduler="synchronous") if hasattr(sub, "compute") else sub)
+    return image.read(box, scheduler="synchronous")
 
 
 def pad_reflect(data: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:

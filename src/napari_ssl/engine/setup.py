@@ -34,7 +34,7 @@ from napari_ssl.engine import events as ev
 from napari_ssl.engine.checks import check_images, check_memory, size_notes
 from napari_ssl.engine.device import autocast_dtype, precision_name
 from napari_ssl.engine.state import RunState
-from napari_ssl.engine.tasks import StatsTable, augment, make_generator, make_task
+from napari_ssl.engine.tasks import StatsTable, Task, augment, make_task
 from napari_ssl.results import ResultsLayout
 
 VAL_BATCH = 8
@@ -51,12 +51,12 @@ class Run:
     optimizer: torch.optim.Optimizer
     stats: list[NormStats]
     sampler: PatchSampler
-    task: Any
+    task: Task
     val: tuple[torch.Tensor, torch.Tensor] | None
     in_channels: int
     steps_per_epoch: int
     generator: torch.Generator  # host: augmentation flips
-    task_generator: torch.Generator  # noise (device) or masks (host)
+    task_generator: torch.Generator  # crappify noise or masks, on the device
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler | None
     state: RunState = field(default_factory=RunState)
@@ -104,7 +104,7 @@ class Run:
         from napari_ssl.inference.metrics import psnr, ssim
 
         self.model.eval()
-        generator = make_generator(self.task, self.device, self.cfg.system.seed + 1)
+        generator = torch.Generator(device=self.device).manual_seed(self.cfg.system.seed + 1)
         raw_all, idx_all = self.val
         losses, psnrs, ssims = [], [], []
         for start in range(0, raw_all.shape[0], VAL_BATCH):
@@ -285,10 +285,10 @@ def prepare_run(
     steps = max(1, -(-per_epoch // (cfg.train.batch_size * dist.world_size())))
     layout = (layout or ResultsLayout(tempfile.mkdtemp(prefix="napari-ssl-"), "run", "1")).make()
     task = make_task(cfg, table, integer)
+    task_generator = torch.Generator(device=device).manual_seed(seed)
     run = Run(
         cfg, images, layout, device, model, optimizer, stats, sampler, task, val, in_channels,
-        steps, torch.Generator().manual_seed(seed), make_generator(task, device, seed), amp,
-        scaler, notes=notes,
+        steps, torch.Generator().manual_seed(seed), task_generator, amp, scaler, notes=notes,
     )  # fmt: skip
     source = _checkpoint_to_load(cfg, layout, resume)
     if source is not None:
@@ -383,9 +383,7 @@ def _write_start_outputs(run: Run) -> None:
 
     layout, cfg = run.layout, run.cfg
     save_yaml(cfg, layout.config_dir / f"{layout.name}.napari-ssl.yaml")
-    (layout.config_dir / f"{layout.name}.yaml").write_text(
-        yaml.safe_dump(to_biapy(cfg), sort_keys=False)
-    )
+    layout.config_file.write_text(yaml.safe_dump(to_biapy(cfg), sort_keys=False))
     raw, idx = run.sampler.sample(min(3, cfg.train.batch_size))
     example = run.task.example_args(raw[:1], idx[:1])
     with contextlib.suppress(Exception):  # a picture must never stop training

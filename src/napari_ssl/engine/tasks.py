@@ -255,12 +255,6 @@ class MaskingTask:
         return predict
 
 
-def make_generator(task: Task, device: torch.device, seed: int) -> torch.Generator:
-    """The task's random stream (crappify noise, masks), on ``device``. Both tasks draw there,
-    so ``task`` no longer matters (kept until the callers drop it)."""
-    return torch.Generator(device=device).manual_seed(seed)
-
-
 def make_task(cfg: Config, table: StatsTable, integer: bool) -> Task:
     """The task of ``cfg.pretext.task``."""
     if cfg.pretext.task == "masking":

@@ -94,7 +94,8 @@ class TrainConfig:
     loss: Literal["l1", "mse"] = "l1"
     patches_per_epoch: int | None = None  # None: as many patches as cover the training data once
     augment: bool = True  # flips and 90-degree rotations, p = 0.5 each
-    mixed_precision: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto = bf16 on CUDA
+    # auto = bf16 on CUDA, and for inference on CPUs with AMX
+    mixed_precision: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True  # CUDA only
     compile: bool = False
     log_every: int = 10  # steps between step events (a host sync each)

@@ -85,12 +85,13 @@ def bare_rate(cfg: Config, steps: int = 40, warmup: int = 10) -> dict:
     x = torch.randn(cfg.train.batch_size, 1, *cfg.data.patch_size, device=device)
     if cnn and device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
-    mask = None
+    mask, n_hidden = None, None
     if not cnn:
-        from napari_ssl.pretext.masking import make_mask, masked_loss, token_grid
+        from napari_ssl.pretext.masking import hidden_count, make_mask, masked_loss, token_grid
 
         grid = token_grid(cfg.data.patch_size, cfg.model.vit_token_size)
-        mask = make_mask(x.shape[0], grid, "grid", 0.5, None, "cpu")
+        mask = make_mask(x.shape[0], grid, "grid", 0.5, None, device)  # on the device (engine too)
+        n_hidden = hidden_count(grid, "grid", 0.5)  # given: no count read back from the GPU
     amp = torch.bfloat16 if device.type == "cuda" else None
 
     def step() -> None:
@@ -98,7 +99,7 @@ def bare_rate(cfg: Config, steps: int = 40, warmup: int = 10) -> dict:
             if cnn:
                 loss = torch.nn.functional.l1_loss(fwd(x).float(), x)
             else:
-                loss = masked_loss(fwd, x, mask, False)
+                loss = masked_loss(fwd, x, mask, False, n_hidden)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -209,6 +209,14 @@ def test_predict_and_export(job: Job, tmp_path: Path) -> None:
     assert ran.code == 0, ran.err
     pred = tifffile.imread(tmp_path / "pred" / "t.tif")
     assert pred.shape == (64, 80) and np.isfinite(pred).all()
+    batched = run_cli("predict", "--checkpoint", job.best, "--input", job.data / "test" / "x",
+                      "--output", tmp_path / "pred3", "--batch", 3)  # fmt: skip
+    assert batched.code == 0, batched.err
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "pred3" / "t.tif"), pred, atol=1e-3)
+    with pytest.raises(SystemExit, match="2"):  # argparse's usage error
+        run_cli("predict", "--checkpoint", job.best, "--input", job.data / "test" / "x",
+                "--output", tmp_path / "pred0", "--batch", 0)  # fmt: skip
+    assert not (tmp_path / "pred0").exists()
     exported = run_cli("export", "--checkpoint", job.best, "--output", tmp_path / "exp",
                        "--name", "backbone")  # fmt: skip
     assert exported.code == 0, exported.err

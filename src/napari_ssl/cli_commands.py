@@ -80,7 +80,12 @@ def predict(argv: list[str]) -> int:
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--gpu", default=None)
     p.add_argument("--overlap", type=float, default=None)
+    p.add_argument(
+        "--batch", type=int, default=None, help="tiles per pass (default: the checkpoint's test)"
+    )
     args = p.parse_args(argv)
+    if args.batch is not None and args.batch < 1:
+        p.error(f"--batch must be >= 1, got {args.batch}")
 
     from napari_ssl.data.folders import list_images, load_image
     from napari_ssl.data.images import DataError
@@ -94,7 +99,9 @@ def predict(argv: list[str]) -> int:
         device = device_from_gpu(args.gpu) or "auto"
         for path in files:
             image = load_image(path, trained.cfg.data.ndim, trained.in_channels)
-            outputs = reconstruct(trained, image, device=device, overlap=args.overlap)
+            outputs = reconstruct(
+                trained, image, device=device, overlap=args.overlap, batch_size=args.batch
+            )
             if "reconstruction_and_visible" not in outputs:  # crappify: the restored image
                 out = save_tif(Path(args.output) / f"{path.stem}.tif", outputs["reconstruction"])
             else:  # masking: the stitched reconstruction and the four MAE views beside it

@@ -22,7 +22,7 @@ def evaluate(
     *,
     device: str = "auto",
     seed: int = 0,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, float]:
     """Write per-image reconstructions (and MAE checks) and the metrics CSV; return the means."""

@@ -126,16 +126,20 @@ def reconstruct(
     *,
     overlap: float | None = None,
     padding: tuple[int, ...] | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | torch.device = "auto",
     seed: int = 0,
     degrade: bool = False,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Reconstruct a whole image; see the module docstring for the outputs."""
+    """Reconstruct a whole image; see the module docstring for the outputs.
+
+    ``batch_size``: tiles per forward pass (default: the checkpoint's ``test.batch_size``).
+    """
     check_image(trained, image)
     cfg = trained.cfg
+    batch_size = batch_size or cfg.test.batch_size
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     model = trained.model.to(dev).eval()
     norm = trained.normalization or {}

@@ -6,7 +6,8 @@
 #      (masked-pixel MSE / PSNR on the test images): BiaPy's checkpoint is loaded by our test-only
 #      job on the same YAML, since the state dicts are identical;
 #   2. engine / bare loop at BiaPy's batch 6 (after the pinned, non-blocking copies), and with
-#      torch.compile (TRAIN.compile), for crappify.
+#      torch.compile (TRAIN.compile), for crappify;
+#   3. inference megapixels/s against BiaPy on the GPU (benchmarks/inference_vs_biapy.py --gpu 0).
 # EPOCHS (default 6) for part 1. Parts run in priority order within BUDGET seconds.
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src BIAPY_PEER_HOME=/tmp/bp BIAPY_VENV=/tmp/bp/v \
@@ -69,4 +70,6 @@ fi
 BENCH="python3 benchmarks/train_throughput.py --data /tmp/ds --task crappify --batch 6 --epochs 3"
 part ours_crappify_b6 60 $BENCH --patches-per-epoch 600
 part ours_crappify_b6_compile 120 $BENCH --patches-per-epoch 600 --compile --skip-bare
+part inference_vs_biapy 150 python3 benchmarks/inference_vs_biapy.py --gpu 0 --size 4096 \
+    --rounds 1 --epochs 2 --work /tmp/infer
 echo "total $(( $(date +%s) - t0 )) s"

@@ -18,6 +18,7 @@ reconstruction, metrics, write). ``napari-ssl predict`` on BiaPy's own crappifie
 reconstruction alone) is timed too, and its output compared with BiaPy's (same model, same input).
 
     PYTHONPATH=src .venv/bin/python benchmarks/inference_vs_biapy.py [--size 2048] [--rounds 2]
+        [--gpu 0]   (on the GPU machine: both tools on GPU 0, the same CPU settings otherwise)
 
 Needs BiaPy's venv (``bash ../shared/tools/biapy_peer.sh setup``; ``--biapy`` or ``$BIAPY_VENV``).
 """
@@ -148,9 +149,13 @@ def run(cmd: list[str], log: Path, env: dict[str, str]) -> dict:
     }
 
 
+GPU: list[str] = []  # ["--gpu", "0"] with --gpu: both tools on that GPU
+
+
 def job(cfg: Path, result: Path, name: str) -> list[str]:
     """BiaPy's (and our) job flags."""
-    return ["--config", str(cfg), "--result_dir", str(result), "--name", name, "--run_id", "1"]
+    flags = ["--config", str(cfg), "--result_dir", str(result), "--name", name, "--run_id", "1"]
+    return [*flags, *GPU]
 
 
 def _clock(line: str) -> float | None:
@@ -258,7 +263,10 @@ def main() -> None:
     p.add_argument("--work", default="", help="work folder (default: a new one in /tmp)")
     venv = os.environ.get("BIAPY_VENV", "/tmp/biapy/v")
     p.add_argument("--biapy", default=f"{venv}/bin/biapy", help="BiaPy's command")
+    p.add_argument("--gpu", default="", help="run both tools on this GPU (e.g. 0)")
     args = p.parse_args()
+    if args.gpu:
+        GPU.extend(["--gpu", args.gpu])
 
     work = Path(args.work or tempfile.mkdtemp(prefix="infer_vs_biapy_")).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -300,7 +308,7 @@ def main() -> None:
 
     def predict_run(k: int) -> dict:
         inputs = [str(work / "biapy_r1" / "data" / "test" / "x_ssl_source" / n) for n in names]
-        cmd = [*ours, "predict", "--checkpoint", ckpt, "--input", *inputs, "--output"]
+        cmd = [*ours, "predict", *GPU, "--checkpoint", ckpt, "--input", *inputs, "--output"]
         r = run([*cmd, str(work / f"predict_r{k}")], work / f"predict_r{k}.log", ours_env)
         return {"tool": "napari-ssl predict", **r}
 

@@ -7,23 +7,8 @@
 # Run on the GPU machine from the repository root, carrying .peer:
 #   bash benchmarks/gpu_bench.sh
 # Parts run in priority order and are skipped once the time budget (BUDGET s) runs short.
-set -u
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src BIAPY_PEER_HOME=/tmp/bp BIAPY_VENV=/tmp/bp/v \
-    BIAPY_PYTHON=python3
-O=${OUT:-/tmp/out}
-mkdir -p "$O"
 BUDGET=${BUDGET:-450}
-t0=$(date +%s)
-left() { echo $((BUDGET - ($(date +%s) - t0))); }
-part() {  # NAME TIMEOUT COMMAND...: run unless fewer than TIMEOUT seconds are left
-    local name=$1 limit=$2
-    shift 2
-    if [ "$(left)" -lt "$limit" ]; then echo "== $name: SKIPPED (time budget)"; return; fi
-    echo "== $name"
-    local s=$(date +%s.%N)
-    timeout "$limit" "$@" 2>&1 | grep -v -i -e "warn" -e "^\s*$" | tee -a "$O/$name.log" | tail -25
-    echo "   [$name: $(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s wall]"
-}
+source benchmarks/gpu_parts.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__)"
 python3 .peer/make_gpu_dataset.py .peer/sem_retic_2d.tif /tmp/ds 64 512

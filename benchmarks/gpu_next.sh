@@ -9,24 +9,11 @@
 #      torch.compile (TRAIN.compile), for crappify;
 #   3. inference megapixels/s against BiaPy on the GPU (benchmarks/inference_vs_biapy.py --gpu 0).
 # EPOCHS (default 6) for part 1. Parts run in priority order within BUDGET seconds.
-set -u
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src BIAPY_PEER_HOME=/tmp/bp BIAPY_VENV=/tmp/bp/v \
-    BIAPY_PYTHON=python3 NUM_CPUS=16 NUM_WORKERS=5 VAL_SPLIT=0.1 CHART_FREQ=100 BIAPY_GPU=0
-O=${OUT:-/tmp/out}
-mkdir -p "$O"
 BUDGET=${BUDGET:-480}
+TAIL=12
+source benchmarks/gpu_parts.sh
+export NUM_CPUS=16 NUM_WORKERS=5 VAL_SPLIT=0.1 CHART_FREQ=100 BIAPY_GPU=0
 epochs=${EPOCHS:-6}
-t0=$(date +%s)
-left() { echo $((BUDGET - ($(date +%s) - t0))); }
-part() {  # NAME TIMEOUT COMMAND...: run unless fewer than TIMEOUT seconds are left
-    local name=$1 limit=$2
-    shift 2
-    if [ "$(left)" -lt "$limit" ]; then echo "== $name: SKIPPED (time budget)"; return; fi
-    echo "== $name"
-    local s=$(date +%s.%N)
-    timeout "$limit" "$@" 2>&1 | grep -v -i -e "warn" -e "^\s*$" | tee -a "$O/$name.log" | tail -12
-    echo "   [$name: $(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s wall]"
-}
 edit_yaml() {  # SRC DST KEY=VALUE...: a copy of a BiaPy YAML with dotted keys set
     python3 - "$@" <<'EOF'
 import sys, yaml

@@ -193,19 +193,34 @@ def test_one_warning_names_unused_and_unknown_keys() -> None:
 
 def test_approximations_are_reported() -> None:
     data = yaml.safe_load(TEMPLATE_3D_MAE)
-    _set(data, "DATA.VAL.FROM_TRAIN", False)
-    _set(data, "DATA.VAL.PATH", "/data/val/x")
+    _set(data, "DATA.NORMALIZATION.TYPE", "scale_range")
+    _set(data, "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL", [10.0])
+    _set(data, "DATA.VAL.PATH", "/data/val/x")  # FROM_TRAIN True (default): unused, as in BiaPy
     _set(data, "DATA.TEST.OVERLAP", "(0.1, 0.5, 0.5)")
     _set(data, "SYSTEM.NUM_WORKERS", -1)
     with pytest.warns(UserWarning) as record:
         cfg = from_biapy(data)
     assert len(record) == 1
     message = str(record[0].message)
-    assert "DATA.VAL.FROM_TRAIN is False" in message and "'/data/val/x'" in message
-    assert "DATA.VAL.SPLIT_TRAIN = 0.1" in message
+    assert "ZERO_MEAN_UNIT_VAR.MEAN_VAL [10.0]: not used, as in BiaPy" in message
+    assert "Not used by napari-ssl, or not known: DATA.VAL.PATH." in message
     assert "DATA.TEST.OVERLAP (0.1, 0.5, 0.5)" in message
     assert "NUM_WORKERS" not in message  # -1 is automatic here too (reader threads, lazy data)
     assert (cfg.data.val_fraction, cfg.data.test_overlap, cfg.system.num_workers) == (0.1, 0.5, -1)
+    assert cfg.data.normalization_mean is None and cfg.data.val_path == ""
+
+
+def test_separate_validation_folder_and_fixed_normalization_are_read() -> None:
+    data = yaml.safe_load(TEMPLATE_3D_MAE)  # PATCH_SIZE ends in 2 channels
+    _set(data, "DATA.VAL", {"FROM_TRAIN": False, "PATH": "/data/val/x", "SPLIT_TRAIN": 0.1})
+    _set(data, "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR", {"MEAN_VAL": "[100, 20.5]",
+                                                         "STD_VAL": 12})  # fmt: skip
+    d = _read(yaml.safe_dump(data)).data
+    assert d.val_path == "/data/val/x"
+    assert d.normalization_mean == (100.0, 20.5) and d.normalization_std == (12.0,)
+    _set(data, "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR", {"MEAN_VAL": [-1.0], "STD_VAL": [3.0]})
+    d = _read(yaml.safe_dump(data)).data  # BiaPy: -1 first = "compute it", each on its own
+    assert d.normalization_mean is None and d.normalization_std == (3.0,)
 
 
 @pytest.mark.parametrize(
@@ -237,6 +252,15 @@ def test_approximations_are_reported() -> None:
         ("LOSS.TYPE", ["SSIM"], ["LOSS.TYPE", "'MAE'", "'MSE'"]),
         ("LOSS.TYPE", "W_MAE_SSIM", ["LOSS.TYPE", "'MAE'"]),
         ("MODEL.SOURCE", "bmz", ["MODEL.SOURCE", "'biapy'"]),
+        ("DATA.VAL.FROM_TRAIN", False, ["DATA.VAL.PATH (data.val_path)", "FROM_TRAIN is False"]),
+        ("DATA.VAL", {"FROM_TRAIN": False, "PATH": " "}, ["DATA.VAL.PATH", "validation images"]),
+        ("DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR", {"STD_VAL": [0.0]},
+         ["data.normalization_std (BiaPy DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL)", "> 0"]),
+        ("DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR", {"MEAN_VAL": [1.0, 2.0]},
+         ["data.normalization_mean (BiaPy DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL)",
+          "one value (DATA.PATCH_SIZE gives 1 channel)", "(1.0, 2.0)"]),
+        ("DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR", {"MEAN_VAL": "high"},
+         ["DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL", "list"]),
     ],
 )  # fmt: skip
 def test_invalid_value_names_the_key(key: str, value, expected: list[str]) -> None:
@@ -298,6 +322,7 @@ def _masking_2d() -> Config:
     cfg = Config()
     d, p, m = cfg.data, cfg.pretext, cfg.model
     d.patch_size, d.channels, d.train_path, d.test_padding = (64, 64), 1, "/d/train/x", (8, 8)
+    d.val_path, d.normalization_mean, d.normalization_std = "/d/val/x", (110.0,), (35.5,)
     p.task, p.mask_type, p.mask_ratio = "masking", "random", 0.6
     m.architecture, m.dropout, m.vit_token_size, m.vit_embed_dim = "mae", (0.1,), 8, 48
     m.vit_num_layers, m.vit_num_heads, m.vit_mlp_ratio, m.vit_norm_eps = 2, 3, 2.0, 1e-5
@@ -357,7 +382,9 @@ for path in sys.argv[2:]:
         "patch": list(cfg.DATA.PATCH_SIZE), "optimizer": list(cfg.TRAIN.OPTIMIZER),
         "lr": list(cfg.TRAIN.LR), "loss": list(cfg.LOSS.TYPE),
         "padding": list(cfg.DATA.TEST.PADDING), "train": cfg.DATA.TRAIN.PATH,
-        "mask_ratio": cfg.MODEL.MAE_MASK_RATIO,
+        "mask_ratio": cfg.MODEL.MAE_MASK_RATIO, "from_train": cfg.DATA.VAL.FROM_TRAIN,
+        "val": cfg.DATA.VAL.PATH, "mean": list(cfg.DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL),
+        "std": list(cfg.DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL),
     }
 print("RESULT" + json.dumps(result))
 """
@@ -369,8 +396,10 @@ def test_biapy_accepts_what_we_write(biapy_python: Path, tmp_path: Path) -> None
     for name, cfg in (("crappify_unet", _crappify_2d()), ("masking_mae", _masking_2d())):
         cfg.data.train_path = str(tmp_path / name / "train" / "x")
         cfg.data.test_path = str(tmp_path / name / "test" / "x")
-        for folder in (cfg.data.train_path, cfg.data.test_path):
-            Path(folder).mkdir(parents=True)
+        cfg.data.val_path = str(tmp_path / name / "val" / "x") if cfg.data.val_path else ""
+        for folder in (cfg.data.train_path, cfg.data.test_path, cfg.data.val_path):
+            if folder:
+                Path(folder).mkdir(parents=True)
         if name == "crappify_unet":  # no checkpoint file to load; the unet of the brief
             cfg.model.load_checkpoint, cfg.model.architecture = False, "unet"
         path = tmp_path / f"{name}.yaml"
@@ -385,3 +414,6 @@ def test_biapy_accepts_what_we_write(biapy_python: Path, tmp_path: Path) -> None
     assert crappify["loss"] == ["MSE"] and crappify["train"].endswith("crappify_unet/train/x")
     assert masking["arch"] == "mae" and masking["task"] == "masking"
     assert masking["patch"] == [64, 64, 1] and masking["mask_ratio"] == 0.6
+    assert crappify["from_train"] and crappify["mean"] == crappify["std"] == [-1.0]
+    assert not masking["from_train"] and masking["val"].endswith("masking_mae/val/x")
+    assert masking["mean"] == [110.0] and masking["std"] == [35.5]

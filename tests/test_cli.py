@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import yaml
 from PIL import Image as PILImage
 
 from napari_ssl.cli import main
@@ -66,6 +67,19 @@ def write_yaml(path: Path, data: Path, **values: object) -> Path:
     }  # fmt: skip
     fields.update(values)
     path.write_text(BIAPY_YAML.format(**fields))
+    return path
+
+
+def set_keys(path: Path, values: dict[str, object]) -> Path:
+    """Set dotted keys (``DATA.VAL.PATH``) in the YAML file at ``path``."""
+    data = yaml.safe_load(path.read_text())
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 

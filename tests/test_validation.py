@@ -43,6 +43,16 @@ CASES = [
     ("data.percentile_clip", (-1.0, 99.0), ["data.percentile_clip", "(-1.0, 99.0)"]),
     ("data.percentile_clip", (1.0, 100.5), ["data.percentile_clip", "<= 100"]),
     ("data.percentile_clip", (1.0,), ["data.percentile_clip", "(lower, upper)"]),
+    ("data.normalization_mean", 10.0,
+     ["data.normalization_mean (BiaPy DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL)",
+      "raw units: one for every channel, or one per channel; got 10.0"]),
+    ("data.normalization_mean", (), ["data.normalization_mean", "got ()"]),
+    ("data.normalization_mean", (float("nan"),), ["data.normalization_mean", "(nan,)"]),
+    ("data.normalization_mean", (-1.0, 5.0),
+     ["data.normalization_mean", "cannot start with -1.0", "'not given'"]),
+    ("data.normalization_std", (1.0, -2.0),
+     ["data.normalization_std (BiaPy DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL)",
+      "> 0 for every channel; got (1.0, -2.0)"]),
     ("data.val_fraction", 1.0, ["data.val_fraction (BiaPy DATA.VAL.SPLIT_TRAIN)", "[0, 1)"]),
     ("data.val_fraction", -0.1, ["data.val_fraction", "[0, 1)"]),
     ("data.test_overlap", 1.0, ["data.test_overlap (BiaPy DATA.TEST.OVERLAP)", "[0, 1)"]),
@@ -83,6 +93,18 @@ def test_invalid_value_names_the_key(field: str, value, expected: list[str]) -> 
         validate_config(cfg)
     for text in expected:
         assert text in str(info.value)
+
+
+def test_fixed_normalization_fits_the_type_and_the_channels() -> None:
+    cfg = Config()
+    cfg.data.normalization_mean, cfg.data.normalization_std = (100.0, 90.0), (20.0,)
+    validate_config(cfg)  # the channel count is not known yet: the images are checked later
+    cfg.data.channels = 3
+    with pytest.raises(ConfigError, match=r"normalization_mean .*or 3 \(DATA\.PATCH_SIZE gives 3"):
+        validate_config(cfg)
+    cfg.data.channels, cfg.data.normalization = 2, "scale_range"
+    with pytest.raises(ConfigError, match=r"'zero_mean_unit_variance' only; got 'scale_range'"):
+        validate_config(cfg)
 
 
 def test_masking_needs_mae_in_biapy_wording() -> None:

@@ -34,8 +34,11 @@ BIAPY_KEYS: dict[str, str] = {
     "data.channels": "DATA.PATCH_SIZE",
     "data.train_path": "DATA.TRAIN.PATH",
     "data.test_path": "DATA.TEST.PATH",
+    "data.val_path": "DATA.VAL.PATH",
     "data.normalization": "DATA.NORMALIZATION.TYPE",
     "data.percentile_clip": "DATA.NORMALIZATION.PERC_CLIP",
+    "data.normalization_mean": "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL",
+    "data.normalization_std": "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL",
     "data.val_fraction": "DATA.VAL.SPLIT_TRAIN",
     "data.test_overlap": "DATA.TEST.OVERLAP",
     "data.test_padding": "DATA.TEST.PADDING",
@@ -62,8 +65,10 @@ BIAPY_KEYS: dict[str, str] = {
 }
 SPECIAL_KEYS = {
     "data.ndim", "data.patch_size", "data.channels", "data.percentile_clip", "data.test_overlap",
-    "data.test_padding", "train.optimizer", "train.lr", "train.loss", "train.augment",
+    "data.test_padding", "data.val_path", "data.normalization_mean", "data.normalization_std",
+    "train.optimizer", "train.lr", "train.loss", "train.augment",
 }  # fmt: skip
+NOT_GIVEN = -1.0  # BiaPy: a list whose first value is -1 means "not given" (MEAN_VAL, STD_VAL)
 # BiaPy 3.7.1 defaults that differ from ours (applied when the file leaves the key out)
 _BIAPY_DEFAULTS: dict[str, Any] = {
     "TRAIN.ENABLE": False,
@@ -212,6 +217,8 @@ def from_biapy(data: dict[str, Any], source: str = "config", warn: bool = True) 
     _read_shape(r, cfg)
     _read_tiling(r, cfg)
     _read_clip(r, cfg)
+    _read_fixed_normalization(r, cfg)
+    _read_validation(r, cfg)
     _read_training(r, cfg)
     _read_augment(r, cfg)
     _tidy(r, cfg)
@@ -274,6 +281,37 @@ def _read_clip(r: _Reader, cfg: Config) -> None:
         cfg.data.percentile_clip = (lo, hi)
 
 
+def _read_fixed_normalization(r: _Reader, cfg: Config) -> None:
+    """ZERO_MEAN_UNIT_VAR.MEAN_VAL / STD_VAL: fixed values, each on its own, as in BiaPy."""
+    for name in ("mean", "std"):
+        field = f"data.normalization_{name}"
+        key = BIAPY_KEYS[field]
+        values = _numbers(key, r.get(key, [NOT_GIVEN]), float)
+        if values[:1] == (NOT_GIVEN,):
+            continue
+        if cfg.data.normalization != "zero_mean_unit_variance":
+            r.notes.append(
+                f"{key} {list(values)}: not used, as in BiaPy, because DATA.NORMALIZATION.TYPE "
+                f"is {cfg.data.normalization!r} (fixed values need 'zero_mean_unit_variance')"
+            )
+            continue
+        setattr(cfg.data, field.split(".")[1], values)
+
+
+def _read_validation(r: _Reader, cfg: Config) -> None:
+    """DATA.VAL.FROM_TRAIN False: validation images from DATA.VAL.PATH, training images whole."""
+    if _bool("DATA.VAL.FROM_TRAIN", r.get("DATA.VAL.FROM_TRAIN", True)):
+        return  # a DATA.VAL.PATH is then unused, as in BiaPy (the warning names it)
+    path = _text("DATA.VAL.PATH", r.get("DATA.VAL.PATH", ""))
+    if not path.strip():
+        raise ConfigError(
+            "DATA.VAL.PATH (data.val_path): give the folder of validation images when "
+            "DATA.VAL.FROM_TRAIN is False, or set FROM_TRAIN to True to hold out "
+            "DATA.VAL.SPLIT_TRAIN of the training images"
+        )
+    cfg.data.val_path = path
+
+
 def _read_training(r: _Reader, cfg: Config) -> None:
     opt = _text("TRAIN.OPTIMIZER", _one("TRAIN.OPTIMIZER", r.get("TRAIN.OPTIMIZER", "SGD")))
     cfg.train.optimizer = opt.upper()
@@ -290,13 +328,6 @@ def _read_training(r: _Reader, cfg: Config) -> None:
     weights = _numbers("LOSS.WEIGHTS", r.get("LOSS.WEIGHTS", []), float)
     if weights not in ((), (1.0,)):
         r.notes.append(f"LOSS.WEIGHTS {list(weights)}: napari-ssl does not scale its single loss")
-    if not _bool("DATA.VAL.FROM_TRAIN", r.get("DATA.VAL.FROM_TRAIN", True)):
-        val_path = r.get("DATA.VAL.PATH", "")
-        r.notes.append(
-            f"DATA.VAL.FROM_TRAIN is False: napari-ssl does not read a separate validation set "
-            f"(DATA.VAL.PATH {val_path!r}); it holds out DATA.VAL.SPLIT_TRAIN = "
-            f"{cfg.data.val_fraction} of the training data instead"
-        )
 
 
 def _read_augment(r: _Reader, cfg: Config) -> None:
@@ -334,8 +365,8 @@ def _warn(r: _Reader, source: str) -> None:
         return
     known = list(BIAPY_KEYS.values())
     parts = []
-    for key in ignored:
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.9)
+    for key in ignored:  # a known key is unused when another makes it moot (DATA.VAL.PATH)
+        close = [] if key in known else difflib.get_close_matches(key, known, n=1, cutoff=0.9)
         parts.append(f"{key} (did you mean {close[0]}?)" if close else key)
     lines = [f"{source}: napari-ssl reads BiaPy keys with these differences."]
     if parts:

@@ -14,6 +14,7 @@ from napari_ssl.biapy_config import (
     BIAPY_KEYS,
     FLIPS,
     LOSSES,
+    NOT_GIVEN,
     SECTIONS,
     SPECIAL_KEYS,
 )
@@ -25,8 +26,9 @@ def to_biapy(cfg: Config) -> dict[str, Any]:
 
     Values BiaPy cannot express are written as BiaPy will run them: ``test_padding`` None as
     tile // 8, ``patience`` <= 0 as -1 (off), ``vit_preset`` as its three numbers, an unknown
-    channel count as 1. Empty paths are left out (BiaPy then uses its placeholders). BiaPy
-    itself accepts only RESIZING_FACTOR in {2, 4, 6}.
+    channel count as 1. Empty paths are left out (BiaPy then uses its placeholders); a
+    ``val_path`` sets DATA.VAL.FROM_TRAIN False. Normalisation values not fixed are written as
+    BiaPy's "not given" ``[-1.0]``. BiaPy itself accepts only RESIZING_FACTOR in {2, 4, 6}.
     """
     out: dict[str, Any] = {s: {} for s in SECTIONS}
     defaults = Config()
@@ -47,7 +49,7 @@ def to_biapy(cfg: Config) -> dict[str, Any]:
         "PROBLEM.NDIM": f"{d.ndim}D",
         "PROBLEM.SELF_SUPERVISED.RESIZING_FACTOR": int(factor) if factor.is_integer() else factor,
         "DATA.PATCH_SIZE": [*spatial, int(d.channels or 1)],
-        "DATA.VAL.FROM_TRAIN": True,
+        "DATA.VAL.FROM_TRAIN": not d.val_path,
         "DATA.TEST.PADDING": [int(p) for p in padding],
         "DATA.TEST.OVERLAP": [float(d.test_overlap)] * d.ndim,
         "DATA.NORMALIZATION.PERC_CLIP.ENABLE": d.percentile_clip is not None,
@@ -61,6 +63,11 @@ def to_biapy(cfg: Config) -> dict[str, Any]:
         "MODEL.VIT_NUM_LAYERS": int(layers),
         "MODEL.VIT_NUM_HEADS": int(heads),
     }
+    if d.val_path:
+        values["DATA.VAL.PATH"] = d.val_path
+    for name in ("mean", "std"):
+        fixed = getattr(d, f"normalization_{name}")
+        values[BIAPY_KEYS[f"data.normalization_{name}"]] = [float(v) for v in fixed or [NOT_GIVEN]]
     if d.percentile_clip is not None:
         lo, hi = d.percentile_clip
         values["DATA.NORMALIZATION.PERC_CLIP.LOWER_PERC"] = float(lo)

@@ -38,8 +38,13 @@ class DataConfig:
     channels: int | None = None  # expected channels (last entry of BiaPy PATCH_SIZE); None = any
     train_path: str = ""
     test_path: str = ""
+    val_path: str = ""  # validation images of their own; "": val_fraction of the training data
     normalization: Normalization = "zero_mean_unit_variance"
     percentile_clip: tuple[float, float] | None = None  # e.g. (0.1, 99.9), applied first
+    # fixed zero_mean_unit_variance values in raw units, one for all channels or one per channel;
+    # None = each image's own (after clipping)
+    normalization_mean: tuple[float, ...] | None = None
+    normalization_std: tuple[float, ...] | None = None
     val_fraction: float = 0.1
     test_overlap: float = 0.25  # fraction of the tile shared with each neighbour
     test_padding: tuple[int, ...] | None = None  # per side, spatial; None = tile // 8

@@ -5,6 +5,7 @@
     <result_dir>/<name>/
       config_files/<name>.yaml
       checkpoints/<name>_<run_id>-checkpoint-{best,last}.pth
+      checkpoints/normalization_{mean,std}_value.npy     (fixed normalisation values only)
       results/<name>_<run_id>/
         per_image/  MAE_checks/  charts/  aug/  train_logs/  tensorboard/
         test_results_metrics.csv
@@ -35,6 +36,7 @@ __all__ = [
     "check_plain_name",
     "make_tensorboard_writer",
     "safe_filename",
+    "save_normalization_values",
     "save_tif",
     "write_metrics_csv",
 ]
@@ -105,6 +107,10 @@ class ResultsLayout:
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints_dir / f"{self.tag}-checkpoint-last.pth"
+
+    def normalization_values(self, stat: str) -> Path:
+        """BiaPy's ``checkpoints/normalization_{mean,std}_value.npy``."""
+        return self.checkpoints_dir / f"normalization_{stat}_value.npy"
 
     @property
     def run_dir(self) -> Path:
@@ -239,6 +245,19 @@ class TrainLog:
             writer = csv.DictWriter(f, self.fields)
             writer.writeheader()
             writer.writerows(self.rows)
+
+
+def save_normalization_values(
+    layout: ResultsLayout, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> None:
+    """Fixed normalisation values beside the checkpoints, as earlier BiaPy versions wrote them
+    (``DATA.NORMALIZATION.TYPE: custom``; 3.7.1 neither writes nor reads them): ``np.save`` of a
+    float64 scalar for one value, else of one value per channel."""
+    for stat, values in (("mean", mean), ("std", std)):
+        if values:
+            data = np.asarray(values[0] if len(values) == 1 else values, dtype=np.float64)
+            with atomic_write(layout.normalization_values(stat)) as tmp:
+                np.save(tmp, data)
 
 
 def append_train_log(layout: ResultsLayout, row: Mapping[str, float | None]) -> None:

@@ -8,12 +8,13 @@ delegated to :func:`napari_ssl.models.check_model_config`.
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from numbers import Integral, Real
 from typing import Any, NoReturn
 
-from napari_ssl.biapy_config import BIAPY_KEYS
-from napari_ssl.config import MAE_ARCHITECTURES, NORMALIZATIONS, Config, ConfigError
+from napari_ssl.biapy_config import BIAPY_KEYS, NOT_GIVEN
+from napari_ssl.config import MAE_ARCHITECTURES, NORMALIZATIONS, Config, ConfigError, DataConfig
 
 _TASKS = ("crappify", "masking")
 _MASK_TYPES = ("random", "grid")
@@ -80,6 +81,7 @@ def _check_data(cfg: Config) -> None:
         if not ok or not 0 <= clip[0] < clip[1] <= 100:
             rule = "must be (lower, upper) percentiles with 0 <= lower < upper <= 100"
             _fail("data.percentile_clip", f"{rule}; got {d.percentile_clip!r}")
+    _check_fixed_normalization(d)
     _range("data.val_fraction", d.val_fraction, 0, 1, open_lo=False, open_hi=True)
     _range("data.test_overlap", d.test_overlap, 0, 1, open_lo=False, open_hi=True)
     if d.test_padding is not None:
@@ -89,6 +91,36 @@ def _check_data(cfg: Config) -> None:
         ):
             rule = f"must be {d.ndim} whole numbers >= 0 (pixels per side) under half of {size}"
             _fail("data.test_padding", f"{rule}; got {d.test_padding!r}")
+
+
+def _check_fixed_normalization(d: DataConfig) -> None:
+    """``normalization_mean`` / ``_std``: zero_mean_unit_variance only, finite (std > 0), one
+    value or one per channel (``data.channels``; while it is None, ``stats_for`` checks each
+    image)."""
+    for name in ("mean", "std"):
+        field, values = f"data.normalization_{name}", getattr(d, f"normalization_{name}")
+        if values is None:
+            continue
+        if d.normalization != "zero_mean_unit_variance":
+            _fail(field, f"is used with data.normalization 'zero_mean_unit_variance' only; "
+                  f"got {d.normalization!r} (remove the values or change the type)")  # fmt: skip
+        listed = isinstance(values, (list, tuple)) and len(values) > 0
+        numbers = listed and all(isinstance(v, Real) and math.isfinite(v) for v in values)
+        if not numbers or (d.channels and len(values) not in (1, d.channels)):
+            _fail(field, f"must list numbers in raw units: {_counts(d.channels)}; got {values!r}")
+        if name == "std" and min(values) <= 0:
+            _fail(field, f"must be > 0 for every channel; got {values!r}")
+        if values[0] == NOT_GIVEN:
+            _fail(field, f"cannot start with {NOT_GIVEN}, which BiaPy reads as 'not given'; "
+                  f"got {values!r}")  # fmt: skip
+
+
+def _counts(channels: int | None) -> str:
+    if channels is None:
+        return "one for every channel, or one per channel"
+    if channels == 1:
+        return "one value (DATA.PATCH_SIZE gives 1 channel)"
+    return f"one for every channel, or {channels} (DATA.PATCH_SIZE gives {channels} channels)"
 
 
 def _check_pretext(cfg: Config) -> None:

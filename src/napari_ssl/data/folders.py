@@ -15,20 +15,22 @@ import numpy as np
 from napari_ssl.data.images import DataError, Image, as_image
 
 EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
+PATH_KEYS = "DATA.TRAIN.PATH / DATA.TEST.PATH"
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files of a folder, sorted by name; clear errors for missing or empty folders."""
+def list_images(folder: str | Path, key: str = PATH_KEYS) -> list[Path]:
+    """Image files of a folder, sorted by name; clear errors, naming the config ``key`` that
+    gave the folder, for missing or empty folders."""
     folder = Path(folder)
     if not folder.exists():
-        raise DataError(f"folder not found: '{folder}'. Check DATA.TRAIN.PATH / DATA.TEST.PATH.")
+        raise DataError(f"folder not found: '{folder}'. Check {key}.")
     if not folder.is_dir():
-        raise DataError(f"'{folder}' is a file; give the folder that holds the images.")
+        raise DataError(f"'{folder}' is a file; give the folder that holds the images ({key}).")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
     if not files:
         raise DataError(
             f"no images in '{folder}' (looked for {', '.join(EXTENSIONS)}). "
-            "Point to the folder with the images, e.g. dataset/train/x."
+            f"Point {key} to the folder with the images, e.g. dataset/{{train,val,test}}/x."
         )
     return files
 

@@ -2,6 +2,10 @@
 
 Every kind is an affine map ``(clip(x) - offset) / scale`` with per-channel ``offset`` and
 ``scale``, so the same code normalises numpy tiles and device batches and undoes it on outputs.
+``zero_mean_unit_variance`` may take a fixed mean and/or std (raw units, one value for all
+channels or one per channel) instead of each image's own, applied after the percentile clipping,
+as BiaPy 3.7.1 applies DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL / STD_VAL. The checkpoint's
+``normalization`` entry (:func:`norm_record`) holds all of it; :func:`stats_for` follows it.
 
 Images of at most :data:`MAX_STAT_ELEMENTS` pixels per channel are read whole. Larger (lazy)
 images are estimated from a seeded sample of about :data:`N_BLOCKS` blocks spread over the
@@ -14,12 +18,16 @@ choice) and every statistic then describe that sample only.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_ssl.data.images import DataError, Image
+
+if TYPE_CHECKING:
+    from napari_ssl.config import DataConfig
 
 MAX_STAT_ELEMENTS = 2**24  # per channel; larger images are estimated from N_BLOCKS blocks
 N_BLOCKS = 64
@@ -52,11 +60,41 @@ class NormStats:
         return y * self.scale.reshape(shape) + self.offset.reshape(shape)
 
 
+def norm_record(data: DataConfig) -> dict[str, Any]:
+    """The checkpoint's ``normalization`` entry: how any image is normalised for this model."""
+    clip, mean, std = data.percentile_clip, data.normalization_mean, data.normalization_std
+    return {
+        "type": data.normalization,
+        "percentile_clip": [float(c) for c in clip] if clip else None,
+        "mean": [float(v) for v in mean] if mean else None,
+        "std": [float(v) for v in std] if std else None,
+        "per_image": clip is not None or mean is None or std is None,
+    }
+
+
+def stats_for(image: Image, record: Mapping[str, Any]) -> NormStats:
+    """Statistics of ``image`` as a :func:`norm_record` entry prescribes."""
+    clip = record.get("percentile_clip")
+    return compute_stats(
+        image,
+        record["type"],
+        tuple(clip) if clip else None,
+        mean=record.get("mean"),
+        std=record.get("std"),
+    )
+
+
 def compute_stats(
-    image: Image, kind: str, percentile_clip: tuple[float, float] | None = None
+    image: Image,
+    kind: str,
+    percentile_clip: tuple[float, float] | None = None,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> NormStats:
     """Statistics of one image for ``kind`` (constant images get scale 1: never NaN).
 
+    ``mean`` / ``std`` (zero_mean_unit_variance): fixed values used instead of the image's.
     Huge images (over :data:`MAX_STAT_ELEMENTS` pixels per channel) are estimated from a block
     sample; NaN/inf pixels and the ``data_min`` / ``data_max`` range are then those of the sample.
     """
@@ -72,8 +110,8 @@ def compute_stats(
         clip_lo, clip_hi = np.percentile(sample, percentile_clip, axis=1).astype(np.float32)
         np.clip(sample, clip_lo[:, None], clip_hi[:, None], out=sample)
     if kind == "zero_mean_unit_variance":
-        offset = sample.mean(axis=1, dtype=np.float64)
-        scale = sample.std(axis=1, dtype=np.float64)
+        offset = _fixed(mean, image) if mean else sample.mean(axis=1, dtype=np.float64)
+        scale = _fixed(std, image) if std else sample.std(axis=1, dtype=np.float64)
     elif kind == "scale_range":
         offset = sample.min(axis=1)
         scale = sample.max(axis=1) - offset
@@ -91,6 +129,17 @@ def compute_stats(
         data_min,
         data_max,
     )
+
+
+def _fixed(values: Sequence[float], image: Image) -> np.ndarray:
+    """Fixed values per channel: one for every channel, or one each."""
+    if len(values) not in (1, image.channels):
+        raise DataError(
+            f"{image.name} has {image.channels} channel(s) but the fixed normalisation values "
+            f"{list(values)} (data.normalization_mean / _std, BiaPy DATA.NORMALIZATION."
+            "ZERO_MEAN_UNIT_VAR.MEAN_VAL / STD_VAL) are not one value or one per channel."
+        )
+    return np.broadcast_to(np.asarray(values, dtype=np.float64), (image.channels,))
 
 
 def _work_dtype(dtype: np.dtype, percentile_clip: tuple[float, float] | None) -> type:

@@ -35,6 +35,14 @@ class Region:
         return tuple(s.stop - s.start for s in self.box)
 
 
+def whole_regions(images: list[Image], first: int = 0) -> list[Region]:
+    """One region per image, the whole image; image numbers count from ``first``."""
+    return [
+        Region(first + i, tuple(slice(0, s) for s in img.spatial_shape))
+        for i, img in enumerate(images)
+    ]
+
+
 def split_regions(
     images: list[Image], val_fraction: float, patch_size: tuple[int, ...]
 ) -> tuple[list[Region], list[Region]]:
@@ -43,9 +51,7 @@ def split_regions(
     With several images (at least ``1 / val_fraction``), whole images are held out; otherwise the
     last slab of each image along its longest axis (at least one patch deep, at most half).
     """
-    full = [
-        Region(i, tuple(slice(0, s) for s in img.spatial_shape)) for i, img in enumerate(images)
-    ]
+    full = whole_regions(images)
     if val_fraction <= 0:
         return full, []
     n_val = round(len(images) * val_fraction)

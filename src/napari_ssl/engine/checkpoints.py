@@ -19,6 +19,7 @@ import torch
 
 from napari_ssl import __version__
 from napari_ssl.config import Config, ConfigError, save_yaml
+from napari_ssl.data.normalization import norm_record
 
 
 class CheckpointError(ValueError):
@@ -94,11 +95,7 @@ def make_payload(
         "epoch": epoch,
         "cfg": biapy_cfg(cfg, kwargs),
         "biapy_version": "3.7.1",
-        "normalization": {
-            "type": cfg.data.normalization,
-            "percentile_clip": list(cfg.data.percentile_clip) if cfg.data.percentile_clip else None,
-            "per_image": True,
-        },
+        "normalization": norm_record(cfg.data),
         "in_channels": in_channels,
         "napari_ssl_config": cfg.to_dict(),
         "napari_ssl_version": __version__,

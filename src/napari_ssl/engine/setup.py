@@ -21,13 +21,9 @@ import torch
 
 from napari_ssl.config import Config, save_yaml
 from napari_ssl.data.images import Image
-from napari_ssl.data.normalization import NormStats, compute_stats
-from napari_ssl.data.sampling import (
-    PatchSampler,
-    coverage_count,
-    split_regions,
-    validation_patches,
-)
+from napari_ssl.data.normalization import NormStats, norm_record, stats_for
+from napari_ssl.data.sampling import PatchSampler, coverage_count, validation_patches
+from napari_ssl.data.splits import split_train_val
 from napari_ssl.engine import checkpoints as ckpt
 from napari_ssl.engine import distributed as dist
 from napari_ssl.engine import events as ev
@@ -44,7 +40,7 @@ CHARTS_EVERY_S = 30.0
 @dataclass
 class Run:
     cfg: Config
-    images: list[Image]
+    images: list[Image]  # the training images, then those of a validation folder
     layout: ResultsLayout
     device: torch.device
     model: torch.nn.Module
@@ -260,8 +256,9 @@ def prepare_run(
     dist.init(device)
     patch = tuple(data.patch_size)
     notes = size_notes(images, patch)
-    stats = [compute_stats(img, data.normalization, data.percentile_clip) for img in images]
-    train_regions, val_regions = split_regions(images, data.val_fraction, patch)
+    images, train_regions, val_regions = split_train_val(data, images, patch)
+    record = norm_record(data)
+    stats = [stats_for(img, record) for img in images]
     seed = cfg.system.seed + 1000 * dist.rank()  # each process draws its own patches
     sampler = PatchSampler(images, train_regions, patch, device, seed=seed)
     threads = sampler.reader_threads(cfg.system.num_workers)
@@ -379,10 +376,11 @@ def _write_start_outputs(run: Run) -> None:
 
     from napari_ssl.biapy_export import to_biapy
     from napari_ssl.charts import write_model_plot
-    from napari_ssl.results import save_tif
+    from napari_ssl.results import save_normalization_values, save_tif
 
     layout, cfg = run.layout, run.cfg
     save_yaml(cfg, layout.config_dir / f"{layout.name}.napari-ssl.yaml")
+    save_normalization_values(layout, cfg.data.normalization_mean, cfg.data.normalization_std)
     layout.config_file.write_text(yaml.safe_dump(to_biapy(cfg), sort_keys=False))
     raw, idx = run.sampler.sample(min(3, cfg.train.batch_size))
     example = run.task.example_args(raw[:1], idx[:1])

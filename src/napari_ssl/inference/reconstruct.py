@@ -16,7 +16,7 @@ import torch
 
 from napari_ssl.config import Config
 from napari_ssl.data.images import DataError, Image
-from napari_ssl.data.normalization import NormStats, compute_stats
+from napari_ssl.data.normalization import NormStats, norm_record, stats_for
 from napari_ssl.engine.checkpoints import TrainedModel
 from napari_ssl.engine.device import autocast_dtype, resolve_device
 from napari_ssl.engine.tasks import HIDDEN, make_task
@@ -142,9 +142,7 @@ def reconstruct(
     batch_size = batch_size or cfg.test.batch_size
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     model = trained.model.to(dev).eval()
-    norm = trained.normalization or {}
-    kind = norm.get("type", cfg.data.normalization)
-    clip = norm.get("percentile_clip", cfg.data.percentile_clip)
+    norm = {**norm_record(cfg.data), **trained.normalization}  # older files lack some keys
     extra: dict[str, np.ndarray] = {}
     source = image
     if cfg.pretext.task == "crappify" and degrade:
@@ -152,7 +150,7 @@ def reconstruct(
         source = Image(degraded, image.name, image.scale, image.translate)
         extra["degraded"] = degraded.astype(np.float32)
     # as in training, a degraded copy is normalised with the clean image's statistics
-    stats = compute_stats(image, kind, tuple(clip) if clip else None)
+    stats = stats_for(image, norm)
     outputs = _run(
         model, cfg, source, stats, dev, _autocast(dev, cfg), seed,
         batch_size=batch_size, progress=progress, cancelled=cancelled,

@@ -179,3 +179,15 @@ def test_bad_files_change_nothing(
     assert _shown(docks) == before and train.state.cfg == cfg
     assert same(sem_layer.data, data) and [layer.name for layer in viewer.layers] == ["sem"]
     assert (path.read_text() if path.exists() else None) == text  # the file is untouched
+
+
+def test_a_validation_folder_replaces_the_fraction(docks, tmp_path, monkeypatch):
+    train = docks["Train"]
+    val = tmp_path / "dataset" / "val" / "x"
+    path = tmp_path / "val.yaml"
+    path.write_text(f"data: {{val_path: {val}}}\n")
+    _load(train, monkeypatch, path)
+    assert not train.val_fraction.isEnabled() and str(val) in train.val_fraction.toolTip()
+    path.write_text("data: {val_fraction: 0.2}\n")
+    _load(train, monkeypatch, path)
+    assert train.val_fraction.isEnabled() and train.val_fraction.value() == 0.2

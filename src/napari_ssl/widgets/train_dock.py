@@ -205,6 +205,13 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             self.architecture.clear()
             self.architecture.addItems(list(names))
         self.preset.setEnabled(names == ("mae",))
+        val_path = self.state.cfg.data.val_path  # a loaded config's own validation folder
+        self.val_fraction.setEnabled(not val_path)
+        self.val_fraction.setToolTip(
+            f"Validation images: the folder {val_path} (from the loaded config)"
+            if val_path
+            else "Fraction of the training images held out for validation"
+        )
 
     def _update_buttons(self) -> None:
         running = self.state.running

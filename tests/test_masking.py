@@ -240,6 +240,26 @@ def test_masking_task_draws_seeded_masks_where_the_batch_is(sem_2d: np.ndarray) 
     assert n_hidden == hidden_count((4, 4), "random", 0.5) == 8  # from the config: no count
 
 
+def test_validation_runs_the_model_once_per_batch(sem_2d: np.ndarray) -> None:
+    cfg = Config(model=TINY)
+    cfg.pretext.task, cfg.pretext.mask_type, cfg.data.patch_size = "masking", "random", (32, 32)
+    crop = sem_2d[:64, :64][None]
+    table = StatsTable([compute_stats(Image(crop, "sem"), cfg.data.normalization)], CPU)
+    task = make_task(cfg, table, integer=True)
+    torch.manual_seed(0)
+    model = build_mae(TINY, 2, 1, (32, 32)).eval()
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    raw = torch.from_numpy(np.stack([crop[:, :32, :32], crop[:, 32:, 32:]]).astype(np.float32))
+    idx = torch.zeros(2, dtype=torch.long)
+    with torch.no_grad():
+        loss, image = task.evaluate(model, raw, idx, torch.Generator(CPU).manual_seed(5))
+        assert len(calls) == 1 and image.shape == raw.shape  # one pass: loss and image
+        mask = make_mask(2, (4, 4), "random", 0.5, torch.Generator(CPU).manual_seed(5))
+        expected = masked_loss(model, table.normalize(raw, idx), mask, False, 8)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+
+
 def test_the_masked_loss_and_the_test_metric_are_the_same_quantity() -> None:
     x, pred = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
     mask = make_mask(2, (2, 2), "random", 0.5, torch.Generator().manual_seed(0))

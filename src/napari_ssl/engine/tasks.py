@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from napari_ssl.config import Config
 from napari_ssl.data.normalization import NormStats
+from napari_ssl.engine.checkpoints import unwrap
 from napari_ssl.engine.device import to_device_async
 from napari_ssl.pretext.crappify import crappify_batch
 
@@ -217,9 +218,11 @@ class MaskingTask:
         x = self.table.normalize(raw, idx)
         mask = self._mask(x.shape[0], generator, x.device)
         norm_pix = self.cfg.pretext.norm_pix_loss
-        views = self.masking.reconstruct(model, x, mask, norm_pix, self.n_hidden)
+        pred = model(x, mask, self.n_hidden)  # one forward pass for the loss and the image
+        views = self.masking.views(unwrap(model), pred, x, mask, norm_pix)
         out = views["reconstruction_and_visible"].float()
-        return self._loss(model, x, mask), self.table.denormalize(out, idx)
+        loss = self.masking.token_loss(pred, x, mask, norm_pix)
+        return loss, self.table.denormalize(out, idx)
 
     def example_args(self, raw: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (self.table.normalize(raw, idx), self._mask(raw.shape[0], None, raw.device))

@@ -90,7 +90,13 @@ def masked_loss(
     DistributedDataParallel / compiled wrapper of a :class:`MaskedAutoencoder` works too.
     ``n_hidden``: see :meth:`MaskedAutoencoder.forward`.
     """
-    pred = model(x, mask, n_hidden)
+    return token_loss(model(x, mask, n_hidden), x, mask, norm_pix_loss)
+
+
+def token_loss(
+    pred: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, norm_pix_loss: bool
+) -> torch.Tensor:
+    """:func:`masked_loss` of a prediction ``(B, L, token pixels * C)`` already made."""
     ndim = x.ndim - 2
     token_size = round((pred.shape[-1] // x.shape[1]) ** (1 / ndim))
     target = patchify(x, token_size).float()
@@ -157,7 +163,18 @@ def reconstruct(
     ``n_hidden``: see :meth:`MaskedAutoencoder.forward`.
     """
     mask = mask.to(x.device)
-    pred = model(x, mask, n_hidden).to(x.dtype)
+    return views(model, model(x, mask, n_hidden), x, mask, norm_pix_loss)
+
+
+def views(
+    model: MaskedAutoencoder,
+    pred: torch.Tensor,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    norm_pix_loss: bool = False,
+) -> dict[str, torch.Tensor]:
+    """:func:`reconstruct`'s images from a prediction already made (``model`` unpatchifies)."""
+    pred = pred.to(x.dtype)
     if norm_pix_loss:
         pred = _denormalise(model, pred, x, mask)
     spatial = tuple(x.shape[2:])

@@ -1,8 +1,8 @@
 """Pretext tasks as the trainer uses them: raw device batches in, losses and outputs out.
 
 A task turns a raw batch (float32, raw units, on the device) and the image index of each sample
-into normalised network inputs and targets, computes the loss, and builds the tile predictor used
-for whole-image inference.
+into normalised network inputs and targets and computes the loss; :func:`make_predictor` builds
+the tile predictor of whole-image inference (it needs no statistics: tiles come normalised).
 """
 
 from __future__ import annotations
@@ -56,9 +56,6 @@ class Task(Protocol):
         self, raw: torch.Tensor, idx: torch.Tensor, generator: torch.Generator
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(network input, target) pairs in raw units: what the network sees."""
-
-    def predictor(self, model: torch.nn.Module, seed: int) -> Predictor:
-        """Whole-image inference, tile by tile: normalised tiles in, named outputs out."""
 
 
 class StatsTable:
@@ -155,9 +152,6 @@ class CrappifyTask:
         out = model(inputs).float()
         return self.loss_fn(out, targets), self.table.denormalize(out, idx)
 
-    def predictor(self, model: torch.nn.Module, seed: int) -> Predictor:
-        return lambda x: {"reconstruction": model(x).float()}
-
     def example_args(self, raw: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (self.table.normalize(raw, idx),)
 
@@ -238,24 +232,28 @@ class MaskingTask:
         masked = self.table.denormalize(x.masked_fill(hidden, 0.0), idx)
         return [(m.cpu().numpy(), r.cpu().numpy()) for m, r in zip(masked, raw, strict=True)]
 
-    def predictor(self, model: torch.nn.Module, seed: int) -> Predictor:
-        """Masks drawn on the host, so a seed hides the same tokens on every device (copied
-        pinned and non-blocking)."""
-        generator = torch.Generator().manual_seed(seed)
-        p = self.cfg.pretext
 
-        def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
-            grid = self.masking.token_grid(tuple(x.shape[2:]), self.cfg.model.vit_token_size)
-            host = self.masking.make_mask(x.shape[0], grid, p.mask_type, p.mask_ratio, generator)
-            mask = to_device_async(host, x.device)
-            n_hidden = self.masking.hidden_count(grid, p.mask_type, p.mask_ratio)
-            views = self.masking.reconstruct(model, x, mask, p.norm_pix_loss, n_hidden)
-            outputs = {k: v.float() for k, v in views.items()}
-            hidden = self.masking.mask_to_pixels(mask, tuple(x.shape[2:]))
-            outputs[HIDDEN] = hidden.float().expand_as(x)
-            return outputs
+def make_predictor(cfg: Config, model: torch.nn.Module, seed: int) -> Predictor:
+    """Whole-image inference of ``cfg``'s task, tile by tile: normalised tiles in, named outputs
+    out (crappify: the reconstruction; masking: the MAE views and :data:`HIDDEN`)."""
+    if cfg.pretext.task != "masking":
+        return lambda x: {"reconstruction": model(x).float()}
+    from napari_ssl.pretext import masking
 
-        return predict
+    generator = torch.Generator().manual_seed(seed)  # on the host: a seed hides the same tokens
+    p = cfg.pretext  # on every device (copied pinned and non-blocking)
+
+    def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        grid = masking.token_grid(tuple(x.shape[2:]), cfg.model.vit_token_size)
+        host = masking.make_mask(x.shape[0], grid, p.mask_type, p.mask_ratio, generator)
+        mask = to_device_async(host, x.device)
+        n_hidden = masking.hidden_count(grid, p.mask_type, p.mask_ratio)
+        views = masking.reconstruct(model, x, mask, p.norm_pix_loss, n_hidden)
+        outputs = {k: v.float() for k, v in views.items()}
+        outputs[HIDDEN] = masking.mask_to_pixels(mask, tuple(x.shape[2:])).float().expand_as(x)
+        return outputs
+
+    return predict
 
 
 def make_task(cfg: Config, table: StatsTable, integer: bool) -> Task:

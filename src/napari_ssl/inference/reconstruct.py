@@ -19,7 +19,7 @@ from napari_ssl.data.images import DataError, Image
 from napari_ssl.data.normalization import NormStats, norm_record, stats_for
 from napari_ssl.engine.checkpoints import TrainedModel
 from napari_ssl.engine.device import autocast_dtype, resolve_device
-from napari_ssl.engine.tasks import HIDDEN, make_task
+from napari_ssl.engine.tasks import HIDDEN, make_predictor
 from napari_ssl.inference.tiling import predict_tiled
 from napari_ssl.pretext.crappify import crappify
 
@@ -51,8 +51,7 @@ def _run(
     seed: int,
     **tiling: Any,
 ) -> dict[str, np.ndarray]:
-    task = make_task(cfg, table=None, integer=False)  # predictors need no statistics table
-    predict = task.predictor(model, seed)
+    predict = make_predictor(cfg, model, seed)
 
     def predict_amp(x: torch.Tensor) -> dict[str, torch.Tensor]:
         with autocast():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -220,16 +222,21 @@ class _Spy(torch.nn.Module):
         return self.inner(x, mask, n_hidden)
 
 
-def test_masking_task_draws_seeded_masks_where_the_batch_is(sem_2d: np.ndarray) -> None:
+def _random_masking_task(sem_2d: np.ndarray) -> tuple[Any, StatsTable, torch.Tensor, torch.Tensor]:
+    """A random-mask MaskingTask on two 32² SEM patches (4 x 4 tokens of 8): task, table, raw,
+    image indices; the torch seed is set for the model built next."""
     cfg = Config(model=TINY)
     cfg.pretext.task, cfg.pretext.mask_type, cfg.data.patch_size = "masking", "random", (32, 32)
     crop = sem_2d[:64, :64][None]
     table = StatsTable([compute_stats(Image(crop, "sem"), cfg.data.normalization)], CPU)
-    task = make_task(cfg, table, integer=True)
     torch.manual_seed(0)
-    spy = _Spy(build_mae(TINY, 2, 1, (32, 32)))
     raw = torch.from_numpy(np.stack([crop[:, :32, :32], crop[:, 32:, 32:]]).astype(np.float32))
-    idx = torch.zeros(2, dtype=torch.long)
+    return make_task(cfg, table, integer=True), table, raw, torch.zeros(2, dtype=torch.long)
+
+
+def test_masking_task_draws_seeded_masks_where_the_batch_is(sem_2d: np.ndarray) -> None:
+    task, _, raw, idx = _random_masking_task(sem_2d)
+    spy = _Spy(build_mae(TINY, 2, 1, (32, 32)))
     with torch.no_grad():
         first, again = (
             task.loss(spy, raw, idx, torch.Generator(CPU).manual_seed(5)) for _ in range(2)
@@ -241,17 +248,10 @@ def test_masking_task_draws_seeded_masks_where_the_batch_is(sem_2d: np.ndarray) 
 
 
 def test_validation_runs_the_model_once_per_batch(sem_2d: np.ndarray) -> None:
-    cfg = Config(model=TINY)
-    cfg.pretext.task, cfg.pretext.mask_type, cfg.data.patch_size = "masking", "random", (32, 32)
-    crop = sem_2d[:64, :64][None]
-    table = StatsTable([compute_stats(Image(crop, "sem"), cfg.data.normalization)], CPU)
-    task = make_task(cfg, table, integer=True)
-    torch.manual_seed(0)
+    task, table, raw, idx = _random_masking_task(sem_2d)
     model = build_mae(TINY, 2, 1, (32, 32)).eval()
     calls = []
     model.register_forward_hook(lambda *_: calls.append(1))
-    raw = torch.from_numpy(np.stack([crop[:, :32, :32], crop[:, 32:, 32:]]).astype(np.float32))
-    idx = torch.zeros(2, dtype=torch.long)
     with torch.no_grad():
         loss, image = task.evaluate(model, raw, idx, torch.Generator(CPU).manual_seed(5))
         assert len(calls) == 1 and image.shape == raw.shape  # one pass: loss and image

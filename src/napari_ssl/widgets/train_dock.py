@@ -116,6 +116,10 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.device.addItem("auto", "auto")
         self.precision = QComboBox()
         self.precision.addItems(["auto", "bf16", "fp16", "off"])
+        self.precision.setToolTip(
+            "auto: bf16 on a CUDA GPU, and for reconstruction on a CPU with AMX; "
+            "bf16: also when training on a CPU; fp16: GPUs only; off: fp32 everywhere"
+        )
         for label, widget in (
             ("Model", self.architecture), ("ViT preset", self.preset), ("Epochs", self.epochs),
             ("Batch size", self.batch), ("Learning rate", self.lr),

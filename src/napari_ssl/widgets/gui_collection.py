@@ -9,10 +9,13 @@ are frozen (:func:`gc.freeze`: collections skip them, so a full one stays cheap)
 collection is off, and a timer on the GUI thread collects the generation that is due by the
 interpreter's own thresholds. When the last holder has released, the timer collects once more
 (the threads' garbage, GPU memory with it), unfreezes and gives collection back as it found it.
+A layer removed meanwhile asks for one full collection (:func:`collect_everything_soon`).
+``torch.compile`` calls ``gc.collect`` itself while it compiles, in the training thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import threading
@@ -36,6 +39,7 @@ class _Collection:
         self.timer: QTimer | None = None
         self.was_enabled = True
         self.froze = False
+        self.everything = False  # a full collection asked for (e.g. a layer was removed)
 
     def hold(self) -> Callable[[], None]:
         """GUI thread only. The returned ``release`` may be called from any thread, once."""
@@ -68,7 +72,13 @@ class _Collection:
             timer = self.timer if finished else None
             if finished:
                 self.timer = None
+            everything, self.everything = self.everything, False
         if not finished:
+            if everything and self.froze:  # objects alive at the start may be garbage now
+                gc.unfreeze()
+                gc.collect()
+                gc.freeze()
+                return
             counts, thresholds = gc.get_count(), gc.get_threshold()
             due = [g for g in (2, 1, 0) if counts[g] > thresholds[g]]
             if due:
@@ -78,14 +88,21 @@ class _Collection:
             return
         timer.stop()
         timer.deleteLater()
-        gc.collect()  # only what was made while held: the rest is still frozen
+        try:
+            gc.collect()  # only what was made while held: the rest is still frozen
+        finally:
+            if self.froze:
+                gc.unfreeze()
+            if self.was_enabled:
+                gc.enable()
         torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        if self.froze:
-            gc.unfreeze()
-        if self.was_enabled:
-            gc.enable()
+        with contextlib.suppress(Exception):  # e.g. a CUDA error that ended the run
+            if torch is not None and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def collect_everything_soon(self) -> None:
+        """On the next tick, collect the frozen objects too (one full collection)."""
+        self.everything = True
 
     @property
     def active(self) -> bool:
@@ -113,6 +130,13 @@ def holding(fn: Callable[P, T]) -> Callable[P, T]:
             release()
 
     return run
+
+
+def collect_everything_soon() -> None:
+    """While held: on the next tick, collect the objects frozen at the start too (one full
+    collection, ~0.2 s on napari's heap). For a napari layer removed during a run: its data
+    would otherwise stay in memory until the run ends."""
+    _COLLECTION.collect_everything_soon()
 
 
 def active() -> bool:

@@ -52,4 +52,13 @@ def state_for(viewer: Any) -> SslState:
     if entry is None or entry[0]() is not viewer:
         entry = (weakref.ref(viewer), SslState())
         _STATES[id(viewer)] = entry
+        # a layer removed during a run is freed then, not when the run ends (gui_collection)
+        viewer.layers.events.removed.connect(_free_removed_layer)
     return entry[1]
+
+
+def _free_removed_layer(event: Any = None) -> None:
+    from napari_ssl.widgets import gui_collection
+
+    if gui_collection.active():
+        gui_collection.collect_everything_soon()

@@ -89,7 +89,7 @@ def test_napari_ssl_yaml_shows_in_both_docks_and_reaches_the_run(
     assert _shown(docks) == {
         "task": "crappify", "noise": 0.3, "factor": 2.0, "mask": "grid", "ratio": 0.5,
         "token": 16, "patch": 32, "ndim": "2D", "folder": "", "model": "resunet",
-        "preset": "from config (768, 12, 12)", "epochs": 2, "batch": 3,
+        "preset": "tiny", "epochs": 2, "batch": 3,  # a CNN leaves the unused ViT preset be
         "lr": 0.0003, "val": 0.2, "augment": False, "precision": "off", "device": "cpu",
     }  # fmt: skip
     severity, message = notes[-1]
@@ -162,6 +162,7 @@ def test_values_the_docks_cannot_hold_are_named(docks, notes, tmp_path, monkeypa
         ("pretext: {task: masking}\n", "'MODEL.ARCHITECTURE' needs to be 'mae'"),
         ("train: 5\n", "wrong kind"),
         ("PROBLEM: {TYPE: SEMANTIC_SEG}\n", "PROBLEM.TYPE must be 'SELF_SUPERVISED'"),
+        ("pretext: {task: crappify}\ntrain: {epochs: 3000000000}\n", "OverflowError"),  # no field
         (None, "not found"),
     ],
 )
@@ -183,11 +184,30 @@ def test_bad_files_change_nothing(
 
 def test_a_validation_folder_replaces_the_fraction(docks, tmp_path, monkeypatch):
     train = docks["Train"]
-    val = tmp_path / "dataset" / "val" / "x"
+    val = (tmp_path / "dataset" / "val" / "x").resolve()
+    val.mkdir(parents=True)
     path = tmp_path / "val.yaml"
-    path.write_text(f"data: {{val_path: {val}}}\n")
+    path.write_text("data: {val_path: dataset/val/x}\n")  # relative: to the YAML's folder
     _load(train, monkeypatch, path)
+    assert train.state.cfg.data.val_path == str(val)
     assert not train.val_fraction.isEnabled() and str(val) in train.val_fraction.toolTip()
     path.write_text("data: {val_fraction: 0.2}\n")
     _load(train, monkeypatch, path)
     assert train.val_fraction.isEnabled() and train.val_fraction.value() == 0.2
+
+
+def test_a_data_dock_opened_after_a_load_keeps_the_config(viewer, tmp_path, monkeypatch):
+    from napari_ssl.widgets.data_dock import DataDock
+    from napari_ssl.widgets.train_dock import TrainDock
+
+    train = TrainDock(viewer)
+    viewer.window.add_dock_widget(train, name="Train", area="right")
+    path = tmp_path / "m.yaml"
+    path.write_text(NAPARI_SSL_YAML)
+    _load(train, monkeypatch, path)
+    loaded = train.state.cfg
+    data = DataDock(viewer)  # opened later, as napari's Plugins menu allows
+    viewer.window.add_dock_widget(data, name="Data and pretext", area="right")
+    assert train.state.cfg == loaded
+    assert data.patch_xy.value() == loaded.data.patch_size[-1]
+    assert data.task.currentText() == loaded.pretext.task

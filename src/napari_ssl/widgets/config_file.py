@@ -98,17 +98,32 @@ class ConfigFile:
             show_error(f"Cannot load the config: {err}")
             return
         source = self._data_source(cfg, path, notes)
-        self.state.folder, self.state.ndim = cfg.data.train_path, cfg.data.ndim
-        self.state.cfg = cfg  # the Data dock shows its part and takes it back as it can
-        self._show_cfg(cfg)
+        before, shown = (self.state.cfg, self.state.folder, self.state.ndim), self._config()
+        try:
+            self._set_state(cfg, cfg.data.train_path, cfg.data.ndim)
+            self._show_cfg(cfg)
+        except Exception as err:  # a value no field can take (also raised in the Data dock)
+            self._set_state(*before)
+            self._show_cfg(shown)
+            show_error(f"Cannot load the config: {path}: {type(err).__name__}: {err}")
+            return
         unshown = differences(cfg, self._config())
         if unshown:
             notes.append("The docks' fields cannot hold these values: " + "; ".join(unshown))
         message = "\n".join([f"Loaded {Path(path).name}. {source}", *notes])
         (show_warning if notes else show_info)(message)
 
+    def _set_state(self, cfg: Config, folder: str, ndim: int) -> None:
+        self.state.folder, self.state.ndim = folder, ndim
+        self.state.cfg = cfg  # the Data dock shows its part and takes it back as it can
+
     def _data_source(self, cfg: Config, path: str, notes: list[str]) -> str:
         """Train on the config's folder if it exists, else keep the current data (noted)."""
+        if cfg.data.val_path.strip():  # relative to the YAML, as the train folder
+            val = (Path(path).parent / Path(cfg.data.val_path).expanduser()).resolve()
+            cfg.data.val_path = str(val)
+            if not val.is_dir():
+                notes.append(f"The config's validation folder {val} does not exist.")
         folder = train_folder(cfg, path)
         if folder is not None:
             cfg.data.train_path = str(folder)
@@ -140,7 +155,10 @@ class ConfigFile:
         self.checkpoint.setText(cfg.model.checkpoint_file if fine_tune else "")
 
     def _show_preset(self, cfg: Config) -> None:
-        """Select the config's ViT preset, or an entry with its own sizes (no preset)."""
+        """Select the config's ViT preset, or an entry with its own sizes (no preset); a CNN
+        config leaves the (then unused) preset box as it is."""
+        if cfg.model.architecture != "mae":
+            return
         while self.preset.count() > len(VIT_PRESETS):
             self.preset.removeItem(self.preset.count() - 1)
         m = cfg.model

@@ -71,7 +71,7 @@ class DataDock(QWidget):
         self._refresh_layers()
         for name in ("inserted", "removed", "moved"):
             getattr(self.viewer.layers.events, name).connect(self._refresh_layers)
-        self._read_params()
+        self._show_cfg(self.state.cfg)  # a config loaded before this dock opened stays
         self.state.events.cfg.connect(self._show_cfg)
 
     # ---- UI -------------------------------------------------------------------------------
@@ -303,19 +303,21 @@ class DataDock(QWidget):
         widgets = (*self._combos(), *self._spins(), self.folder)
         for widget in widgets:
             widget.blockSignals(True)
-        self.task.setCurrentText(cfg.pretext.task)
-        self.mask_type.setCurrentText(cfg.pretext.mask_type)
-        self.ndim.setCurrentIndex(cfg.data.ndim - 2)
-        self.noise.setValue(cfg.pretext.noise)
-        self.factor.setValue(cfg.pretext.resizing_factor)
-        self.ratio.setValue(cfg.pretext.mask_ratio)
-        self.token.setValue(cfg.model.vit_token_size)
-        self.patch_xy.setValue(cfg.data.patch_size[-1])
-        if cfg.data.ndim == 3:
-            self.patch_z.setValue(cfg.data.patch_size[0])
-        self.folder.setText(cfg.data.train_path)
-        for widget in widgets:
-            widget.blockSignals(False)
+        try:
+            self.task.setCurrentText(cfg.pretext.task)
+            self.mask_type.setCurrentText(cfg.pretext.mask_type)
+            self.ndim.setCurrentIndex(cfg.data.ndim - 2)
+            self.noise.setValue(cfg.pretext.noise)
+            self.factor.setValue(cfg.pretext.resizing_factor)
+            self.ratio.setValue(cfg.pretext.mask_ratio)
+            self.token.setValue(cfg.model.vit_token_size)
+            self.patch_xy.setValue(cfg.data.patch_size[-1])
+            if cfg.data.ndim == 3:
+                self.patch_z.setValue(cfg.data.patch_size[0])
+            self.folder.setText(cfg.data.train_path)
+        finally:
+            for widget in widgets:
+                widget.blockSignals(False)
         self._show_page(self.task.currentIndex())
         self._on_param()  # previews shown follow too
 

@@ -213,16 +213,13 @@ class Run:
 
         self.model.eval()
         image = self.images[spec.image_index]
-        out = reconstruct_region(
+        return reconstruct_region(
             self.model,
             self.cfg,
-            self.task,
             image.read(spec.region),
             self.stats[spec.image_index],
             self.device,
-            self.autocast,
         )
-        return out
 
     def release(self) -> None:
         """Free device memory (the GUI keeps running after training)."""

@@ -86,20 +86,15 @@ def _paste_raw(outputs: dict[str, np.ndarray], raw: np.ndarray) -> None:
 
 @torch.no_grad()
 def reconstruct_region(
-    model: torch.nn.Module,
-    cfg: Config,
-    task: Any,
-    raw: np.ndarray,
-    stats: NormStats,
-    device: torch.device,
-    autocast: Callable[[], contextlib.AbstractContextManager],
+    model: torch.nn.Module, cfg: Config, raw: np.ndarray, stats: NormStats, device: torch.device
 ) -> np.ndarray:
-    """Live preview during training: the reconstruction of one region (C, *S), raw units."""
+    """Live preview during training: the reconstruction of one region (C, *S), raw units, in
+    the precision of inference (bf16 on an AMX CPU too, as the Reconstruct dock)."""
     if cfg.pretext.task == "crappify":
         p, whole = cfg.pretext, (stats.data_min, stats.data_max)  # noise follows the image max
         raw = crappify(raw, p.noise, p.resizing_factor, seed=cfg.system.seed, data_range=whole)
-    outputs = _run(model, cfg, Image(raw, "preview"), stats, device, autocast, cfg.system.seed,
-                   **_tiling(cfg, None, None))  # fmt: skip
+    outputs = _run(model, cfg, Image(raw, "preview"), stats, device, _autocast(device, cfg),
+                   cfg.system.seed, **_tiling(cfg, None, None))  # fmt: skip
     key = "reconstruction" if cfg.pretext.task == "crappify" else "reconstruction_and_visible"
     return outputs[key].astype(np.float32)
 

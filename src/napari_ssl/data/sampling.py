@@ -87,16 +87,12 @@ def read_patch(
         hi = min(lo + p, rs.stop)
         box.append(slice(lo, hi))
         pads.append((0, p - (hi - lo)))
-    data = _read(image, tuple(box))
+    # a dask graph (a patch: a few chunks) computed in the calling thread: dask's threaded
+    # scheduler keeps a thread pool per calling thread, alive after a reader thread ends
+    data = image.read(tuple(box), scheduler="synchronous")
     if any(after for _, after in pads):
         data = pad_reflect(data, pads)
     return data
-
-
-def _read(image: Image, box: tuple[slice, ...]) -> np.ndarray:
-    """``image.read(box)``, a dask graph (a patch: a few chunks) computed in the calling thread:
-    dask's threaded scheduler keeps a thread pool per calling thread, alive after a reader ends."""
-    return image.read(box, scheduler="synchronous")
 
 
 def pad_reflect(data: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:

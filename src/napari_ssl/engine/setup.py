@@ -270,8 +270,9 @@ def prepare_run(
     integer = all(np.issubdtype(img.dtype, np.integer) for img in images)
     table = StatsTable(stats, device)
     model = build_model(cfg.model, data.ndim, in_channels, patch).to(device)
-    if memory_format(cfg, device) is not None:
-        model = model.to(memory_format=memory_format(cfg, device))
+    fmt = memory_format(cfg, device)
+    if fmt is not None:
+        model = model.to(memory_format=fmt)
     optimizer = _make_optimizer(cfg, model, device)
     amp = autocast_dtype(device, cfg.train.mixed_precision)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None

@@ -188,10 +188,6 @@ class MaskingTask:
         p = self.cfg.pretext
         return self.masking.make_mask(n, self.grid, p.mask_type, p.mask_ratio, generator, device)
 
-    def _loss(self, model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        norm_pix = self.cfg.pretext.norm_pix_loss
-        return self.masking.masked_loss(model, x, mask, norm_pix, self.n_hidden)
-
     def loss(
         self,
         model: torch.nn.Module,
@@ -200,7 +196,10 @@ class MaskingTask:
         generator: torch.Generator,
     ) -> torch.Tensor:
         x = self.table.normalize(raw, idx)
-        return self._loss(model, x, self._mask(x.shape[0], generator, x.device))
+        mask = self._mask(x.shape[0], generator, x.device)
+        return self.masking.masked_loss(
+            model, x, mask, self.cfg.pretext.norm_pix_loss, self.n_hidden
+        )
 
     def evaluate(
         self,

@@ -158,15 +158,16 @@ class ExportDock(QWidget):
             return
         from napari.qt.threading import create_worker
 
-        worker = create_worker(
-            holding(_export), path, out_dir, name, images, _start_thread=False, _ignore_errors=True
-        )
-        worker.returned.connect(self._on_exported)
-        worker.errored.connect(lambda err: show_error(f"Export failed: {plain_error(err)}"))
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self.export_button.setEnabled(False)
-        worker.start()
+        with holding(_export) as export:
+            worker = create_worker(
+                export, path, out_dir, name, images, _start_thread=False, _ignore_errors=True
+            )
+            worker.returned.connect(self._on_exported)
+            worker.errored.connect(lambda err: show_error(f"Export failed: {plain_error(err)}"))
+            worker.finished.connect(self._on_finished)
+            self.worker = worker
+            self.export_button.setEnabled(False)
+            worker.start()
 
     def _on_finished(self) -> None:
         self.worker = None

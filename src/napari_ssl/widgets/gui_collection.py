@@ -4,7 +4,7 @@ The cyclic collector runs in whichever thread happens to allocate. In a training
 thread it can destroy Qt objects that belong to the GUI thread (Qt aborts or crashes), and on
 napari's heap (~0.5 M objects) one full collection holds the GIL for ~0.2 s, a frozen viewer.
 
-So while any of our threads runs (:func:`hold` ... ``release()``): the objects alive at the start
+So while any of our threads runs (:func:`held`, :func:`holding`): the objects alive at the start
 are frozen (:func:`gc.freeze`: collections skip them, so a full one stays cheap), automatic
 collection is off, and a timer on the GUI thread collects the generation that is due by the
 interpreter's own thresholds. When the last holder has released, the timer collects once more
@@ -19,7 +19,7 @@ import contextlib
 import gc
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
@@ -118,18 +118,32 @@ def hold() -> Callable[[], None]:
     return _COLLECTION.hold()
 
 
-def holding(fn: Callable[P, T]) -> Callable[P, T]:
-    """``fn`` to run in another thread, holding collection from now until it returns."""
+@contextlib.contextmanager
+def held() -> Iterator[Callable[[], None]]:
+    """:func:`hold` for a thread started inside the block, which calls the yielded ``release``
+    when it ends; if the block raises (the thread did not start), released here."""
     release = hold()
+    try:
+        yield release
+    except BaseException:
+        release()
+        raise
 
-    @wraps(fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            release()
 
-    return run
+@contextlib.contextmanager
+def holding(fn: Callable[P, T]) -> Iterator[Callable[P, T]]:
+    """``fn`` wrapped to hold collection until it returns, for a thread started inside the block
+    (released at once if the block raises)."""
+    with held() as release:
+
+        @wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                release()
+
+        yield run
 
 
 def collect_everything_soon() -> None:

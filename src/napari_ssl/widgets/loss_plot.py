@@ -115,7 +115,8 @@ class LossPlot(QLabel):
             self._rendered_at = time.perf_counter()
             curves = tuple((list(x), list(y)) for x, y in self._curves)
             size = (self.width(), self.height(), self.devicePixelRatioF())
-            self._future = self._executor.submit(holding(self._renderer.render), curves, *size)
+            with holding(self._renderer.render) as render:
+                self._future = self._executor.submit(render, curves, *size)
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)

@@ -182,23 +182,24 @@ class ReconstructDock(QWidget):
         options = {"overlap": float(self.overlap.value()), "degrade": self.degrade.isChecked()}
         set_progress(self.progress, 0, "loading the checkpoint…", maximum=1)
         self.metrics.setText("")
-        worker = create_worker(
-            holding(_reconstruct_all),
-            path,
-            images,
-            options,
-            self.relay,
-            self._cancel,
-            _start_thread=False,
-            _ignore_errors=True,
-        )
-        worker.returned.connect(self._on_result)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        worker.start()
+        with holding(_reconstruct_all) as reconstruct_all:
+            worker = create_worker(
+                reconstruct_all,
+                path,
+                images,
+                options,
+                self.relay,
+                self._cancel,
+                _start_thread=False,
+                _ignore_errors=True,
+            )
+            worker.returned.connect(self._on_result)
+            worker.errored.connect(self._on_error)
+            worker.finished.connect(self._on_finished)
+            self.worker = worker
+            self.run_button.setEnabled(False)
+            self.cancel_button.setEnabled(True)
+            worker.start()
 
     def cancel(self) -> None:
         self._cancel.set()

@@ -21,8 +21,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_ssl.engine import events as ev
-from napari_ssl.widgets import gui_collection
-from napari_ssl.widgets.gui_collection import holding
+from napari_ssl.widgets.gui_collection import held, holding
 
 STOP_TIMEOUT_S = 120.0  # longest wait for the engine to reach a step boundary and save
 RELAY_MIN_S = 0.25  # shortest time between two progress signals
@@ -106,22 +105,23 @@ class TrainingSession:
 
         done = threading.Event()
         control = TrainingControl()
-        worker = create_worker(
-            _events,
-            kwargs,
-            control,
-            done,
-            gui_collection.hold(),
-            _worker_class=TrainingWorker,
-            _ignore_errors=True,
-        )
-        worker.control, worker.done = control, done
-        worker.yielded.connect(self._on_event)
-        worker.errored.connect(lambda err: self._on_event(ev.Failed(plain_error(err))))
-        worker.finished.connect(self._finished)
-        worker.finished.connect(self._on_done)
-        self.worker = worker
-        worker.start()
+        with held() as release:
+            worker = create_worker(
+                _events,
+                kwargs,
+                control,
+                done,
+                release,
+                _worker_class=TrainingWorker,
+                _ignore_errors=True,
+            )
+            worker.control, worker.done = control, done
+            worker.yielded.connect(self._on_event)
+            worker.errored.connect(lambda err: self._on_event(ev.Failed(plain_error(err))))
+            worker.finished.connect(self._finished)
+            worker.finished.connect(self._on_done)
+            self.worker = worker
+            worker.start()
 
     def _finished(self) -> None:
         self.worker = None
@@ -195,7 +195,8 @@ def start_device_probe(parent: QObject, on_done: Callable[[list[tuple[str, str]]
         except Exception as err:  # torch failing to load: keep 'auto', say why
             future.set_exception(err)
 
-    threading.Thread(target=holding(probe), name="napari-ssl-device-probe").start()
+    with holding(probe) as run:
+        threading.Thread(target=run, name="napari-ssl-device-probe").start()
     timer = QTimer(parent, interval=PROBE_POLL_MS)
 
     def poll() -> None:

@@ -20,7 +20,7 @@ from napari_ssl.data.normalization import compute_stats, norm_record, stats_for
 from napari_ssl.engine.checkpoints import load_trained
 from napari_ssl.engine.setup import prepare_run
 from napari_ssl.inference.reconstruct import reconstruct
-from napari_ssl.results import ResultsLayout
+from napari_ssl.results import ResultsLayout, save_normalization_values
 from test_cli import run_cli, set_keys, write_folders, write_yaml
 from test_training import no_charts, one_thread, tiny_config  # noqa: F401  (shared fixtures)
 
@@ -154,3 +154,12 @@ def test_load_trained_reconstructs_with_the_fixed_values(job: Path, sem_2d: np.n
     np.testing.assert_allclose(out["reconstruction"], expected, rtol=1e-5, atol=1e-3)
     own = compute_stats(Image(raw[None], "tile"), "zero_mean_unit_variance")
     assert abs(float(own.offset[0]) - MEAN) > 5  # the image's own mean would differ
+
+
+def test_a_later_run_without_fixed_values_removes_the_earlier_files(tmp_path: Path) -> None:
+    layout = ResultsLayout(tmp_path, NAME, "1").make()
+    save_normalization_values(layout, (MEAN, MEAN), (STD, STD))
+    assert np.load(layout.normalization_values("std")).tolist() == [STD, STD]
+    later = ResultsLayout(tmp_path, NAME, "2").make()  # same name: the same checkpoints folder
+    save_normalization_values(later, None, None)
+    assert not any(layout.checkpoints_dir.glob("normalization_*"))

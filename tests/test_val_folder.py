@@ -74,6 +74,19 @@ def test_engine_trains_on_whole_images_and_validates_on_the_folder(
     np.testing.assert_array_equal(raw[-1, 0].numpy(), sem_2d[500:532, 632:664])
 
 
+def test_a_validation_image_smaller_than_the_patch_is_noted(
+    tmp_path: Path, sem_2d: np.ndarray
+) -> None:
+    folder = tmp_path / "val"
+    folder.mkdir()
+    np.save(folder / "small.npy", sem_2d[:20, :24])
+    cfg = tiny_config()
+    cfg.data.val_path = str(folder)
+    run = prepare_run(cfg, [as_image(sem_2d[:96, :96].copy(), "a", 2)], None, None)
+    run.release()
+    assert run.notes == ["small (20, 24) is smaller than the patch (32, 32): it is reflect-padded."]
+
+
 def _bad_val_folder(kind: str, folder: Path, sem: np.ndarray, nuclei: np.ndarray) -> str:
     """Fill ``folder`` with one kind of bad validation data; return what the error must say."""
     key = r"data\.val_path \(BiaPy DATA\.VAL\.PATH\)"

@@ -252,12 +252,16 @@ def save_normalization_values(
 ) -> None:
     """Fixed normalisation values beside the checkpoints, as earlier BiaPy versions wrote them
     (``DATA.NORMALIZATION.TYPE: custom``; 3.7.1 neither writes nor reads them): ``np.save`` of a
-    float64 scalar for one value, else of one value per channel."""
+    float64 scalar for one value, else of one value per channel. Without fixed values, those of
+    an earlier run under the same name (the checkpoints folder is shared) are removed."""
     for stat, values in (("mean", mean), ("std", std)):
-        if values:
-            data = np.asarray(values[0] if len(values) == 1 else values, dtype=np.float64)
-            with atomic_write(layout.normalization_values(stat)) as tmp:
-                np.save(tmp, data)
+        path = layout.normalization_values(stat)
+        if not values:
+            path.unlink(missing_ok=True)
+            continue
+        data = np.asarray(values[0] if len(values) == 1 else values, dtype=np.float64)
+        with atomic_write(path) as tmp:
+            np.save(tmp, data)
 
 
 def append_train_log(layout: ResultsLayout, row: Mapping[str, float | None]) -> None:

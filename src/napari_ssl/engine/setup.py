@@ -252,8 +252,8 @@ def prepare_run(
     check_memory(cfg, device, images[0].channels)  # before anything big is allocated
     dist.init(device)
     patch = tuple(data.patch_size)
-    notes = size_notes(images, patch)
     images, train_regions, val_regions = split_train_val(data, images, patch)
+    notes = size_notes(images, patch)  # the validation folder's images too
     record = norm_record(data)
     stats = [stats_for(img, record) for img in images]
     seed = cfg.system.seed + 1000 * dist.rank()  # each process draws its own patches

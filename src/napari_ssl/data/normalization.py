@@ -6,6 +6,8 @@ Every kind is an affine map ``(clip(x) - offset) / scale`` with per-channel ``of
 channels or one per channel) instead of each image's own, applied after the percentile clipping,
 as BiaPy 3.7.1 applies DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL / STD_VAL. The checkpoint's
 ``normalization`` entry (:func:`norm_record`) holds all of it; :func:`stats_for` follows it.
+Undoing it clips outputs back to the range the model was given, as BiaPy 3.7.1 does: the
+percentile-clipping bounds, and ``[0, 1]`` in normalised units for ``scale_range`` and ``div``.
 
 Images of at most :data:`MAX_STAT_ELEMENTS` pixels per channel are read whole. Larger (lazy)
 images are estimated from a seeded sample of about :data:`N_BLOCKS` blocks spread over the
@@ -44,6 +46,8 @@ class NormStats:
     clip_hi: np.ndarray | None
     data_min: float  # raw range of the image, or of its sample when huge (crappify's noise)
     data_max: float
+    out_lo: np.ndarray | None = None  # outputs are clipped to this raw range (per channel)
+    out_hi: np.ndarray | None = None
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
         """Raw ``(C, *S)`` -> float32 normalised."""
@@ -54,10 +58,13 @@ class NormStats:
         return (x - self.offset.reshape(shape)) / self.scale.reshape(shape)
 
     def denormalize(self, y: np.ndarray) -> np.ndarray:
-        """Normalised ``(C, *S)`` -> float32 raw units."""
+        """Normalised ``(C, *S)`` -> float32 raw units, within ``out_lo`` .. ``out_hi``."""
         y = np.asarray(y, dtype=np.float32)
         shape = (-1,) + (1,) * (y.ndim - 1)
-        return y * self.scale.reshape(shape) + self.offset.reshape(shape)
+        x = y * self.scale.reshape(shape) + self.offset.reshape(shape)
+        if self.out_lo is not None and self.out_hi is not None:
+            np.clip(x, self.out_lo.reshape(shape), self.out_hi.reshape(shape), out=x)
+        return x
 
 
 def norm_record(data: DataConfig) -> dict[str, Any]:
@@ -120,15 +127,12 @@ def compute_stats(
         scale = np.full(sample.shape[0], 255.0 if data_max <= 255 else 65535.0)
     else:
         raise DataError(f"unknown normalisation '{kind}'")
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    return NormStats(
-        offset.astype(np.float32),
-        scale.astype(np.float32),
-        clip_lo,
-        clip_hi,
-        data_min,
-        data_max,
-    )
+    offset = offset.astype(np.float32)
+    scale = np.where(scale > 1e-12, scale, 1.0).astype(np.float32)
+    out_lo, out_hi = clip_lo, clip_hi  # as BiaPy 3.7.1 undoes the three kinds
+    if kind != "zero_mean_unit_variance":  # [0, 1] in normalised units
+        out_lo, out_hi = offset, offset + scale
+    return NormStats(offset, scale, clip_lo, clip_hi, data_min, data_max, out_lo, out_hi)
 
 
 def _fixed(values: Sequence[float], image: Image) -> np.ndarray:

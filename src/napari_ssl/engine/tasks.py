@@ -70,6 +70,9 @@ class StatsTable:
         clip = all(s.clip_lo is not None for s in stats)
         self.clip_lo = stack([s.clip_lo for s in stats]) if clip else None
         self.clip_hi = stack([s.clip_hi for s in stats]) if clip else None
+        bounded = all(s.out_lo is not None for s in stats)
+        self.out_lo = stack([s.out_lo for s in stats]) if bounded else None
+        self.out_hi = stack([s.out_hi for s in stats]) if bounded else None
         self.data_min = torch.tensor([s.data_min for s in stats], device=device)
         self.data_max = torch.tensor([s.data_max for s in stats], device=device)
 
@@ -84,7 +87,12 @@ class StatsTable:
         return (x - self._shape(self.offset[idx], x)) / self._shape(self.scale[idx], x)
 
     def denormalize(self, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return y * self._shape(self.scale[idx], y) + self._shape(self.offset[idx], y)
+        """Raw units, clipped as :meth:`NormStats.denormalize`."""
+        x = y * self._shape(self.scale[idx], y) + self._shape(self.offset[idx], y)
+        if self.out_lo is not None and self.out_hi is not None:
+            lo, hi = self._shape(self.out_lo[idx], x), self._shape(self.out_hi[idx], x)
+            x = torch.minimum(torch.maximum(x, lo), hi)
+        return x
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

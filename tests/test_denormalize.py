@@ -1,0 +1,75 @@
+"""Undoing normalisation clips outputs back to the range the model was given, as BiaPy 3.7.1:
+the percentile-clipping bounds, and [0, 1] in normalised units for scale_range and div."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from biapy_peer import run_biapy
+from napari_ssl.biapy_export import to_biapy
+from napari_ssl.config import Config
+from napari_ssl.data.images import as_image
+from napari_ssl.data.normalization import norm_record, stats_for
+from napari_ssl.engine.tasks import StatsTable
+from test_fixed_normalization import _BIAPY_NORMALIZE
+
+_BIAPY_UNDO = """
+from biapy.data.norm import undo_image_norm
+np.save(sys.argv[5], undo_image_norm(out * 1.5 + 0.2, info))
+"""
+KINDS = [("zero_mean_unit_variance", (1.0, 99.0)), ("zero_mean_unit_variance", None),
+         ("scale_range", None), ("div", None)]  # fmt: skip
+
+
+def _config(kind: str, clip: tuple[float, float] | None) -> Config:
+    cfg = Config()
+    cfg.data.channels, cfg.data.normalization, cfg.data.percentile_clip = 2, kind, clip
+    return cfg
+
+
+def _pixels(sem: np.ndarray) -> np.ndarray:
+    """Two float channels (BiaPy rounds outputs of integer images; we keep float32)."""
+    return np.stack([sem[:64, :64], sem[64:128, :64] * 0.5], axis=-1).astype(np.float32)
+
+
+@pytest.mark.parametrize(("kind", "clip"), KINDS)
+def test_outputs_are_undone_as_biapy_does(
+    biapy_python: Path, tmp_path: Path, sem_2d: np.ndarray, kind: str, clip: tuple | None
+) -> None:
+    cfg = _config(kind, clip)
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(to_biapy(cfg)))
+    pixels = _pixels(sem_2d)
+    np.save(tmp_path / "x.npy", pixels)
+    files = [str(tmp_path / f) for f in ("job", "cfg.yaml", "x.npy", "n.npy", "u.npy")]
+    run_biapy(biapy_python, _BIAPY_NORMALIZE + _BIAPY_UNDO, *files)
+    image = as_image(pixels, "two", 2, channel_axis=-1)
+    stats = stats_for(image, norm_record(cfg.data))
+    ours = stats.denormalize(stats.normalize(image.read()) * 1.5 + 0.2)
+    theirs = np.moveaxis(np.load(tmp_path / "u.npy"), -1, 0)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-2)
+    if kind != "zero_mean_unit_variance" or clip:  # bounded: the scaled extremes were cut
+        assert (ours == ours.reshape(2, -1).max(axis=1)[:, None, None]).sum() > 10
+
+
+@pytest.mark.parametrize(("kind", "clip"), KINDS)
+def test_the_device_table_undoes_as_the_stats(
+    sem_2d: np.ndarray, kind: str, clip: tuple | None
+) -> None:
+    image = as_image(_pixels(sem_2d), "two", 2, channel_axis=-1)
+    stats = stats_for(image, norm_record(_config(kind, clip).data))
+    y = stats.normalize(image.read()) * 1.5 + 0.2
+    table = StatsTable([stats, stats], torch.device("cpu"))
+    on_device = table.denormalize(torch.from_numpy(np.stack([y, y])), torch.tensor([0, 1]))
+    np.testing.assert_allclose(on_device[1].numpy(), stats.denormalize(y), rtol=1e-6, atol=1e-4)
+    highest = stats.denormalize(y).reshape(2, -1).max(axis=1)
+    hi = image.read().reshape(2, -1).max(axis=1)
+    if kind == "zero_mean_unit_variance" and not clip:  # unbounded, as BiaPy
+        assert (highest > hi).all()
+    elif kind == "scale_range":  # at most the image's own maximum
+        np.testing.assert_allclose(highest, hi, rtol=1e-5)

@@ -35,6 +35,7 @@ __all__ = [
     "atomic_write",
     "check_plain_name",
     "make_tensorboard_writer",
+    "next_run_id",
     "safe_filename",
     "save_normalization_values",
     "save_tif",
@@ -55,6 +56,14 @@ def check_plain_name(value: str, what: str) -> str:
             "separators, '..', control characters or any of : < > \" | ? *"
         )
     return text
+
+
+def next_run_id(result_dir: str | Path, name: str) -> int:
+    """1 + the highest run id with a checkpoint under ``<result_dir>/<name>/checkpoints``."""
+    pattern = re.compile(rf"^{re.escape(name)}_(\d+)-checkpoint-")
+    folder = Path(result_dir) / name / "checkpoints"
+    ids = [int(m.group(1)) for p in folder.glob("*") if (m := pattern.match(p.name))]
+    return max(ids, default=0) + 1
 
 
 def safe_filename(text: str) -> str:

@@ -139,6 +139,9 @@ def test_export_and_reload(qtbot, viewer, docks, sem_layer, checkpoints, tmp_pat
     dock = docks["Export"]
     dock.state.checkpoint = checkpoints["crappify"]
     dock.state.result_dir, dock.state.run_name = str(tmp_path / "runs"), "ssl"
+    trained_run = tmp_path / "runs" / "ssl" / "checkpoints" / "ssl_1-checkpoint-best.pth"
+    trained_run.parent.mkdir(parents=True)
+    trained_run.write_bytes(Path(checkpoints["crappify"]).read_bytes())  # the run exported
     dock.out_dir.setText(str(tmp_path / "export"))
     dock.name.setText("pretrained")
     dock.export_button.click()
@@ -154,11 +157,25 @@ def test_export_and_reload(qtbot, viewer, docks, sem_layer, checkpoints, tmp_pat
     command = shlex.split(dock.fields["command"].toPlainText())
     assert command[:3] == ["napari-ssl", "--config", str(dock.paths["yaml"])]
     assert command[command.index("--name") + 1] == "ssl"
+    assert command[command.index("--run_id") + 1] == "2"  # a new run: ssl_1 stays as it was
     assert yaml.safe_load(Path(dock.paths["yaml"]).read_text())["data"]["patch_size"] == [32, 32]
     from napari_ssl.cli import main
 
     assert main(command[1:]) == 0  # the shown command really reproduces the run headless
+    assert trained_run.read_bytes() == Path(checkpoints["crappify"]).read_bytes()
     screenshot(viewer, "export_dock", "Export")
+
+
+def test_export_with_a_bad_name_writes_nothing(
+    qtbot, docks, sem_layer, checkpoints, tmp_path, notes
+):
+    dock = docks["Export"]
+    dock.state.checkpoint = checkpoints["crappify"]
+    dock.out_dir.setText(str(tmp_path / "export"))
+    dock.name.setText("../elsewhere/x")
+    dock.export_button.click()
+    assert notes[-1][0] == "error" and "is not a plain name" in notes[-1][1]
+    assert dock.worker is None and not any(tmp_path.rglob("*.tif"))
 
 
 def test_reconstruct_cancel(qtbot, viewer, docks, sem_2d, checkpoints, notes):

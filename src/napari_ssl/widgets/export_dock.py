@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ssl.data.images import DataError, Image
+from napari_ssl.results import check_plain_name, next_run_id
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.state import state_for, unwrap
@@ -35,9 +36,10 @@ from napari_ssl.widgets.worker import plain_error
 
 
 def cli_command(yaml_path: str | Path, result_dir: str | Path, name: str) -> str:
-    """The headless command that trains the exported config again."""
+    """The headless command that trains the exported config again, as a new run (the next free
+    run id, so the run that made the checkpoint is not overwritten)."""
     parts = ["napari-ssl", "--config", str(yaml_path), "--result_dir", str(result_dir)]
-    return shlex.join([*parts, "--name", name, "--run_id", "1"])
+    return shlex.join([*parts, "--name", name, "--run_id", str(next_run_id(result_dir, name))])
 
 
 def _export(path: str, out_dir: str, name: str, images: list[Image]) -> dict[str, Path]:
@@ -152,8 +154,9 @@ class ExportDock(QWidget):
                 raise DataError(f"checkpoint '{path}' not found: train first or pick a .pth file.")
             if not out_dir or not name:
                 raise DataError("give an export folder and a name.")
+            check_plain_name(name, "Name")  # before anything is written
             images = self._training_images()
-        except DataError as err:
+        except (DataError, ValueError) as err:
             show_error(f"Cannot export: {err}")
             return
         from napari.qt.threading import create_worker

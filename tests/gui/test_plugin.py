@@ -72,6 +72,9 @@ def test_open_gui_shows_docks_and_sample(monkeypatch, qtbot):
         assert data.state.ndim == 3 and data.state.layers == ("nuclei (3D)",)
         train = viewer.window._wrapped_dock_widgets["Train"].widget()
         qtbot.waitUntil(lambda: train.device.findData("cpu") >= 0, timeout=30_000)
+        export = viewer.window._wrapped_dock_widgets["Export"].widget()
+        qtbot.waitUntil(lambda: not data.visibleRegion().isEmpty(), timeout=5_000)
+        assert export.visibleRegion().isEmpty()  # the docks' tabs start at the first step
         assert elapsed < 30  # a whole window with four docks, on a shared 2-core machine
     finally:
         viewer.close()

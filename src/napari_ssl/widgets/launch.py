@@ -17,6 +17,8 @@ def add_docks(viewer: Any) -> dict[str, Any]:
     """Add the four docks, tabbed on the right; returns them by title."""
     import importlib
 
+    from qtpy.QtCore import QTimer
+
     docks, frames = {}, []
     for title, module, cls in DOCKS:
         widget = getattr(importlib.import_module(module), cls)(viewer)
@@ -24,7 +26,7 @@ def add_docks(viewer: Any) -> dict[str, Any]:
             viewer.window.add_dock_widget(widget, name=title, area="right", tabify=bool(docks))
         )
         docks[title] = widget
-    frames[0].raise_()  # the tab to start with
+    QTimer.singleShot(0, frames[0].raise_)  # the tab to start with, once Qt has laid them out
     return docks
 
 

@@ -74,10 +74,10 @@ def test_removing_a_layer_during_a_run_asks_for_a_full_collection(qtbot, viewer,
 def test_a_thread_that_fails_to_start_gives_collection_back(qtbot) -> None:
     enabled = gc.isenabled()
     ran = []
-    with pytest.raises(RuntimeError, match="can't start new thread"):
-        with gui_collection.holding(lambda: ran.append(1)) as run:
-            assert not gc.isenabled()
-            raise RuntimeError("can't start new thread")  # as Thread.start says, out of threads
+    failed = pytest.raises(RuntimeError, match="can't start new thread")
+    with failed, gui_collection.holding(lambda: ran.append(1)) as run:
+        assert not gc.isenabled()
+        raise RuntimeError("can't start new thread")  # as Thread.start says, out of threads
     qtbot.waitUntil(lambda: not gui_collection.active(), timeout=5_000)
     assert _restored(enabled) and not ran
     run()  # a late call of the wrapper does not release a second time

@@ -78,7 +78,7 @@ def test_reconstruct_offers_inputs_and_degraded_copies(viewer, docks, sem_layer)
         viewer.add_image(sem_layer.data, name=name)
     viewer.add_image(sem_layer.data, name="sem")  # napari calls it "sem [1]"
     items = docks["Reconstruct"].layer_list
-    offered = {items.item(i).data(Qt.ItemDataRole.UserRole) for i in range(items.count())}
+    offered = {items.item(i).data(Qt.ItemDataRole.UserRole).name for i in range(items.count())}
     assert offered == {"sem", "sem [1]", "sem [degraded]", "sem [crappified]"}
 
 
@@ -116,6 +116,31 @@ def test_reconstruct_puts_channels_back(qtbot, viewer, docks, sem_2d, checkpoint
     _run(qtbot, dock)
     assert notes[-1][0] == "error" and "channel" in notes[-1][1]
     assert len(viewer.layers) == count
+
+
+def test_reconstruct_follows_the_checkpoint_and_renamed_layers(
+    qtbot, viewer, docks, sem_2d, checkpoints, notes
+):
+    dock, data = docks["Reconstruct"], docks["Data and pretext"]
+    viewer.add_image(np.stack([sem_2d[:64, :64]] * 12), name="stack")  # (Z, Y, X)
+    data.select(["stack"])
+    assert data.state.ndim == 3  # the Data dock reads it as a volume; the checkpoint is 2D
+    dock.checkpoint.setText(checkpoints["crappify"])
+    dock.select(["stack"])
+    count = len(viewer.layers)
+    _run(qtbot, dock)
+    assert notes[-1][0] == "error"
+    fit = "'stack' (12, 64, 64) does not fit the checkpoint's model (2D, 1 channel(s))"
+    assert fit in notes[-1][1]
+    assert len(viewer.layers) == count
+    one = viewer.add_image(sem_2d[None, :64, :80].copy(), name="one", scale=(1.0, 2.0, 2.0))
+    data.select(["one"])  # (1, Y, X): the Data dock guesses 3D; the model says 2D, 1 channel
+    dock.select(["one"])
+    one.name = "renamed"  # the selection follows the layer
+    assert [item.text().split()[0] for item in dock.layer_list.selectedItems()] == ["renamed"]
+    _run(qtbot, dock)
+    out = viewer.layers["renamed [reconstruction]"]
+    assert out.data.shape == (1, 64, 80) and tuple(out.scale) == (1.0, 2.0, 2.0)
 
 
 def test_reconstruct_errors(qtbot, viewer, docks, sem_layer, notes, tmp_path):

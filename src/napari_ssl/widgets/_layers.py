@@ -8,6 +8,7 @@ The user's own layers are only read. napari-ssl's outputs are known by the endin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -92,19 +93,59 @@ def spatial(values: Any, layer: ImageLayer, channel_axis: int | None) -> tuple[f
     return values[:axis] + values[axis + 1 :]
 
 
+@dataclass(frozen=True)
+class LayerView:
+    """What the engine needs of an image layer, taken on the GUI thread (a worker may use it)."""
+
+    name: str
+    data: Any  # level 0 of a multiscale layer; not read
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    rgb: bool
+
+    @classmethod
+    def of(cls, layer: Any) -> LayerView:
+        layer = check_image_layer(layer)
+        scale, translate = tuple(layer.scale), tuple(layer.translate)
+        return cls(layer.name, layer_data(layer), scale, translate, bool(layer.rgb))
+
+    def image(self, ndim: int, channel_axis: int | None) -> Image:
+        """A channels-first engine :class:`Image` (lazy: nothing is read)."""
+        data = self.data
+        if channel_axis is not None and not -data.ndim <= channel_axis < data.ndim:
+            raise DataError(
+                f"'{self.name}' has {data.ndim} axes; channel axis {channel_axis} does not "
+                "exist. Pick another channel axis or 'none'."
+            )
+        image = as_image(data, self.name, ndim, channel_axis)
+        image.scale = spatial(self.scale, self, channel_axis)[-ndim:]
+        image.translate = spatial(self.translate, self, channel_axis)[-ndim:]
+        return image
+
+    def channel_axis_for(self, ndim: int, channels: int, preferred: int | None) -> int | None:
+        """The channel axis that fits a model of ``ndim`` spatial axes and ``channels`` input
+        channels (``preferred``, the Data dock's choice, when several would)."""
+        shape = tuple(self.data.shape)
+        if len(shape) == ndim + 1:
+            fits = [a for a, size in enumerate(shape) if size == channels]
+            if self.rgb:
+                fits = fits[-1:] if fits and fits[-1] == len(shape) - 1 else []
+            if preferred is not None and preferred % len(shape) in fits:
+                return preferred % len(shape)
+            if fits:
+                return fits[-1] if fits[-1] == len(shape) - 1 else fits[0]
+        elif len(shape) == ndim and channels == 1 and not self.rgb:
+            return None
+        kind = f"{ndim}D, {channels} channel(s)"
+        raise DataError(
+            f"'{self.name}' {shape} does not fit the checkpoint's model ({kind}): pick a {ndim}D "
+            f"image with {channels} channel(s), or a checkpoint trained on images like this one."
+        )
+
+
 def to_image(layer: Any, ndim: int, channel_axis: int | None) -> Image:
     """A channels-first engine :class:`Image` of a layer (lazy: nothing is read)."""
-    layer = check_image_layer(layer)
-    data = layer_data(layer)
-    if channel_axis is not None and not -data.ndim <= channel_axis < data.ndim:
-        raise DataError(
-            f"'{layer.name}' has {data.ndim} axes; channel axis {channel_axis} does not exist. "
-            "Pick another channel axis or 'none'."
-        )
-    image = as_image(data, layer.name, ndim, channel_axis)
-    image.scale = spatial(layer.scale, layer, channel_axis)[-ndim:]
-    image.translate = spatial(layer.translate, layer, channel_axis)[-ndim:]
-    return image
+    return LayerView.of(layer).image(ndim, channel_axis)
 
 
 def to_layer_layout(array: np.ndarray, channel_axis: int | None) -> np.ndarray:

@@ -9,6 +9,7 @@ translate. Crappify adds ``<layer> [reconstruction]`` (and, when "degrade first 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,34 @@ def output_name(layer_name: str, key: str, task: str) -> str:
     return f"{layer_name} {suffix or OUTPUT_NAMES[key]}"
 
 
+@dataclass
+class Reconstructions:
+    """What the worker hands back: per source layer, its outputs and channel axis."""
+
+    task: str
+    outputs: list[dict[str, np.ndarray]]
+    axes: list[int | None]  # the channel axis each layer was read with (the model decides)
+    scores: list[dict[str, dict[str, float]]]
+
+
 def _reconstruct_all(
-    path: str, images: list[Any], options: dict[str, Any], relay: ProgressRelay, cancel: Any
-) -> tuple[str, list[dict[str, np.ndarray]], list[dict[str, float]]]:
-    """Worker body: load the checkpoint, reconstruct each image, score when degrading."""
+    path: str,
+    sources: list[_layers.LayerView],
+    preferred_axis: int | None,
+    options: dict[str, Any],
+    relay: ProgressRelay,
+    cancel: Any,
+) -> Reconstructions:
+    """Worker body: load the checkpoint, read each layer as its model expects (axes, channels),
+    reconstruct, score when degrading."""
     from napari_ssl.engine.checkpoints import load_trained
     from napari_ssl.inference.metrics import image_metrics
     from napari_ssl.inference.reconstruct import reconstruct
 
     trained = load_trained(path)
+    ndim, channels = trained.cfg.data.ndim, trained.in_channels
+    axes = [view.channel_axis_for(ndim, channels, preferred_axis) for view in sources]
+    images = [view.image(ndim, axis) for view, axis in zip(sources, axes, strict=True)]
     results, scores = [], []
     for image in images:
         out = reconstruct(trained, image, progress=relay, cancelled=cancel.is_set, **options)
@@ -75,7 +95,7 @@ def _reconstruct_all(
                     "reconstruction": image_metrics(out["reconstruction"], original),
                 }
             )
-    return trained.cfg.pretext.task, results, scores
+    return Reconstructions(trained.cfg.pretext.task, results, axes, scores)
 
 
 class ReconstructDock(QWidget):
@@ -94,7 +114,7 @@ class ReconstructDock(QWidget):
         self.updates = Coalescer(self, self._apply)  # the progress bar: one repaint per tick
         self.destroyed.connect(lambda *_: cancel.set())  # closing the viewer cancels the work
         self.state.events.checkpoint.connect(self._on_checkpoint)
-        for name in ("inserted", "removed", "moved"):
+        for name in ("inserted", "removed", "moved", "renamed"):
             getattr(self.viewer.layers.events, name).connect(self._refresh_layers)
         self._refresh_layers()
         self._on_checkpoint(self.state.checkpoint)
@@ -150,29 +170,32 @@ class ReconstructDock(QWidget):
         if path:
             self.checkpoint.setText(path)
 
+    def _selected_layers(self) -> list[Any]:
+        return [item.data(Qt.ItemDataRole.UserRole) for item in self.layer_list.selectedItems()]
+
     def _refresh_layers(self, event: Any = None) -> None:
-        selected = {item.data(Qt.ItemDataRole.UserRole) for item in self.layer_list.selectedItems()}
-        if not selected:
-            selected = set(self.state.layers)
+        """List the image layers; the selection follows the layers themselves (kept when a
+        layer is renamed), else the Data dock's choice."""
+        chosen = {id(layer) for layer in self._selected_layers()}
         self.layer_list.clear()
         for layer in self.viewer.layers:
             if isinstance(layer, _layers.ImageLayer) and _layers.reconstructable(layer):
                 item = QListWidgetItem(_layers.describe_layer(layer))
-                item.setData(Qt.ItemDataRole.UserRole, layer.name)
+                item.setData(Qt.ItemDataRole.UserRole, layer)
                 self.layer_list.addItem(item)
-                item.setSelected(layer.name in selected)
+                item.setSelected(id(layer) in chosen if chosen else layer.name in self.state.layers)
 
     def select(self, names: list[str]) -> None:
         for i in range(self.layer_list.count()):
             item = self.layer_list.item(i)
-            item.setSelected(item.data(Qt.ItemDataRole.UserRole) in names)
+            item.setSelected(item.data(Qt.ItemDataRole.UserRole).name in names)
 
     # ---- run ------------------------------------------------------------------------------
     def run(self) -> None:
         if self.worker is not None:
             return
         try:
-            path, images = self._inputs()
+            path, sources = self._inputs()
         except DataError as err:
             show_error(f"Cannot reconstruct: {err}")
             return
@@ -186,7 +209,8 @@ class ReconstructDock(QWidget):
             worker = create_worker(
                 reconstruct_all,
                 path,
-                images,
+                sources,
+                self.state.channel_axis,
                 options,
                 self.relay,
                 self._cancel,
@@ -205,20 +229,16 @@ class ReconstructDock(QWidget):
         self._cancel.set()
         self.cancel_button.setEnabled(False)
 
-    def _inputs(self) -> tuple[str, list[Any]]:
+    def _inputs(self) -> tuple[str, list[_layers.LayerView]]:
         path = self.checkpoint.text().strip()
         if not path or not Path(path).is_file():
             raise DataError(
                 f"checkpoint '{path}' not found: train a model first or pick a .pth file."
             )
-        names = [item.data(Qt.ItemDataRole.UserRole) for item in self.layer_list.selectedItems()]
-        if not names:
+        self._sources = self._selected_layers()
+        if not self._sources:
             raise DataError("no input layer selected: pick one or more image layers in the list.")
-        self._sources = [self.viewer.layers[n] for n in names]
-        state = self.state
-        return path, [
-            _layers.to_image(lyr, state.ndim, state.channel_axis) for lyr in self._sources
-        ]
+        return path, [_layers.LayerView.of(layer) for layer in self._sources]
 
     def _on_progress(self, done: int, total: int) -> None:
         self.updates.put("progress", (done, total))
@@ -241,10 +261,9 @@ class ReconstructDock(QWidget):
         if self.progress.format() != "%p%":  # no tile was done (error or cancel)
             set_progress(self.progress, 0, "%p%")
 
-    def _on_result(self, result: tuple[str, list[dict[str, np.ndarray]], list[dict]]) -> None:
-        task, outputs, scores = result
-        axis = self.state.channel_axis
-        for source, out in zip(self._sources, outputs, strict=True):
+    def _on_result(self, result: Reconstructions) -> None:
+        task, outputs, scores = result.task, result.outputs, result.scores
+        for source, out, axis in zip(self._sources, outputs, result.axes, strict=True):
             for key in OUTPUT_NAMES:  # others (masking's token mask) are seen in [MAE masked]
                 if key not in out:
                     continue
@@ -261,4 +280,6 @@ class ReconstructDock(QWidget):
             f" dB, SSIM {s['reconstruction']['ssim']:.3f}"
             for src, s in zip(self._sources, scores, strict=False)
         ]
+        if self.degrade.isChecked() and task != "crappify":
+            lines.append(f"Not scored: “degrade first and score” is for crappify, not {task}.")
         self.metrics.setText("\n".join(lines))

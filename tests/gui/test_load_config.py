@@ -8,6 +8,7 @@ import pytest
 import tifffile
 import yaml
 from gui_helpers import same, screenshot
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
 pytestmark = pytest.mark.gui
@@ -68,8 +69,9 @@ def _shown(docks) -> dict:
         "folder": data.folder.text(), "model": train.architecture.currentText(),
         "preset": train.preset.currentText(), "epochs": train.epochs.value(),
         "batch": train.batch.value(), "lr": train.lr.value(),
-        "val": train.val_fraction.value(), "augment": train.augment.isChecked(),
-        "precision": train.precision.currentText(), "device": train.device.currentData(),
+        "val": train.validation.fraction.value(), "val_folder": train.validation.folder.text(),
+        "augment": train.augment.isChecked(), "precision": train.precision.currentText(),
+        "device": train.device.currentData(), "normalization": data.normalization.summary,
     }  # fmt: skip
 
 
@@ -90,7 +92,8 @@ def test_napari_ssl_yaml_shows_in_both_docks_and_reaches_the_run(
         "task": "crappify", "noise": 0.3, "factor": 2.0, "mask": "grid", "ratio": 0.5,
         "token": 16, "patch": 32, "ndim": "2D", "folder": "", "model": "resunet",
         "preset": "tiny", "epochs": 2, "batch": 3,  # a CNN leaves the unused ViT preset be
-        "lr": 0.0003, "val": 0.2, "augment": False, "precision": "off", "device": "cpu",
+        "lr": 0.0003, "val": 0.2, "val_folder": "", "augment": False, "precision": "off",
+        "device": "cpu", "normalization": "Normalisation: zero mean, unit variance",
     }  # fmt: skip
     severity, message = notes[-1]
     assert severity == "warning" and "run.yaml" in message
@@ -182,18 +185,41 @@ def test_bad_files_change_nothing(
     assert (path.read_text() if path.exists() else None) == text  # the file is untouched
 
 
-def test_a_validation_folder_replaces_the_fraction(docks, tmp_path, monkeypatch):
-    train = docks["Train"]
+def test_a_loaded_validation_folder_and_normalisation_show_and_stay_editable(
+    qtbot, viewer, docks, sem_2d, tmp_path, monkeypatch
+):
+    train, norm = docks["Train"], docks["Data and pretext"].normalization
+    box = train.validation
     val = (tmp_path / "dataset" / "val" / "x").resolve()
     val.mkdir(parents=True)
+    tifffile.imwrite(val / "v.tif", sem_2d[:64, :64])
     path = tmp_path / "val.yaml"
-    path.write_text("data: {val_path: dataset/val/x}\n")  # relative: to the YAML's folder
+    path.write_text(  # the folder is relative: to the YAML's folder
+        "data: {val_path: dataset/val/x, val_fraction: 0.125, percentile_clip: [0.125, 99.5], "
+        "normalization_mean: [120], normalization_std: [35, 30.25]}\n"
+    )
     _load(train, monkeypatch, path)
     assert train.state.cfg.data.val_path == str(val)
-    assert not train.val_fraction.isEnabled() and str(val) in train.val_fraction.toolTip()
+    assert box.use_folder.isChecked() and box.folder.text() == str(val)
+    assert not box.fraction.isEnabled() and box.hint.text() == "1 validation image(s)"
+    clip = (norm.clip.isChecked(), norm.clip_hi.value())
+    assert (norm.mean.text(), norm.std.text(), clip) == ("120", "35, 30.25", (True, 99.5))
+    assert norm.summary == (
+        "Normalisation: zero mean, unit variance, clip 0.125–99.5 %, mean 120, std 35, 30.25"
+    )
+    norm.mean.setText("110")  # an edit keeps the values the fields show rounded
+    qtbot.keyClick(norm.mean, Qt.Key.Key_Return)
+    cfg = train.state.cfg.data
+    assert (cfg.normalization_mean, cfg.percentile_clip) == ((110.0,), (0.125, 99.5))
+    screenshot(viewer, "train_dock_loaded_val_folder", "Train")
+    box.use_fraction.click()  # the user goes back to holding out a fraction
+    assert train.state.cfg.data.val_path == "" and box.fraction.isEnabled()
+    assert train._config().data.val_path == "" and box.folder.text() == ""
+    assert train._config().data.val_fraction == 0.125  # as loaded (the box shows it rounded)
     path.write_text("data: {val_fraction: 0.2}\n")
     _load(train, monkeypatch, path)
-    assert train.val_fraction.isEnabled() and train.val_fraction.value() == 0.2
+    assert box.use_fraction.isChecked() and box.fraction.value() == 0.2
+    assert (norm.mean.text(), norm.std.text(), norm.clip.isChecked()) == ("", "", False)
 
 
 def test_a_data_dock_opened_after_a_load_keeps_the_config(viewer, tmp_path, monkeypatch):

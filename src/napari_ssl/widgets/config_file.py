@@ -67,8 +67,9 @@ class ConfigFile:
     """Mixin of :class:`~napari_ssl.widgets.train_dock.TrainDock`: loading a config file.
 
     Uses the dock's ``state``, its fields (``architecture``, ``preset``, ``epochs``, ``batch``,
-    ``lr``, ``val_fraction``, ``augment``, ``precision``, ``device``, ``start_mode``,
-    ``checkpoint``) and ``_config()``, the config that Start would use.
+    ``lr``, ``augment``, ``precision``, ``device``, ``start_mode``, ``checkpoint``) and
+    ``_config()``, the config that Start would use. The validation images and the normalisation
+    follow the shared config by themselves.
     """
 
     state: Any
@@ -77,7 +78,6 @@ class ConfigFile:
     epochs: Any
     batch: Any
     lr: Any
-    val_fraction: Any
     augment: Any
     precision: Any
     device: Any
@@ -144,7 +144,6 @@ class ConfigFile:
         self.epochs.setValue(cfg.train.epochs)
         self.batch.setValue(cfg.train.batch_size)
         self.lr.setValue(cfg.train.lr)
-        self.val_fraction.setValue(cfg.data.val_fraction)
         self.augment.setChecked(cfg.train.augment)
         self.precision.setCurrentText(cfg.train.mixed_precision)
         device = self.device.findData(cfg.system.device)

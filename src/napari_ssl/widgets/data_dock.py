@@ -4,6 +4,7 @@ Preview runs on the GUI thread on a bounded crop (at most :data:`PREVIEW_MAX` pi
 centred), so even a huge 3D layer previews in a fraction of a second and nothing has to be
 synchronised with a worker; the preview layer is placed where the crop lies in the source.
 After a first Preview, parameter changes refresh the preview layers in place (debounced).
+The normalisation (a collapsible section) does not change the previews: they are in raw units.
 The widgets follow the shared config too: a config loaded elsewhere (the Train dock's
 "Load config…") shows here. napari-ssl's own output layers are not offered as inputs.
 """
@@ -40,6 +41,8 @@ from qtpy.QtWidgets import (
 from napari_ssl.config import Config, ConfigError
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets._links import link
+from napari_ssl.widgets.normalization_box import NormalizationBox
 from napari_ssl.widgets.state import state_for, unwrap
 
 PREVIEW_MAX = {2: (2048, 2048), 3: (64, 512, 512)}  # largest previewed crop per dimensionality
@@ -72,7 +75,7 @@ class DataDock(QWidget):
         for name in ("inserted", "removed", "moved"):
             getattr(self.viewer.layers.events, name).connect(self._refresh_layers)
         self._show_cfg(self.state.cfg)  # a config loaded before this dock opened stays
-        self.state.events.cfg.connect(self._show_cfg)
+        link(self, (self.state.events.cfg, self._show_cfg))  # until the dock is deleted
 
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -106,6 +109,8 @@ class DataDock(QWidget):
         axes.addRow("Channel axis", self.channel_axis)
         axes.addRow("", self.detected)
         form.addLayout(axes)
+        self.normalization = NormalizationBox(self.viewer, self.state)
+        form.addWidget(self.normalization)
         layout.addWidget(images)
         layout.addWidget(self._build_pretext())
         self.preview = QPushButton("Preview")

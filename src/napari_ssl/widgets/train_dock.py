@@ -38,11 +38,14 @@ from qtpy.QtWidgets import (
 from napari_ssl.config import VIT_PRESETS, Config, ConfigError
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets._links import link
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.config_file import ConfigFile
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors
+from napari_ssl.widgets.normalization_box import commit_inputs
 from napari_ssl.widgets.state import SslState, state_for, unwrap
 from napari_ssl.widgets.train_events import TrainEvents
+from napari_ssl.widgets.validation_box import ValidationBox
 from napari_ssl.widgets.worker import TrainingSession, start_device_probe
 
 MODELS = {"crappify": ("unet", "resunet"), "masking": ("mae",)}
@@ -83,8 +86,8 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self._build()
         self.updates = Coalescer(self, self._apply)  # progress, status, preview: once per tick
         self.updates.ticked.connect(self.plot.tick)  # the plot's image in the same repaint
-        self.state.events.cfg.connect(self._sync_task)
-        self.state.events.running.connect(self._update_buttons)
+        events = self.state.events  # connected until the dock is deleted
+        link(self, (events.cfg, self._sync_task), (events.running, self._update_buttons))
         self.destroyed.connect(partial(_shutdown, self.session, self.state))
         self._sync_task()
         self._update_buttons()
@@ -108,8 +111,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.epochs = QSpinBox(minimum=1, maximum=100000, value=100)
         self.batch = QSpinBox(minimum=1, maximum=4096, value=6)
         self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=1.0, singleStep=1e-5, value=1e-4)
-        self.val_fraction = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.5, singleStep=0.05)
-        self.val_fraction.setValue(0.1)
+        self.validation = ValidationBox(self.state)
         self.augment = QCheckBox("flips and 90° rotations")
         self.augment.setChecked(True)
         self.device = QComboBox()
@@ -123,7 +125,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         for label, widget in (
             ("Model", self.architecture), ("ViT preset", self.preset), ("Epochs", self.epochs),
             ("Batch size", self.batch), ("Learning rate", self.lr),
-            ("Validation fraction", self.val_fraction), ("Augmentation", self.augment),
+            ("Validation", self.validation), ("Augmentation", self.augment),
             ("Device", self.device), ("Mixed precision", self.precision),
         ):  # fmt: skip
             form.addRow(label, widget)
@@ -209,13 +211,6 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             self.architecture.clear()
             self.architecture.addItems(list(names))
         self.preset.setEnabled(names == ("mae",))
-        val_path = self.state.cfg.data.val_path  # a loaded config's own validation folder
-        self.val_fraction.setEnabled(not val_path)
-        self.val_fraction.setToolTip(
-            f"Validation images: the folder {val_path} (from the loaded config)"
-            if val_path
-            else "Fraction of the training images held out for validation"
-        )
 
     def _update_buttons(self) -> None:
         running = self.state.running
@@ -262,6 +257,10 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
     def _prepare(self) -> dict[str, Any]:
         from napari_ssl.results import ResultsLayout
 
+        self.validation.commit()  # a folder typed but not confirmed yet
+        errors = commit_inputs(self.state)  # the Data dock's normalisation fields
+        if errors:
+            raise ConfigError("\n".join(errors))
         images = self._images()
         cfg = self._config()
         mode = self.start_mode.currentIndex()
@@ -275,6 +274,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             cfg.model, load_checkpoint=mode == 2, checkpoint_file=path if mode == 2 else ""
         )
         cfg.validate()
+        self.validation.check()  # as the engine lists the folder (it reads the images at Start)
         for img in images:
             if any(s < p for s, p in zip(img.spatial_shape, cfg.data.patch_size, strict=True)):
                 show_warning(
@@ -318,7 +318,6 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         arch = self.architecture.currentText()
         return dataclasses.replace(
             cfg,
-            data=dataclasses.replace(cfg.data, val_fraction=float(self.val_fraction.value())),
             model=dataclasses.replace(
                 cfg.model,
                 architecture=arch,

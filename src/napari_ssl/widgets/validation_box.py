@@ -1,0 +1,142 @@
+"""The Train dock's validation images: a fraction held out of the training images, or a folder.
+
+The shared config is the one truth: an empty ``data.val_path`` holds out ``data.val_fraction`` of
+the training images (BiaPy DATA.VAL.FROM_TRAIN True, SPLIT_TRAIN); a folder validates on images of
+its own, and the training images are trained on whole (FROM_TRAIN False, DATA.VAL.PATH). Choosing
+"hold out" clears the folder. A chosen folder is listed as the engine lists it, under the fields
+and again at Start (:meth:`ValidationBox.check`); the engine checks each image when the run starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QWidget,
+)
+
+from napari_ssl.biapy_config import BIAPY_KEYS
+from napari_ssl.config import Config
+from napari_ssl.data.folders import list_images, resolve_dataset
+from napari_ssl.data.images import DataError
+from napari_ssl.widgets._hint import hint_label, set_hint
+from napari_ssl.widgets._links import link
+from napari_ssl.widgets.state import SslState
+
+KEY = f"data.val_path (BiaPy {BIAPY_KEYS['data.val_path']})"  # as the engine names it
+
+
+class ValidationBox(QWidget):
+    """Validation images: ``fraction`` of the training images, or the images of ``folder``."""
+
+    def __init__(self, state: SslState) -> None:
+        super().__init__()
+        self.state = state
+        self._path: str | None = None  # the val_path shown last (None: nothing shown yet)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.use_fraction = QRadioButton("hold out")
+        self.use_fraction.setToolTip("Validate on a part of the training images, held out")
+        self.fraction = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.5, singleStep=0.05)
+        self.fraction.setToolTip(
+            "Fraction held out for validation: whole images when there are several, else a "
+            "region of the image (BiaPy DATA.VAL.SPLIT_TRAIN)"
+        )
+        self.use_folder = QRadioButton("folder")
+        self.use_folder.setToolTip(
+            "Validate on images of their own, like the training images (BiaPy DATA.VAL.PATH); "
+            "the training images are then all trained on"
+        )
+        self.folder = QLineEdit(placeholderText="validation images (dataset/val/x)")
+        self.browse = QPushButton("Browse…")
+        self.hint = hint_label()
+        buttons = QButtonGroup(self)
+        for button in (self.use_fraction, self.use_folder):
+            buttons.addButton(button)
+        grid.addWidget(self.use_fraction, 0, 0)
+        grid.addWidget(self.fraction, 0, 1)
+        grid.addWidget(QLabel("of the training images"), 0, 2, 1, 2)
+        grid.addWidget(self.use_folder, 1, 0)
+        grid.addWidget(self.folder, 1, 1, 1, 2)
+        grid.addWidget(self.browse, 1, 3)
+        grid.addWidget(self.hint, 2, 0, 1, 4)
+        grid.setColumnStretch(2, 1)
+        self.use_fraction.clicked.connect(self.clear)
+        self.use_folder.clicked.connect(self._folder_chosen)
+        self.browse.clicked.connect(self._browse)
+        self.folder.editingFinished.connect(self.commit)
+        self.fraction.valueChanged.connect(self._fraction_changed)
+        self._show(state.cfg)
+        link(self, (state.events.cfg, self._show))
+
+    def commit(self) -> None:
+        """Put the folder field into the shared config (an event only when it changed)."""
+        data = self.state.cfg.data
+        path = self.folder.text().strip()
+        if path != data.val_path:
+            self.state.update_cfg(data=dataclasses.replace(data, val_path=path))
+        self._show(self.state.cfg)
+
+    def clear(self) -> None:
+        """Validate on the held-out fraction again: the folder is cleared."""
+        self.folder.clear()
+        self.commit()
+
+    def check(self) -> None:
+        """Raise :class:`DataError` when the folder is missing or holds no images (shown here)."""
+        path = self.state.cfg.data.val_path
+        if not path:
+            return
+        try:
+            found = list_images(resolve_dataset(path, "val"), KEY)
+        except DataError as err:
+            set_hint(self.hint, str(err), error=True)
+            raise
+        folder = found[0].parent
+        where = "" if str(folder) == path else f" in {folder}"
+        set_hint(self.hint, f"{len(found)} validation image(s){where}")
+
+    def _fraction_changed(self, value: float) -> None:
+        self.state.update_cfg(data=dataclasses.replace(self.state.cfg.data, val_fraction=value))
+
+    def _folder_chosen(self) -> None:
+        if self.folder.text().strip():
+            self.commit()
+        else:  # nothing to validate on yet: pick the folder (cancelled: back to "hold out")
+            self._browse()
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder of validation images")
+        if path:
+            self.folder.setText(path)
+            self.commit()
+        else:
+            self._show(self.state.cfg)
+
+    def _show(self, cfg: Config) -> None:
+        """Show the config's choice; a folder path being typed stays until the config's own
+        folder changes."""
+        path = cfg.data.val_path
+        self.fraction.blockSignals(True)
+        self.fraction.setValue(cfg.data.val_fraction)
+        self.fraction.blockSignals(False)
+        (self.use_folder if path else self.use_fraction).setChecked(True)
+        self.fraction.setEnabled(not path)
+        if path == self._path:
+            return
+        self._path = path
+        self.folder.setText(path)
+        if not path:
+            set_hint(self.hint, "")
+            return
+        with contextlib.suppress(DataError):  # shown under the fields; Start refuses it
+            self.check()

@@ -12,7 +12,7 @@ import torch
 from PIL import Image as PILImage
 
 from napari_ssl.data.folders import list_images, load_folder, load_image, resolve_dataset
-from napari_ssl.data.images import DataError, Image, as_image
+from napari_ssl.data.images import ChannelsFirst, DataError, Image, as_image
 from napari_ssl.data.normalization import compute_stats
 from napari_ssl.data.sampling import (
     PatchSampler,
@@ -113,7 +113,7 @@ def test_zarr_array_is_read_lazily(sem_2d: np.ndarray, tmp_path: Path) -> None:
                         dtype="u1")  # fmt: skip
     z[:] = sem_2d[:64, :96]
     image = load_image(tmp_path / "sem.zarr", ndim=2)
-    assert not isinstance(image.array, np.ndarray)  # still lazy
+    assert isinstance(image.array, ChannelsFirst)  # still lazy, and not wrapped in dask
     np.testing.assert_array_equal(image.read((slice(8, 24), slice(0, 16)))[0], sem_2d[8:24, :16])
 
 

@@ -1,11 +1,14 @@
 """Images as the engine sees them: channels first, ``(C, *spatial)``, lazily indexable.
 
 An :class:`Image` wraps a numpy, dask or zarr array without reading it: patches are read by
-slicing, so inputs larger than memory are never materialised.
+slicing, so inputs larger than memory are never materialised. numpy and dask arrays are reordered
+as they are; other lazy arrays (zarr, h5py ...) are seen through a :class:`ChannelsFirst` view,
+which reads each patch with one call to the array itself.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +23,7 @@ class DataError(ValueError):
 class Image:
     """One image, channels first: ``array.shape == (C, *spatial)``, spatial (Y, X) or (Z, Y, X)."""
 
-    array: Any  # numpy / dask / zarr array, or anything sliceable with .shape and .dtype
+    array: Any  # numpy or dask array, or a ChannelsFirst view (zarr, h5py ...)
     name: str
     scale: tuple[float, ...] | None = None  # spatial pixel size, for outputs
     translate: tuple[float, ...] | None = None
@@ -79,7 +82,6 @@ def as_image(
     (any position, negative allowed); without it the array must have exactly ``ndim`` axes.
     """
     check_dtype(array.dtype, name)
-    array = _indexable(array)
     shape = tuple(array.shape)
     if channel_axis is None:
         if len(shape) != ndim:
@@ -92,7 +94,7 @@ def as_image(
                 f"{name}: shape {shape} has {len(shape)} axes but {ndim}D without channels "
                 f"was chosen; {hint}."
             )
-        arr = array[None]
+        axis = None
     else:
         if len(shape) != ndim + 1:
             raise DataError(
@@ -100,37 +102,76 @@ def as_image(
                 f"{ndim + 1}. Change the dimensionality or the channel axis."
             )
         axis = channel_axis % len(shape)
-        arr = _moveaxis(array, axis, 0)
     if scale is not None and len(scale) != ndim:
         scale = tuple(scale[-ndim:])
     if translate is not None and len(translate) != ndim:
         translate = tuple(translate[-ndim:])
-    return Image(arr, name, scale, translate)
+    return Image(_channels_first(array, axis), name, scale, translate)
 
 
-def _indexable(array: Any) -> Any:
-    """numpy and dask arrays as they are; other lazy arrays (zarr, h5py ...), which cannot be
-    indexed with ``None``, wrapped lazily in dask."""
-    if isinstance(array, np.ndarray) or hasattr(array, "compute"):
-        return array
-    try:
-        import dask.array as da
-    except ImportError:  # pragma: no cover - dask is optional
-        return np.asarray(array)
-    return da.from_array(array, chunks=getattr(array, "chunks", "auto"))
-
-
-def _moveaxis(array: Any, source: int, dest: int) -> Any:
-    if source == dest:
-        return array
+def _channels_first(array: Any, axis: int | None) -> Any:
+    """``array`` with its channel axis ``axis`` (None: a new one of length 1) first, unread."""
     if isinstance(array, np.ndarray):
-        return np.moveaxis(array, source, dest)
-    try:  # dask
+        return array[None] if axis is None else np.moveaxis(array, axis, 0)
+    if hasattr(array, "compute"):  # dask stays dask (napari layers, dask.array.from_zarr)
         import dask.array as da
 
-        return da.moveaxis(da.asarray(array), source, dest)
-    except ImportError:  # pragma: no cover - dask is optional
-        return np.moveaxis(np.asarray(array), source, dest)
+        return array[None] if axis is None else da.moveaxis(da.asarray(array), axis, 0)
+    return ChannelsFirst(array, axis)
+
+
+class ChannelsFirst:
+    """A lazy ``(C, *spatial)`` view of an array read by basic slicing (zarr, h5py ...).
+
+    ``channel_axis`` is the source's channel axis, or None for a channel axis of length 1 that
+    the source lacks. Keys are ints and slices (step >= 1, as zarr and h5py take); each is
+    translated to the source's axis order, read with one call to the source, and the result
+    reordered with numpy.
+    """
+
+    def __init__(self, source: Any, channel_axis: int | None) -> None:
+        shape = tuple(int(s) for s in source.shape)
+        self.source = source
+        self.channel_axis = None if channel_axis is None else channel_axis % len(shape)
+        self.shape = self._view_order(shape)
+        self.dtype = np.dtype(source.dtype)
+
+    def _view_order(self, per_axis: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-axis values of the source in view order (1 for an added channel axis)."""
+        a = self.channel_axis
+        if a is None:
+            return (1, *per_axis)
+        return (per_axis[a], *per_axis[:a], *per_axis[a + 1 :])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def chunks(self) -> tuple[int, ...] | None:
+        """The source's chunk shape in view order; None when the source is not chunked."""
+        chunks = getattr(self.source, "chunks", None)
+        return None if chunks is None else self._view_order(tuple(int(c) for c in chunks))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        keys = key if isinstance(key, tuple) else (key,)
+        if len(keys) > self.ndim:
+            raise IndexError(f"{len(keys)} indices for a {self.ndim}-axis array")
+        keys = tuple(k if isinstance(k, slice) else operator.index(k) for k in keys)
+        channel, *spatial = (*keys, *(slice(None),) * (self.ndim - len(keys)))
+        a = self.channel_axis
+        if a is None:
+            return np.asarray(self.source[tuple(spatial)])[None][channel]
+        data = np.asarray(self.source[(*spatial[:a], channel, *spatial[a:])])
+        if isinstance(channel, int):
+            return data
+        kept_before = sum(isinstance(k, slice) for k in spatial[:a])
+        return np.moveaxis(data, kept_before, 0)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """The whole array, read (``np.asarray``); always a new array, whatever ``copy``."""
+        data = self[()]
+        return data if dtype is None else data.astype(dtype, copy=False)
 
 
 def check_consistent(images: list[Image]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from napari_ssl.drawing import MATPLOTLIB_LOCK
+from napari_ssl.drawing import MATPLOTLIB_LOCK, integer_epochs
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,6 +60,7 @@ def _curve_figure(
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
     ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    integer_epochs(ax)
     ax.grid(alpha=0.3)
     ax.legend()
     return fig

@@ -3,8 +3,10 @@
 matplotlib draws off the GUI thread: points are appended on the GUI thread (cheap), and on a
 :meth:`LossPlot.tick` at most every :data:`RENDER_S` a copy of them goes to one worker thread
 that owns a ``Figure`` with the Agg canvas (no pyplot, no Qt widget) and renders it to a QImage.
-A later tick shows that image in the label (~1 ms). Nothing is drawn while the plot is hidden
-(its dock's tab not the current one); it catches up when shown.
+A later tick shows that image in the label (~1 ms). While the plot is hidden (its dock's tab
+not the current one) ticks draw nothing; it catches up when shown. At the end of a run,
+:meth:`LossPlot.flush` renders the whole run at once, in the same thread, and shows it as soon
+as it is drawn. Before the first point the label shows a line of text instead of empty axes.
 """
 
 from __future__ import annotations
@@ -16,18 +18,22 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QLabel, QSizePolicy, QWidget
 
+from napari_ssl.drawing import MATPLOTLIB_LOCK, integer_epochs
 from napari_ssl.widgets.gui_collection import holding
 
 RENDER_S = 3.5  # shortest time between two renders: every other 2 s tick of the dock
+FLUSH_POLL_MS = 20  # after flush(): how often to look for the final render
 SMOOTHING = 0.9  # debiased exponential moving average of the step losses (as TensorBoard)
 LOG_SPREAD = 20.0  # log-scale the loss axis once the losses span this factor
 DPI = 100.0
-MARGINS_PX = (54, 10, 10, 44, 16)  # left, right, top, bottom, gap between the two axes
 MIN_SIZE_PX = (120, 120)  # smaller (being laid out): not worth drawing
+PLACEHOLDER = "The loss curves appear here after the first training steps."
+NO_PSNR_YET = "PSNR after each epoch"
+NO_PSNR = "no validation PSNR"
 
 Curves = tuple[tuple[list[float], list[float]], ...]  # (x, y) of raw, smoothed, val, PSNR
 
@@ -43,12 +49,15 @@ class LossPlot(QLabel):
         self.setMinimumHeight(220)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setWordWrap(True)  # the placeholder text
         self.redraws = 0  # images shown
         self._renderer = _Renderer(colors)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="napari-ssl-loss-plot")
         self._future: Future | None = None
         self._rendered_at = -math.inf
         self._curves: Curves = ()
+        self._final = QTimer(self, interval=FLUSH_POLL_MS)  # runs from flush() to the last image
+        self._final.timeout.connect(self._finish)
         self.destroyed.connect(partial(_shutdown, self._executor))
         self.clear()
 
@@ -66,10 +75,14 @@ class LossPlot(QLabel):
         return list(self._curves[1][1])
 
     def clear(self) -> None:
+        """No points: the placeholder text instead of a plot (a render in flight is dropped)."""
         self._curves = tuple(([], []) for _ in range(4))
         self._ema = 0.0
         self._ema_steps = 0
         self._dirty = True
+        self._future = None
+        self._final.stop()
+        self.setText(PLACEHOLDER)
 
     def add_step(self, x: float, loss: float) -> None:
         """A train loss at fractional epoch ``x``; non-finite losses are left out.
@@ -94,29 +107,57 @@ class LossPlot(QLabel):
 
     def tick(self) -> None:
         """Show a finished render; start a new one when due (changed, visible, not too soon)."""
-        if self._future is not None and self._future.done():
-            rgba, ratio = self._future.result()
-            self._future = None
-            h, w = rgba.shape[:2]  # Qt objects are made here, in the GUI thread, only
-            image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
-            image.setDevicePixelRatio(ratio)
-            self.setPixmap(QPixmap.fromImage(image))
-            self.redraws += 1
+        self._show_rendered()
         if (
-            self._dirty
-            and self._future is None
+            self._drawable()
             and self.isVisible()
             and not self.visibleRegion().isEmpty()  # napari keeps a background tab "visible"
-            and self.width() >= MIN_SIZE_PX[0]
-            and self.height() >= MIN_SIZE_PX[1]
             and time.perf_counter() - self._rendered_at >= RENDER_S
         ):
-            self._dirty = False
-            self._rendered_at = time.perf_counter()
-            curves = tuple((list(x), list(y)) for x, y in self._curves)
-            size = (self.width(), self.height(), self.devicePixelRatioF())
-            with holding(self._renderer.render) as render:
-                self._future = self._executor.submit(render, curves, *size)
+            self._render()
+
+    def flush(self) -> None:
+        """The end of a run: render every point now, without waiting :data:`RENDER_S` (also
+        when hidden), and show the image as soon as it is drawn. Drawing stays in the worker."""
+        self._final.start()
+        self._finish()
+
+    def _finish(self) -> None:
+        """After :meth:`flush`: show the render in flight, then render what it missed."""
+        self._show_rendered()
+        if self._future is None and self._drawable():
+            self._render()
+        if self._future is None:
+            self._final.stop()
+
+    def _drawable(self) -> bool:
+        """Something new to draw, none in flight, points to draw and room for them."""
+        return (
+            self._dirty
+            and self._future is None
+            and bool(self.step_points or self.epoch_points)
+            and self.width() >= MIN_SIZE_PX[0]
+            and self.height() >= MIN_SIZE_PX[1]
+        )
+
+    def _render(self) -> None:
+        self._dirty = False
+        self._rendered_at = time.perf_counter()
+        curves = tuple((list(x), list(y)) for x, y in self._curves)
+        size = (self.width(), self.height(), self.devicePixelRatioF())
+        with holding(self._renderer.render) as render:
+            self._future = self._executor.submit(render, curves, *size)
+
+    def _show_rendered(self) -> None:
+        if self._future is None or not self._future.done():
+            return
+        future, self._future = self._future, None  # a failed render raises here once
+        rgba, ratio = future.result()
+        h, w = rgba.shape[:2]  # Qt objects are made here, in the GUI thread, only
+        image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        image.setDevicePixelRatio(ratio)
+        self.setPixmap(QPixmap.fromImage(image))
+        self.redraws += 1
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
@@ -144,33 +185,43 @@ class _Renderer:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        self.figure = figure = Figure(dpi=DPI)
+        # constrained: the margins fit the labels whatever the tick labels' width
+        self.figure = figure = Figure(dpi=DPI, layout="constrained")
+        figure.get_layout_engine().set(w_pad=4 / DPI, h_pad=4 / DPI, hspace=0.03)
         FigureCanvasAgg(figure)
-        self.ax_loss = figure.add_subplot(211)
-        self.ax_psnr = figure.add_subplot(212, sharex=self.ax_loss)
-        self.lines = (
-            self.ax_loss.plot([], [], color="0.75", lw=0.8, label="train (step)")[0],
-            self.ax_loss.plot([], [], color="C0", lw=1.5, label="train (smoothed)")[0],
-            self.ax_loss.plot([], [], "o-", color="C1", ms=4, label="validation")[0],
-            self.ax_psnr.plot([], [], "o-", color="C2", ms=4, label="val PSNR")[0],
+        self.ax_loss, self.ax_psnr = figure.subplots(
+            2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 2)}
         )
-        self.ax_loss.set_ylabel("loss")
-        self.ax_loss.legend(fontsize=7, loc="upper right")
-        self.ax_psnr.set_ylabel("PSNR (dB)")
-        self.ax_psnr.set_xlabel("epoch")
+        self.lines = (
+            self.ax_loss.plot([], [], color="0.6", lw=0.7, alpha=0.8, label="train")[0],
+            self.ax_loss.plot([], [], color="C0", lw=1.5, label="smoothed")[0],
+            self.ax_loss.plot([], [], "o-", color="C1", ms=3.5, label="validation")[0],
+            self.ax_psnr.plot([], [], "o-", color="C2", ms=3.5, label="val PSNR")[0],
+        )
+        self.ax_loss.set_ylabel("loss", fontsize=8)
+        self.ax_loss.legend(  # one row above the curves, never over them
+            fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3, frameon=False,
+            borderaxespad=0.1, borderpad=0.1, handlelength=1.4, columnspacing=1.0,
+        )  # fmt: skip
+        self.ax_psnr.set_ylabel("PSNR (dB)", fontsize=8)
+        self.ax_psnr.set_xlabel("epoch", fontsize=8)
+        self.psnr_note = self.ax_psnr.text(
+            0.5, 0.5, "", transform=self.ax_psnr.transAxes, ha="center", va="center", fontsize=8
+        )
         self.ax_loss.tick_params(labelbottom=False)
+        integer_epochs(self.ax_psnr)  # shared by both axes
         for ax in (self.ax_loss, self.ax_psnr):
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
         if self.colors is not None:
             _apply_colors(figure, *self.colors)
+            self.psnr_note.set_color(self.colors[1])
+        figure.align_ylabels()
 
     def render(
         self, curves: Curves, width: int, height: int, ratio: float
     ) -> tuple[np.ndarray, float]:
         """The figure at ``width`` x ``height`` logical pixels (``ratio``: device pixel ratio)."""
-        from napari_ssl.drawing import MATPLOTLIB_LOCK
-
         with MATPLOTLIB_LOCK:  # the engine may be writing its charts at the same time
             return self._render(curves, width, height, ratio)
 
@@ -182,21 +233,30 @@ class _Renderer:
         figure = self.figure
         figure.set_dpi(DPI * ratio)
         figure.set_size_inches(width / DPI, height / DPI)
-        left, right, top, bottom, gap = MARGINS_PX  # fixed: tight_layout doubles the draw time
-        axes_h = (height - top - bottom - gap) / 2
-        figure.subplots_adjust(left / width, bottom / height, 1 - right / width, 1 - top / height)
-        figure.subplots_adjust(hspace=gap / max(axes_h, 1.0))
         for line, (x, y) in zip(self.lines, curves, strict=True):
             line.set_data(x, y)
-        for ax in (self.ax_loss, self.ax_psnr):
-            ax.relim()
-            ax.autoscale_view()
         losses = [*curves[0][1], *curves[2][1]]
         wide = bool(losses) and min(losses) > 0 and max(losses) > LOG_SPREAD * min(losses)
         if self.ax_loss.get_yscale() != ("log" if wide else "linear"):
             self.ax_loss.set_yscale("log" if wide else "linear")
+        for ax in (self.ax_loss, self.ax_psnr):
+            ax.relim()
+            ax.autoscale_view()
+        self.ax_loss.set_xlim(*_epoch_span([x for xs, _ in curves for x in xs]))
+        has_psnr = bool(curves[3][0])
+        self.ax_psnr.yaxis.set_visible(has_psnr)
+        self.psnr_note.set_text("" if has_psnr else NO_PSNR if curves[2][0] else NO_PSNR_YET)
         figure.canvas.draw()
         return np.array(figure.canvas.buffer_rgba()), ratio
+
+
+def _epoch_span(xs: list[float]) -> tuple[float, float]:
+    """x limits from the whole epoch before the first point to the one after the last (the
+    current epoch fills as it runs), with a little room for the end markers."""
+    low = math.floor(min(xs, default=0.0))
+    high = max(math.ceil(max(xs, default=1.0)), low + 1)
+    pad = 0.02 * (high - low)
+    return low - pad, high + pad
 
 
 def _apply_colors(figure: Any, background: str, text: str) -> None:

@@ -118,7 +118,7 @@ def test_outputs_are_not_offered_as_inputs(viewer, docks, sem_layer, notes):
     for suffix in OUTPUTS[1:]:
         viewer.add_image(np.zeros((8, 8), np.uint8), name=f"sem {suffix}")
     viewer.add_image(sem_layer.data.copy(), name="sem")  # napari names the copy "sem [1]"
-    offered = [data.layer_list.item(i).data(256) for i in range(data.layer_list.count())]
+    offered = [data.layer_list.item(i).data(256).name for i in range(data.layer_list.count())]
     assert offered == ["sem", "sem [1]"]
     assert data.state.layers == ("sem",)
     viewer.layers.selection = {viewer.layers["sem [MAE masked]"]}
@@ -156,3 +156,17 @@ def test_pretext_page_takes_its_own_height(qtbot, viewer, docks, sem_layer):
 
         qtbot.waitUntil(laid_out)
         screenshot(viewer, f"data_dock_page_{task}", "Data and pretext")
+
+
+def test_a_renamed_layer_stays_selected_with_its_preview(qtbot, viewer, docks, sem_layer):
+    data, train = docks["Data and pretext"], docks["Train"]
+    data.run_preview()
+    sem_layer.name = "renamed"
+    assert data.state.layers == ("renamed",)
+    assert [item.text().split()[0] for item in data.layer_list.selectedItems()] == ["renamed"]
+    assert "renamed [crappified]" in viewer.layers and "sem [crappified]" not in viewer.layers
+    first = viewer.layers["renamed [crappified]"].data.copy()
+    data.noise.setValue(0.45)  # the renamed preview still follows the parameters
+    renamed = viewer.layers["renamed [crappified]"]
+    qtbot.waitUntil(lambda: not same(renamed.data, first), timeout=5000)
+    assert [img.name for img in train._images()] == ["renamed"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tifffile
 import yaml
@@ -137,7 +138,8 @@ def test_biapy_yaml_selects_its_train_folder(
     assert severity == "warning" and "SYSTEM.NUM_CPUS" in message  # BiaPy's reading notes
     assert f"Training data: the folder {folder}" in message
     state = train.state
-    assert state.folder == str(folder) and state.layers == ("sem",)  # the folder is used
+    assert state.folder == str(folder) and state.layers == ()  # the folder, not the layer
+    assert data.detected.text() == f"training data: the folder {folder}"
     model = train._config().model  # what Start would train
     assert model.vit_preset is None  # the config's own sizes, not a preset
     assert (model.vit_embed_dim, model.vit_num_layers, model.mae_dec_hidden_size) == (96, 4, 64)
@@ -145,6 +147,30 @@ def test_biapy_yaml_selects_its_train_folder(
     screenshot(viewer, "data_dock_loaded_biapy", "Data and pretext")
     data.task.setCurrentText("crappify")  # the docks stay editable after a load
     assert train.architecture.currentText() == "unet"
+    data.select(["sem"])  # layers or a folder: picking a layer clears the folder
+    assert (state.layers, state.folder, data.folder.text()) == (("sem",), "", "")
+    assert state.cfg.data.train_path == "" and train._images()[0].name == "sem"
+
+
+def test_a_loaded_channel_count_does_not_bind_the_layers(
+    qtbot, viewer, docks, sem_2d, notes, tmp_path, monkeypatch
+):
+    from napari_ssl.engine.checkpoints import load_trained
+
+    train, data = docks["Train"], docks["Data and pretext"]
+    train.device.clear()
+    train.device.addItem("CPU", "cpu")
+    train.result_dir.setText(str(tmp_path / "results"))
+    path = tmp_path / "one_channel.yaml"
+    path.write_text(NAPARI_SSL_YAML.replace("data: {ndim: 2,", "data: {ndim: 2, channels: 1,"))
+    _load(train, monkeypatch, path)
+    viewer.add_image(np.stack([sem_2d[:64, :64], sem_2d[64:128, :64]]), name="two")
+    data.select(["two"])
+    assert (data.state.ndim, data.state.channel_axis) == (2, 0)
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    assert any(sev == "info" and "Training finished" in msg for sev, msg in notes), notes
+    assert load_trained(train.state.checkpoint).in_channels == 2
 
 
 def test_values_the_docks_cannot_hold_are_named(docks, notes, tmp_path, monkeypatch):

@@ -73,6 +73,26 @@ def describe_layer(layer: Any) -> str:
     return f"{layer.name}  {tuple(layer_data(layer).shape)} {layer_data(layer).dtype}"
 
 
+def check_training_layers(layers: list[Any]) -> None:
+    """Refuse an empty choice, non-image layers and napari-ssl's own outputs as training data."""
+    if not layers:
+        raise DataError("No layer is selected in the viewer's layer list: click one first.")
+    for layer in layers:
+        check_image_layer(layer)
+        if is_output_layer(layer):
+            raise DataError(
+                f"'{layer.name}' is an output of napari-ssl (a preview or a reconstruction), "
+                "not an image to train on: select its source layer."
+            )
+
+
+def rename_outputs(viewer: Any, old: str, new: str) -> None:
+    """After the source layer ``old`` was renamed ``new``: its previews follow the new name."""
+    for suffix in PREVIEW_SUFFIXES.values():
+        if f"{old} {suffix}" in viewer.layers:
+            viewer.layers[f"{old} {suffix}"].name = f"{new} {suffix}"
+
+
 def check_image_layer(layer: Any) -> ImageLayer:
     """Refuse non-image layers with a message that says what to pick instead."""
     if not isinstance(layer, ImageLayer):

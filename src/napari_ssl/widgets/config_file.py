@@ -97,6 +97,7 @@ class ConfigFile:
         except ConfigError as err:
             show_error(f"Cannot load the config: {err}")
             return
+        cfg.data.channels = None  # PATCH_SIZE's last entry: in the docks, the layers decide
         source = self._data_source(cfg, path, notes)
         before, shown = (self.state.cfg, self.state.folder, self.state.ndim), self._config()
         try:

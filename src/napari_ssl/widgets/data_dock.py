@@ -47,6 +47,7 @@ from napari_ssl.widgets.state import state_for, unwrap
 
 PREVIEW_MAX = {2: (2048, 2048), 3: (64, 512, 512)}  # largest previewed crop per dimensionality
 DEBOUNCE_MS = 300
+LISTED_NAME = Qt.ItemDataRole.UserRole + 1  # a layer's name when it was listed
 
 
 def _spin(lo: float, hi: float, value: float, step: float, decimals: int = 0) -> Any:
@@ -72,7 +73,7 @@ class DataDock(QWidget):
         self._writing = False  # True while this dock pushes its own values into the state
         self._build()
         self._refresh_layers()
-        for name in ("inserted", "removed", "moved"):
+        for name in ("inserted", "removed", "moved", "renamed"):
             getattr(self.viewer.layers.events, name).connect(self._refresh_layers)
         self._show_cfg(self.state.cfg)  # a config loaded before this dock opened stays
         link(self, (self.state.events.cfg, self._show_cfg))  # until the dock is deleted
@@ -191,29 +192,42 @@ class DataDock(QWidget):
         """Select layers by name in the list (as a click would)."""
         for i in range(self.layer_list.count()):
             item = self.layer_list.item(i)
-            item.setSelected(item.data(Qt.ItemDataRole.UserRole) in names)
+            item.setSelected(item.data(Qt.ItemDataRole.UserRole).name in names)
 
     def _refresh_layers(self, event: Any = None) -> None:
+        """List the input layers; a selected layer stays selected when renamed (its preview
+        is renamed with it)."""
+        items = [self.layer_list.item(i) for i in range(self.layer_list.count())]
+        chosen = {id(item.data(Qt.ItemDataRole.UserRole)) for item in items if item.isSelected()}
+        for item in items:
+            layer, old = item.data(Qt.ItemDataRole.UserRole), item.data(LISTED_NAME)
+            if layer.name != old and old in self._previewed:
+                self._previewed = self._previewed - {old} | {layer.name}
+                _layers.rename_outputs(self.viewer, old, layer.name)
         selected = set(self.state.layers)
         inputs = self.image_layers()
         self.layer_list.blockSignals(True)
         self.layer_list.clear()
         for layer in inputs:
             item = QListWidgetItem(_layers.describe_layer(layer))
-            item.setData(Qt.ItemDataRole.UserRole, layer.name)
+            item.setData(Qt.ItemDataRole.UserRole, layer)
+            item.setData(LISTED_NAME, layer.name)
             self.layer_list.addItem(item)
-            item.setSelected(layer.name in selected)
+            item.setSelected(id(layer) in chosen or layer.name in selected)
         self.layer_list.blockSignals(False)
         new = event.value if event is not None and event.type == "inserted" else None
-        if not selected and any(layer is new for layer in inputs):
+        if not selected and not self.state.folder and any(layer is new for layer in inputs):
             self.select([new.name])
             return
         self._on_selection()
 
     def _on_selection(self) -> None:
         names = tuple(
-            item.data(Qt.ItemDataRole.UserRole) for item in self.layer_list.selectedItems()
+            item.data(Qt.ItemDataRole.UserRole).name for item in self.layer_list.selectedItems()
         )
+        if names and self.folder.text().strip():  # layers or a folder: the last choice wins
+            self.folder.clear()
+            self._read_params()
         if names != self.state.layers:
             self.state.layers = names
             self._detect_axes()
@@ -221,15 +235,7 @@ class DataDock(QWidget):
     def _use_viewer_selection(self) -> None:
         chosen = list(self.viewer.layers.selection)
         try:
-            if not chosen:
-                raise DataError("No layer is selected in the viewer's layer list: click one first.")
-            for layer in chosen:
-                _layers.check_image_layer(layer)
-                if _layers.is_output_layer(layer):
-                    raise DataError(
-                        f"'{layer.name}' is an output of napari-ssl (a preview or a "
-                        "reconstruction), not an image to train on: select its source layer."
-                    )
+            _layers.check_training_layers(chosen)
         except DataError as err:
             show_error(str(err))
             return
@@ -238,7 +244,9 @@ class DataDock(QWidget):
     def _detect_axes(self) -> None:
         layers = self.selected_layers()
         if not layers:
-            self.detected.setText("no layer selected")
+            folder = self.state.folder
+            self.detected.setText(f"training data: the folder {folder}" if folder else
+                                  "no layer selected")  # fmt: skip
             return
         ndim, axis = _layers.detect_axes(layers[0])
         data = _layers.layer_data(layers[0])
@@ -290,7 +298,11 @@ class DataDock(QWidget):
         model = dataclasses.replace(cfg.model, vit_token_size=int(self.token.value()))
         self.state.ndim = ndim
         self.state.channel_axis = self.channel_axis.currentData()
-        self.state.folder = self.folder.text().strip()
+        self.state.folder = folder = self.folder.text().strip()
+        if folder and self.layer_list.selectedItems():  # layers or a folder: the last choice
+            self.layer_list.clearSelection()
+        elif not self.state.layers:
+            self._detect_axes()  # says which folder, if any
         self._writing = True
         try:
             self.state.update_cfg(data=data, pretext=pretext, model=model)

@@ -11,7 +11,6 @@ can, and the rest (model sizes, optimizer, ...) is used at Start as loaded.
 from __future__ import annotations
 
 import dataclasses
-import re
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from qtpy.QtWidgets import (
 
 from napari_ssl.config import VIT_PRESETS, Config, ConfigError
 from napari_ssl.data.images import DataError, Image
+from napari_ssl.results import ResultsLayout, next_run_id
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import link
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
@@ -59,14 +59,6 @@ def _shutdown(session: TrainingSession, state: SslState, *_: Any) -> None:
     """Stop the training and wait (extra arguments: Qt's ``destroyed(obj)``)."""
     session.shutdown()
     state.running = False
-
-
-def next_run_id(result_dir: str, name: str) -> int:
-    """1 + the highest run id with a checkpoint under ``<result_dir>/<name>/checkpoints``."""
-    pattern = re.compile(rf"^{re.escape(name)}_(\d+)-checkpoint-")
-    folder = Path(result_dir) / name / "checkpoints"
-    ids = [int(m.group(1)) for p in folder.glob("*") if (m := pattern.match(p.name))]
-    return max(ids, default=0) + 1
 
 
 class TrainDock(TrainEvents, ConfigFile, QWidget):
@@ -255,8 +247,6 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.progress.setFormat("stopping at the next step…")
 
     def _prepare(self) -> dict[str, Any]:
-        from napari_ssl.results import ResultsLayout
-
         self.validation.commit()  # a folder typed but not confirmed yet
         errors = commit_inputs(self.state)  # the Data dock's normalisation fields
         if errors:
@@ -348,5 +338,6 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
 
     def _on_done(self) -> None:
         self.updates.flush()
+        self.plot.flush()  # the whole run's curves now, not after the render throttle
         self.state.running = False
         self._update_buttons()

@@ -73,3 +73,10 @@ def test_the_device_table_undoes_as_the_stats(
         assert (highest > hi).all()
     elif kind == "scale_range":  # at most the image's own maximum
         np.testing.assert_allclose(highest, hi, rtol=1e-5)
+
+
+def test_outputs_of_an_integer_image_stay_in_its_type_range(sem_2d: np.ndarray) -> None:
+    image = as_image(sem_2d[:64, :64].copy(), "u8", 2)  # uint8, no percentile clipping
+    stats = stats_for(image, norm_record(Config().data))  # zero mean, unit variance
+    undone = stats.denormalize(stats.normalize(image.read()) * 3.0)
+    assert undone.dtype == np.float32 and undone.min() == 0.0 and undone.max() == 255.0

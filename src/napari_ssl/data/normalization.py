@@ -7,7 +7,8 @@ channels or one per channel) instead of each image's own, applied after the perc
 as BiaPy 3.7.1 applies DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL / STD_VAL. The checkpoint's
 ``normalization`` entry (:func:`norm_record`) holds all of it; :func:`stats_for` follows it.
 Undoing it clips outputs back to the range the model was given, as BiaPy 3.7.1 does: the
-percentile-clipping bounds, and ``[0, 1]`` in normalised units for ``scale_range`` and ``div``.
+percentile-clipping bounds, ``[0, 1]`` in normalised units for ``scale_range`` and ``div``, and
+an integer image's type range (outputs stay float32).
 
 Images of at most :data:`MAX_STAT_ELEMENTS` pixels per channel are read whole. Larger (lazy)
 images are estimated from a seeded sample of about :data:`N_BLOCKS` blocks spread over the
@@ -132,6 +133,11 @@ def compute_stats(
     out_lo, out_hi = clip_lo, clip_hi  # as BiaPy 3.7.1 undoes the three kinds
     if kind != "zero_mean_unit_variance":  # [0, 1] in normalised units
         out_lo, out_hi = offset, offset + scale
+    if image.dtype.kind in "iu":  # and within the integer type's range (BiaPy casts back)
+        info, channels = np.iinfo(image.dtype), len(offset)
+        out_lo = np.full(channels, info.min, np.float32) if out_lo is None else out_lo
+        out_hi = np.full(channels, info.max, np.float32) if out_hi is None else out_hi
+        out_lo, out_hi = np.maximum(out_lo, info.min), np.minimum(out_hi, info.max)
     return NormStats(offset, scale, clip_lo, clip_hi, data_min, data_max, out_lo, out_hi)
 
 

@@ -170,3 +170,17 @@ def test_a_renamed_layer_stays_selected_with_its_preview(qtbot, viewer, docks, s
     renamed = viewer.layers["renamed [crappified]"]
     qtbot.waitUntil(lambda: not same(renamed.data, first), timeout=5000)
     assert [img.name for img in train._images()] == ["renamed"]
+
+
+def test_a_live_preview_error_is_shown_once(qtbot, viewer, docks, notes, sem_layer):
+    data = docks["Data and pretext"]
+    data.task.setCurrentText("masking")
+    data.run_preview()
+    assert "sem [masked]" in viewer.layers
+    data.channel_axis.setCurrentIndex(1)  # "axis 0" on a 2D image: the live preview fails
+    qtbot.waitUntil(lambda: any(sev == "error" for sev, _ in notes), timeout=5000)
+    data.ratio.setValue(0.6)  # still failing: not said again
+    qtbot.wait(2 * 300 + 200)
+    assert len([msg for sev, msg in notes if sev == "error"]) == 1
+    data.run_preview()  # asked for: said again
+    assert len([msg for sev, msg in notes if sev == "error"]) == 2

@@ -167,11 +167,12 @@ def test_start_errors_are_notifications(qtbot, viewer, docks, sem_layer, notes, 
     assert not train.state.running and not (tmp_path / "ssl").exists()
 
 
-def test_small_image_warns(qtbot, viewer, docks, sem_2d, notes, tmp_path):
+def test_small_image_is_noted_once(qtbot, viewer, docks, sem_2d, notes, tmp_path):
     train = docks["Train"]
     viewer.add_image(sem_2d[:24, :40].copy(), name="small")
     tiny(docks, epochs=1)
     train.result_dir.setText(str(tmp_path))
     train.start_button.click()
-    assert any(sev == "warning" and "smaller than the patch" in msg for sev, msg in notes)
     qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    small = [msg for _, msg in notes if "smaller than the patch" in msg]
+    assert small == ["small (24, 40) is smaller than the patch (32, 32): it is reflect-padded."]

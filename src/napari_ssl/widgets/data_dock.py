@@ -68,6 +68,7 @@ class DataDock(QWidget):
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
         self._previewed: set[str] = set()  # source layers with a preview layer to keep updated
+        self._shown_error = ""  # the last preview error shown, not repeated by live updates
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self._live_preview)
         self._writing = False  # True while this dock pushes its own values into the state
@@ -339,8 +340,9 @@ class DataDock(QWidget):
         self._on_param()  # previews shown follow too
 
     # ---- preview --------------------------------------------------------------------------
-    def run_preview(self) -> None:
-        """Add or update the preview layer of every selected layer."""
+    def run_preview(self, live: bool = False) -> None:
+        """Add or update the preview layer of every selected layer (``live``: after a parameter
+        change, an error already shown is not shown again)."""
         self._read_params()
         layers = self.selected_layers()
         if not layers:
@@ -354,14 +356,18 @@ class DataDock(QWidget):
             try:
                 self._preview_one(layer)
             except (DataError, ConfigError, ValueError) as err:
-                show_error(f"Preview of '{layer.name}' failed: {err}")
+                message = f"Preview of '{layer.name}' failed: {err}"
+                if not (live and message == self._shown_error):
+                    show_error(message)
+                self._shown_error = message
                 return
             self._previewed.add(layer.name)
+        self._shown_error = ""
 
     def _live_preview(self) -> None:
         self._previewed &= {layer.name for layer in self.selected_layers()}
         if self._previewed:
-            self.run_preview()
+            self.run_preview(live=True)
 
     def _preview_one(self, layer: ImageLayer) -> None:
         state = self.state

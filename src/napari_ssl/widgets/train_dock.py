@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from napari.utils.notifications import show_error, show_warning
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -265,13 +265,6 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         )
         cfg.validate()
         self.validation.check()  # as the engine lists the folder (it reads the images at Start)
-        for img in images:
-            if any(s < p for s, p in zip(img.spatial_shape, cfg.data.patch_size, strict=True)):
-                show_warning(
-                    f"'{img.name}' {img.spatial_shape} is smaller than the patch "
-                    f"{tuple(cfg.data.patch_size)}: it is padded by reflection. Lower the patch "
-                    "size in the 'Data and pretext' dock to train on real pixels only."
-                )
         result_dir, name = self.result_dir.text().strip(), self.run_name.text().strip()
         if not result_dir:
             raise DataError("no result folder: choose where checkpoints and charts go.")

@@ -244,7 +244,8 @@ def test_predict_and_export(job: Job, tmp_path: Path) -> None:
             assert torch.equal(again.model.state_dict()[key], value)
     bad = run_cli("predict", "--checkpoint", tmp_path / "none.pth", "--input", job.data,
                   "--output", tmp_path / "p2")  # fmt: skip
-    assert bad.code == 1 and "checkpoint not found" in bad.err
+    expected = f"napari-ssl predict: --checkpoint {tmp_path / 'none.pth'}: file not found.\n"
+    assert (bad.code, bad.out, bad.err) == (1, "", expected)
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--name", "../evil"), ("--run_id", "a/b")])
@@ -263,10 +264,11 @@ def _bad_train_folder(kind: str, folder: Path, sem: np.ndarray, nuclei: np.ndarr
     """Fill ``folder`` with one kind of bad training data; return what the error must say."""
     crop = sem[:64, :64]
     if kind == "missing":
-        return r"folder not found: '.*train/x'"
+        where = re.escape(str(folder))
+        return rf"^napari-ssl: folder not found: '{where}'\. Check DATA\.TRAIN\.PATH\.$"
     folder.mkdir(parents=True)
     if kind == "empty":
-        return r"no images in '.*train/x'"
+        return r"no images in '.*train/x'.*Point DATA\.TRAIN\.PATH to the folder with the images"
     tifffile.imwrite(folder / "a.tif", crop)
     if kind == "corrupt":
         (folder / "x.tif").write_bytes(b"\x00junk" * 10)
@@ -301,7 +303,7 @@ def test_bad_training_data_is_refused_cleanly(
     config = write_yaml(tmp_path / "cfg.yaml", data)
     out = tmp_path / "out"
     ran = run_cli("--config", config, "--result_dir", out, "--name", "bad", "--run_id", 1)
-    assert ran.code == 1
+    assert ran.code == 1 and ran.out == ""  # the error is printed once, on stderr
     err = ran.err.strip()
     assert err.startswith("napari-ssl: ") and "\n" not in err, err
     assert re.search(expected, err), err
@@ -335,7 +337,7 @@ def test_checkpoint_of_another_architecture(job: Job, tmp_path: Path) -> None:
                         checkpoint=job.best)  # fmt: skip
     out = tmp_path / "out"
     ran = run_cli("--config", config, "--result_dir", out, "--name", "ft")
-    assert ran.code == 1
+    assert ran.code == 1 and "error" not in ran.out  # printed once, on stderr
     err = ran.err.strip()
     assert "\n" not in err and f"'{job.best.name}' does not fit this model" in err, err
     assert "MODEL" in err

@@ -4,8 +4,9 @@
 tuples written ``(256, 256, 1)`` and floats written ``1.E-4`` arrive as strings and are parsed
 here. A key the file leaves out takes BiaPy 3.7.1's default, because that is what BiaPy would run
 (e.g. ``TRAIN.OPTIMIZER`` SGD, ``TRAIN.EPOCHS`` 360, ``AUGMENTOR.ENABLE`` False); our settings
-that BiaPy has no key for keep our defaults. Keys we do not use, or do not know, are named in one
-``UserWarning`` together with any approximation made.
+that BiaPy has no key for keep our defaults. A key that is not one but nearly one we read (a
+typo, ``DATA.PACH_SIZE``) gets a :class:`KeyTypoWarning` of its own, first; the other keys we do
+not use, or do not know, are named in one ``UserWarning`` together with any approximation made.
 
 :func:`napari_ssl.biapy_export.to_biapy` is the reverse.
 """
@@ -82,6 +83,24 @@ LOSSES = {"MAE": "l1", "MSE": "mse"}
 FLIPS = ("VFLIP", "HFLIP", "ROT90", "ZFLIP")  # ZFLIP only counts in 3D
 AUG_PROB = 0.5
 SECTIONS = ("SYSTEM", "PROBLEM", "DATA", "AUGMENTOR", "MODEL", "LOSS", "TRAIN", "TEST", "PATHS")
+TYPO_CUTOFF = 0.9  # difflib similarity from which an unknown key is taken for a typo
+_LOOKALIKES = {  # BiaPy 3.7.1 keys (of other workflows) as close as typos to keys we read
+    *(f"DATA.{split}.GT_PATH" for split in ("TRAIN", "VAL", "TEST")),
+    *(f"DATA.NORMALIZATION.PERC_CLIP.{end}_VALUE" for end in ("LOWER", "UPPER")),
+    *(f"DATA.NORMALIZATION.TARGET.{k}" for k in ("PERC_CLIP.ENABLE", "ZERO_MEAN_UNIT_VAR.MEAN_VAL",
+                                                 "ZERO_MEAN_UNIT_VAR.STD_VAL")),
+}  # fmt: skip
+
+
+class KeyTypoWarning(UserWarning):
+    """A config key that is not one, but nearly one that napari-ssl reads (``DATA.PACH_SIZE``)."""
+
+
+class _Cut(str):
+    """``'(32'``: a tuple that a YAML ``{…}`` split at its commas; ``whole``: ``(32, 32)``, or
+    '' when it cannot be pieced together from the keys YAML made of the rest (``'32)': None``)."""
+
+    whole = ""
 
 
 def _literal(value: Any) -> Any:
@@ -115,6 +134,14 @@ def _number(key: str, value: Any, kind: type) -> int | float:
 
 
 def _numbers(key: str, value: Any, kind: type) -> tuple:
+    if isinstance(value, _Cut):
+        name = key.rsplit(".", 1)[-1]
+        whole = value.whole or "(…)"
+        raise ConfigError(
+            f"{key}: expected a list such as [1, 2] or (1, 2), got {str(value)!r}: inside {{…}} "
+            f"YAML splits {whole} at its commas; write {name}: [{whole[1:-1]}] there, or put "
+            f"{name}: {whole} on a line of its own"
+        )
     value = _literal(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = (value,)
@@ -157,16 +184,28 @@ class _Reader:
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         self.used: set[str] = set()
+        self.asked: set[str] = set()
         self.notes: list[str] = []
 
     def get(self, key: str, default: Any) -> Any:
+        """The value at ``key``, else ``default``; a tuple cut by ``{…}`` as a :class:`_Cut`."""
+        self.asked.add(key)
         node: Any = self.data
+        parent: Any = None
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
                 return default
-            node = node[part]
+            parent, node = node, node[part]
         self.used.add(key)
-        return node
+        if not (isinstance(node, str) and node.lstrip().startswith("(") and ")" not in node):
+            return node
+        cut, pieces, keys = _Cut(node), [node.strip()], list(parent)
+        for name in keys[keys.index(part) + 1 :]:
+            if parent[name] is not None or pieces[-1].endswith(")"):
+                break
+            pieces.append(str(name).strip())
+        cut.whole = ", ".join(pieces) if pieces[-1].endswith(")") else ""
+        return cut
 
     def ignored(self) -> list[str]:
         """Leaf keys not read; switched-off augmentations agree with us and are left out."""
@@ -360,16 +399,26 @@ def _tidy(r: _Reader, cfg: Config) -> None:
 
 
 def _warn(r: _Reader, source: str) -> None:
-    ignored = r.ignored()
-    if not ignored and not r.notes:
+    """A :class:`KeyTypoWarning` per near-miss key, then one warning with the other keys not
+    used and the approximations made."""
+    known = set(BIAPY_KEYS.values()) | r.asked
+    others = []
+    for key in r.ignored():  # a known key is unused when another makes it moot (DATA.VAL.PATH)
+        lookalike = key in known or key in _LOOKALIKES
+        close = [] if lookalike else difflib.get_close_matches(key, sorted(known), 1, TYPO_CUTOFF)
+        if not close:
+            others.append(key)
+            continue
+        effect = "is set too" if close[0] in r.used else "takes its default"
+        warnings.warn(
+            f"{key} is not a key: did you mean {close[0]}? ({key} is ignored; {close[0]} {effect})",
+            KeyTypoWarning,
+            stacklevel=3,
+        )
+    if not others and not r.notes:
         return
-    known = list(BIAPY_KEYS.values())
-    parts = []
-    for key in ignored:  # a known key is unused when another makes it moot (DATA.VAL.PATH)
-        close = [] if key in known else difflib.get_close_matches(key, known, n=1, cutoff=0.9)
-        parts.append(f"{key} (did you mean {close[0]}?)" if close else key)
     lines = [f"{source}: napari-ssl reads BiaPy keys with these differences."]
-    if parts:
-        lines.append("Not used by napari-ssl, or not known: " + ", ".join(parts) + ".")
+    if others:
+        lines.append("Not used by napari-ssl, or not known: " + ", ".join(others) + ".")
     lines.extend(r.notes)
     warnings.warn("\n".join(lines), UserWarning, stacklevel=3)

@@ -13,16 +13,24 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from napari_ssl.config import Config
+    from napari_ssl.results import ResultsLayout
 
 SUBCOMMANDS = ("demo", "predict", "export", "gui")
 
 
 def _job_parser() -> argparse.ArgumentParser:
+    from napari_ssl import __version__
+
     p = argparse.ArgumentParser(
         prog="napari-ssl",
         description="Self-supervised pretraining (crappify / masked autoencoder). "
         f"Subcommands: {', '.join(SUBCOMMANDS)} (napari-ssl SUBCOMMAND -h).",
     )
+    p.add_argument("--version", action="version", version=f"napari-ssl {__version__}")
     p.add_argument(
         "--config", required=True, help="YAML config (BiaPy's self-supervised layout or ours)"
     )
@@ -32,7 +40,10 @@ def _job_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="ssl_job", help="job name (a plain name, no path separators)")
     p.add_argument("--run_id", default="1", help="run number/name within the job")
     p.add_argument(
-        "--gpu", default=None, help="GPU index, e.g. 0 ('0,1' under torchrun); omit for auto"
+        "--gpu",
+        default=None,
+        help="GPU index, e.g. 0 ('0,1' under torchrun); omit for auto "
+        "(the first GPU, else the CPU)",
     )
     p.add_argument(
         "--resume", action="store_true", help="continue this run from its last checkpoint"
@@ -62,10 +73,31 @@ def device_from_gpu(gpu: str | None) -> str | None:
             f"napari-ssl: --gpu {gpu} names one GPU for several torchrun processes: name one per "
             "process (e.g. --gpu 0,1) or leave --gpu out (each process takes its local GPU)."
         )
-    return f"cuda:{ids[rank] if rank is not None and len(ids) > 1 else ids[0]}"
+    index = int(ids[rank] if rank is not None and len(ids) > 1 else ids[0])
+    _check_cuda(gpu, index)
+    return f"cuda:{index}"
+
+
+def _check_cuda(gpu: str, index: int) -> None:
+    """Stop with a ``--gpu`` message when this machine has no CUDA GPU number ``index``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        raise SystemExit(
+            f"napari-ssl: --gpu {gpu}: no CUDA GPU is available on this machine; omit --gpu to "
+            f"run on {'Apple MPS' if mps else 'the CPU'}."
+        )
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise SystemExit(
+            f"napari-ssl: --gpu {gpu}: there is no GPU {index}; this machine has {count} "
+            f"(--gpu 0{f' to {count - 1}' if count > 1 else ''})."
+        )
 
 
 def run_config(argv: list[str]) -> int:
+    """The BiaPy-style job: ``--config`` with ``--result_dir/--name/--run_id``, exit code."""
     from napari_ssl.config import ConfigError, load_yaml
     from napari_ssl.job import exit_code, run_job
     from napari_ssl.results import ResultsLayout
@@ -75,7 +107,7 @@ def run_config(argv: list[str]) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             cfg = load_yaml(args.config)
-        for w in caught:
+        for w in caught:  # near-miss keys come first, each on a line of its own
             print(f"warning: {w.message}", file=sys.stderr)
         device = device_from_gpu(args.gpu)
         if device is not None:
@@ -88,10 +120,54 @@ def run_config(argv: list[str]) -> int:
     if resume and not Path(resume).is_file():
         print(f"napari-ssl: --resume: no last checkpoint at {resume}", file=sys.stderr)
         return 2
-    return exit_code(run_job(cfg, layout, resume=resume))
+    note = replaced_run_note(cfg, layout, resume=bool(resume))
+    if note:
+        print(note, file=sys.stderr)
+    return exit_code(run_job(cfg, layout, resume=resume, config_dir=Path(args.config).parent))
+
+
+def replaced_run_note(cfg: Config, layout: ResultsLayout, *, resume: bool) -> str | None:
+    """A note when training will replace an existing run's checkpoints (BiaPy does so
+    silently): not for ``--resume``, a test-only job, or a continue / fine-tune of this run."""
+    from napari_ssl.engine import distributed
+
+    if resume or not cfg.train.enable or not distributed.is_main_process():
+        return None
+    own = {layout.best_checkpoint.resolve(), layout.last_checkpoint.resolve()}
+    m = cfg.model
+    continues = m.load_checkpoint and (
+        not m.checkpoint_file or Path(m.checkpoint_file).resolve() in own
+    )
+    if continues or not _has_run(layout):
+        return None
+    return (
+        f"note: run {layout.tag} exists in {layout.root}: its checkpoints and results will be "
+        f"replaced; use --run_id {_free_run_id(layout)} for a new run or --resume to continue it"
+    )
+
+
+def _has_run(layout: ResultsLayout, results: bool = False) -> bool:
+    """Whether the run has a checkpoint (or, with ``results``, a results folder) already."""
+    paths = [layout.best_checkpoint, layout.last_checkpoint]
+    if results:
+        paths.append(layout.run_dir)
+    return any(path.exists() for path in paths)
+
+
+def _free_run_id(layout: ResultsLayout) -> str:
+    """The next ``--run_id`` with no checkpoints or results yet (``N`` for a non-numeric id)."""
+    from napari_ssl.results import ResultsLayout
+
+    if not layout.run_id.isdigit():
+        return "N"
+    n = int(layout.run_id) + 1
+    while _has_run(ResultsLayout(layout.result_dir, layout.name, str(n)), results=True):
+        n += 1
+    return str(n)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``napari-ssl``: a subcommand, else a BiaPy-style job; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         from napari_ssl import cli_commands

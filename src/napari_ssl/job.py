@@ -1,7 +1,8 @@
 """A whole headless job: train on a folder (or arrays), then test, printing progress.
 
 The CLI and ``napari-ssl demo`` call :func:`run_job`; it consumes the trainer's events and prints
-one line per epoch with losses, throughput and ETA.
+one line per epoch with losses, throughput and ETA. An error is not printed there: it comes back
+in the :class:`JobResult`, and :func:`exit_code` prints it once, on stderr.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_ssl.config import Config
-from napari_ssl.data.folders import load_folder, resolve_dataset
+from napari_ssl.data.folders import dataset_folder, load_folder, split_key
 from napari_ssl.data.images import Image
 from napari_ssl.engine import events as ev
 from napari_ssl.results import ResultsLayout
@@ -71,15 +72,25 @@ def describe(event: ev.Event) -> str | None:
             f"finished {event.epochs_run} epochs in {format_seconds(event.seconds)}{early}; "
             f"best val loss {event.best_val_loss:.5g}"
         )
-    if isinstance(event, ev.Failed):
-        return f"error: {event.message}"
     return None
 
 
-def folder_images(cfg: Config, split: str) -> list[Image]:
+def folder_images(cfg: Config, split: str, config_dir: str | Path | None = None) -> list[Image]:
     """The images of DATA.TRAIN.PATH (``split="train"``) or DATA.TEST.PATH (``"test"``)."""
     path = cfg.data.train_path if split == "train" else cfg.data.test_path
-    return load_folder(resolve_dataset(path, split), cfg.data.ndim, cfg.data.channels)
+    folder = dataset_folder(path, split, config_dir)
+    return load_folder(folder, cfg.data.ndim, cfg.data.channels, split_key(split))
+
+
+def check_folders(cfg: Config, *, train: bool, test: bool, config_dir: str | Path | None) -> None:
+    """Raise :class:`DataError` for the first missing data folder the job will read (train,
+    validation, test), before anything is loaded or written."""
+    if train:
+        dataset_folder(cfg.data.train_path, "train", config_dir)
+    if cfg.train.enable and cfg.data.val_path:
+        dataset_folder(cfg.data.val_path, "val", config_dir)
+    if test:
+        dataset_folder(cfg.data.test_path, "test", config_dir)
 
 
 def run_job(
@@ -89,10 +100,12 @@ def run_job(
     images: list[Image] | None = None,
     test: list[Image] | None = None,
     resume: str | None = None,
+    config_dir: str | Path | None = None,
     log: Log = _default_log,
 ) -> JobResult:
     """Train (when TRAIN.ENABLE) and test (when TEST.ENABLE); print progress; never raise on
-    user errors (the message comes back in the result)."""
+    user errors (the message comes back in the result, unprinted). ``config_dir``: the YAML's
+    folder, named in the error when a relative data path is found there but not here."""
     from napari_ssl.data.images import DataError
     from napari_ssl.engine import distributed
     from napari_ssl.engine.checkpoints import CheckpointError, load_trained
@@ -105,16 +118,21 @@ def run_job(
     result = JobResult(ok=True)
     try:
         cfg.validate()
-        if cfg.test.enable and test is None:
-            test = folder_images(cfg, "test")  # fail early, before hours of training
+        read_train, read_test = (
+            cfg.train.enable and images is None,
+            cfg.test.enable and test is None,
+        )
+        check_folders(cfg, train=read_train, test=read_test, config_dir=config_dir)
+        if read_test:
+            test = folder_images(cfg, "test", config_dir)  # fail early, before hours of training
         if cfg.train.enable:
-            images = images if images is not None else folder_images(cfg, "train")
+            images = images if images is not None else folder_images(cfg, "train", config_dir)
             for event in train(cfg, images, layout=layout, resume=resume):
+                if isinstance(event, ev.Failed):
+                    return JobResult(False, event.message)
                 line = describe(event)
                 if line:
                     log(line)
-                if isinstance(event, ev.Failed):
-                    return JobResult(False, event.message)
                 if isinstance(event, ev.Finished):
                     result.best_checkpoint = event.best_checkpoint
                     result.last_checkpoint = event.last_checkpoint
@@ -129,7 +147,6 @@ def run_job(
             )  # fmt: skip
             log("test mean: " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()))
     except (DataError, CheckpointError, ValueError) as err:
-        log(f"error: {err}")
         return JobResult(False, str(err))
     finally:
         distributed.shutdown()
@@ -152,6 +169,7 @@ def _checkpoint_for_test(cfg: Config, layout: ResultsLayout, result: JobResult) 
 
 
 def exit_code(result: JobResult) -> int:
+    """0 for a job that went through; else 1, with its error printed once, on stderr."""
     if not result.ok:
         print(f"napari-ssl: {result.message}", file=sys.stderr)
     return 0 if result.ok else 1

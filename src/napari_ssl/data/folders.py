@@ -7,6 +7,7 @@ names one, else a trailing extra axis is the channel axis (BiaPy's convention).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,11 @@ PATH_KEYS = "DATA.TRAIN.PATH / DATA.TEST.PATH"
 
 
 def list_images(folder: str | Path, key: str = PATH_KEYS) -> list[Path]:
-    """Image files of a folder, sorted by name; clear errors, naming the config ``key`` that
-    gave the folder, for missing or empty folders."""
+    """Image files of a folder, sorted by name; clear errors, naming the config key or option
+    (``key``) that gave the folder, for missing or empty folders."""
     folder = Path(folder)
     if not folder.exists():
-        raise DataError(f"folder not found: '{folder}'. Check {key}.")
+        raise DataError(f"folder not found: '{_absolute(folder)}'. Check {key}.")
     if not folder.is_dir():
         raise DataError(f"'{folder}' is a file; give the folder that holds the images ({key}).")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
@@ -45,6 +46,38 @@ def resolve_dataset(path: str | Path, split: str = "train") -> Path:
     path = Path(path)
     nested = path / split / "x"
     return nested if nested.is_dir() else path
+
+
+def split_key(split: str) -> str:
+    """The config key of a split's folder, as messages name it (val: as data/splits.py does)."""
+    return "data.val_path (BiaPy DATA.VAL.PATH)" if split == "val" else f"DATA.{split.upper()}.PATH"
+
+
+def dataset_folder(path: str, split: str, config_dir: str | Path | None = None) -> Path:
+    """``DATA.<SPLIT>.PATH`` as the folder to read. A relative path is read from the current
+    folder, as BiaPy does; when it is not found there, the error names the key and the absolute
+    path tried, and says so when the path exists relative to ``config_dir`` (the YAML's folder)."""
+    key = split_key(split)
+    folder = resolve_dataset(path, split)
+    if folder.exists():
+        return folder
+    message = f"folder not found: '{_absolute(folder)}'. Check {key}."
+    if folder.is_absolute():
+        raise DataError(message)
+    if config_dir is not None:
+        beside = resolve_dataset(Path(config_dir) / path, split)
+        if beside.exists() and _absolute(beside) != _absolute(folder):
+            raise DataError(
+                f"{message} It is found next to the config, at '{_absolute(beside)}': run from "
+                f"{_absolute(Path(config_dir))} or give an absolute path (a relative path is "
+                "read from the current folder, as in BiaPy)."
+            )
+    raise DataError(f"{message} (A relative path is read from the current folder, as in BiaPy.)")
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` from the root, with ``..`` resolved (links are kept as they are)."""
+    return Path(os.path.abspath(path))
 
 
 def read_array(path: str | Path) -> tuple[Any, int | None, str | None]:
@@ -89,9 +122,12 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, int | None, str | None]:
     return data, None, known
 
 
-def load_folder(folder: str | Path, ndim: int, channels: int | None = None) -> list[Image]:
-    """All images of a folder as channels-first :class:`Image` objects (checked consistent)."""
-    paths = list_images(folder)
+def load_folder(
+    folder: str | Path, ndim: int, channels: int | None = None, key: str = PATH_KEYS
+) -> list[Image]:
+    """All images of a folder (given by the config key ``key``) as channels-first
+    :class:`Image` objects (checked consistent)."""
+    paths = list_images(folder, key)
     images = [load_image(path, ndim, channels) for path in paths]
     first = images[0]
     for path, img in zip(paths[1:], images[1:], strict=True):
@@ -105,29 +141,50 @@ def load_folder(folder: str | Path, ndim: int, channels: int | None = None) -> l
     return images
 
 
-def load_image(path: str | Path, ndim: int, channels: int | None = None) -> Image:
-    """One file as a channels-first :class:`Image` with ``ndim`` spatial axes."""
+def load_image(
+    path: str | Path, ndim: int, channels: int | None = None, *, by_checkpoint: bool = False
+) -> Image:
+    """One file as a channels-first :class:`Image` with ``ndim`` spatial axes.
+
+    ``by_checkpoint``: ``ndim`` and ``channels`` are a checkpoint's model's (predict), not the
+    config's, so a mismatch is explained in terms of the checkpoint.
+    """
     path = Path(path)
     array, channel_axis, axes = read_array(path)
+    shape = tuple(array.shape)
+    model = f"the checkpoint's model is {ndim}D"
     if channel_axis is None and array.ndim == ndim + 1:
         if axes and axes[0] in "ZTQI":  # the file says: a stack, not channels
+            if by_checkpoint:
+                raise DataError(
+                    f"'{path.name}' is a {ndim + 1}D stack (axes {axes}, shape {shape}) but "
+                    f"{model}: give {ndim}D images, or a checkpoint trained in {ndim + 1}D."
+                )
             raise DataError(
-                f"'{path.name}' is a stack (axes {axes}, shape {tuple(array.shape)}), not a "
+                f"'{path.name}' is a stack (axes {axes}, shape {shape}), not a "
                 f"{ndim}D image with channels: choose {ndim + 1}D (PROBLEM.NDIM) or split it."
             )
         channel_axis = -1
     if channel_axis is not None and array.ndim == ndim:
         channel_axis = None  # a single-channel file whose metadata names C
     if array.ndim not in (ndim, ndim + 1):
-        raise DataError(
-            f"'{path.name}' has shape {tuple(array.shape)}: not a {ndim}D image "
-            f"({ndim} spatial axes, optionally one channel axis). Check PROBLEM.NDIM."
+        fix = (
+            f"{model} ({ndim} spatial axes, optionally one channel axis): give {ndim}D images, "
+            "or a checkpoint trained on images like this one."
+            if by_checkpoint
+            else f"not a {ndim}D image ({ndim} spatial axes, optionally one channel axis). "
+            "Check PROBLEM.NDIM."
         )
+        raise DataError(f"'{path.name}' has shape {shape}: {fix}")
     image = as_image(array, path.stem, ndim, channel_axis)
     if channels is not None and image.channels != channels:
-        stack = f"; a {ndim + 1}D stack? then check PROBLEM.NDIM" if ndim == 2 else ""
+        if by_checkpoint:
+            stack = f" (a 3D stack? {model}: use a checkpoint trained in 3D)" if ndim == 2 else ""
+            expects = f"the checkpoint's model takes {channels}{stack}"
+        else:
+            stack = f"; a {ndim + 1}D stack? then check PROBLEM.NDIM" if ndim == 2 else ""
+            expects = f"the config expects {channels} (last entry of DATA.PATCH_SIZE{stack})"
         raise DataError(
-            f"'{path.name}' (shape {tuple(array.shape)}) has {image.channels} channel(s) but the "
-            f"config expects {channels} (last entry of DATA.PATCH_SIZE{stack})."
+            f"'{path.name}' (shape {shape}) has {image.channels} channel(s) but {expects}."
         )
     return image

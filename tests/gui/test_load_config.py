@@ -183,6 +183,18 @@ def test_values_the_docks_cannot_hold_are_named(docks, notes, tmp_path, monkeypa
     assert "train.lr: 5e-07 → 1e-06" in message
 
 
+def test_a_typo_in_a_key_is_the_first_line_of_the_message(docks, notes, tmp_path, monkeypatch):
+    path = tmp_path / "typo.yaml"
+    path.write_text(BIAPY_YAML.replace("PATCH_SIZE:", "PACH_SIZE:"))
+    _load(docks["Train"], monkeypatch, path)
+    severity, message = notes[-1]
+    assert severity == "warning"
+    assert message.splitlines()[0].startswith(
+        "DATA.PACH_SIZE is not a key: did you mean DATA.PATCH_SIZE?"
+    )
+    assert "Loaded typo.yaml." in message.splitlines()[1]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

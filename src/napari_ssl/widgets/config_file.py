@@ -17,11 +17,13 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
+from napari_ssl.biapy_config import KeyTypoWarning
 from napari_ssl.config import VIT_PRESETS, Config, ConfigError, load_yaml
 
 
-def read_config(path: str) -> tuple[Config, list[str]]:
-    """The validated config of ``path`` and the notes of reading it (BiaPy keys not used, ...).
+def read_config(path: str) -> tuple[Config, list[str], list[str]]:
+    """The validated config of ``path``, its typo'd keys ("did you mean …?") and the other notes
+    of reading it (BiaPy keys not used, ...).
 
     Raises :class:`ConfigError` with a plain message for any file that is not a valid
     napari-ssl or BiaPy self-supervised config.
@@ -37,7 +39,8 @@ def read_config(path: str) -> tuple[Config, list[str]]:
                 f"{path} is not a napari-ssl or BiaPy self-supervised config "
                 f"({type(err).__name__}: {err})"
             ) from err
-    return cfg, [str(w.message) for w in caught]
+    typos = [str(w.message) for w in caught if issubclass(w.category, KeyTypoWarning)]
+    return cfg, typos, [str(w.message) for w in caught if str(w.message) not in typos]
 
 
 def train_folder(cfg: Config, yaml_path: str) -> Path | None:
@@ -93,7 +96,7 @@ class ConfigFile:
     def load_config(self, path: str) -> None:
         """Read a YAML config into the shared state and the docks; a bad file changes nothing."""
         try:
-            cfg, notes = read_config(path)
+            cfg, typos, notes = read_config(path)
         except ConfigError as err:
             show_error(f"Cannot load the config: {err}")
             return
@@ -111,8 +114,8 @@ class ConfigFile:
         unshown = differences(cfg, self._config())
         if unshown:
             notes.append("The docks' fields cannot hold these values: " + "; ".join(unshown))
-        message = "\n".join([f"Loaded {Path(path).name}. {source}", *notes])
-        (show_warning if notes else show_info)(message)
+        message = "\n".join([*typos, f"Loaded {Path(path).name}. {source}", *notes])
+        (show_warning if typos or notes else show_info)(message)  # typos: the line shown first
 
     def _set_state(self, cfg: Config, folder: str, ndim: int) -> None:
         self.state.folder, self.state.ndim = folder, ndim

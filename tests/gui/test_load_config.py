@@ -180,7 +180,19 @@ def test_values_the_docks_cannot_hold_are_named(docks, notes, tmp_path, monkeypa
     severity, message = notes[-1]
     assert severity == "warning" and "cannot hold" in message
     assert "data.patch_size: (64, 128) → (128, 128)" in message
-    assert "train.lr: 5e-07 → 1e-06" in message
+    assert "train.lr" not in message and docks["Train"].lr.value() == 5e-7  # held exactly
+
+
+def test_the_learning_rate_box_takes_scientific_notation(qtbot, docks):
+    from qtpy.QtCore import Qt
+
+    lr = docks["Train"].lr
+    lr.lineEdit().selectAll()
+    qtbot.keyClicks(lr.lineEdit(), "3e-7")
+    qtbot.keyClick(lr.lineEdit(), Qt.Key.Key_Enter)
+    assert lr.value() == 3e-7 and lr.text() == "3e-07"
+    lr.stepBy(1)  # the arrows double (and halve)
+    assert lr.value() == 6e-7 and docks["Train"]._config().train.lr == 6e-7
 
 
 def test_a_typo_in_a_key_is_the_first_line_of_the_message(docks, notes, tmp_path, monkeypatch):

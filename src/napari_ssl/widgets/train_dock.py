@@ -20,7 +20,6 @@ from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -43,6 +42,7 @@ from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.config_file import ConfigFile
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors
 from napari_ssl.widgets.normalization_box import commit_inputs
+from napari_ssl.widgets.sci_spinbox import SciSpinBox
 from napari_ssl.widgets.state import SslState, state_for, unwrap
 from napari_ssl.widgets.train_events import TrainEvents
 from napari_ssl.widgets.validation_box import ValidationBox
@@ -102,7 +102,9 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             self.preset.addItem(name, name)
         self.epochs = QSpinBox(minimum=1, maximum=100000, value=100)
         self.batch = QSpinBox(minimum=1, maximum=4096, value=6)
-        self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=1.0, singleStep=1e-5, value=1e-4)
+        self.lr = SciSpinBox(
+            1e-9, 1.0, 1e-4, toolTip="Typed as 1e-4 or 0.0001; the arrows halve or double it"
+        )
         self.validation = ValidationBox(self.state)
         self.augment = QCheckBox("flips and 90° rotations")
         self.augment.setChecked(True)

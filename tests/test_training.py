@@ -185,6 +185,10 @@ def test_stop_then_resume(sem_2d: np.ndarray, layout: ResultsLayout) -> None:
     resumed = run_events(cfg, images, layout, resume=stopped.last_checkpoint)
     started = resumed[0]
     assert isinstance(started, ev.Started) and started.start_epoch == 1
+    assert (
+        f"resumed from {layout.last_checkpoint.name}: epoch 2, stopped part-way, runs again "
+        "whole from the weights it had reached" in started.notes
+    )
     assert [e.epoch for e in of_type(resumed, ev.Epoch)] == [2, 3]
     assert of_type(resumed, ev.Step)[0].step == 4  # epoch 2 restarts from its first step
     assert isinstance(resumed[-1], ev.Finished) and resumed[-1].epochs_run == 3

@@ -15,6 +15,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from napari_ssl.results import DEFAULT_RESULT_DIR
+
 if TYPE_CHECKING:
     from napari_ssl.config import Config
     from napari_ssl.results import ResultsLayout
@@ -35,7 +37,7 @@ def _job_parser() -> argparse.ArgumentParser:
         "--config", required=True, help="YAML config (BiaPy's self-supervised layout or ours)"
     )
     p.add_argument(
-        "--result_dir", default=str(Path.home() / "napari_ssl_results"), help="output folder"
+        "--result_dir", default=str(DEFAULT_RESULT_DIR), help="output folder (default: %(default)s)"
     )
     p.add_argument("--name", default="ssl_job", help="job name (a plain name, no path separators)")
     p.add_argument("--run_id", default="1", help="run number/name within the job")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DEFAULT_RESULT_DIR",
     "MAE_CHECK_KINDS",
     "ResultsLayout",
     "TrainLog",
@@ -42,6 +43,7 @@ __all__ = [
     "write_metrics_csv",
 ]
 
+DEFAULT_RESULT_DIR = Path.home() / "napari_ssl_results"  # the CLI's and the Train dock's
 MAE_CHECK_KINDS = ("original", "masked", "reconstruction", "reconstruction_and_visible")
 _FORBIDDEN = re.compile(r'[/\\:\x00-\x1f<>"|?*]')
 

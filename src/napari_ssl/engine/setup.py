@@ -363,7 +363,12 @@ def _restore(run: Run, path: Path, full: bool, explicit: bool) -> None:
         run.task_generator.manual_seed(run.cfg.system.seed + run.state.epoch)
         run.notes.append("noise/mask random stream reseeded (checkpoint from another device)")
     run.sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
-    run.notes.append(f"resumed from {path.name} after epoch {run.state.epoch}")
+    done = run.state.epoch
+    run.notes.append(
+        f"resumed from {path.name}: epoch {done + 1}, stopped part-way, runs again whole from the "
+        "weights it had reached" if state.get("partial_epoch") else
+        f"resumed from {path.name} after epoch {done}"
+    )  # fmt: skip
 
 
 def _write_start_outputs(run: Run) -> None:

@@ -102,6 +102,8 @@ class ExportDock(QWidget):
         for key, label in (("pth", ".pth"), ("safetensors", ".safetensors"), ("yaml", "config"),
                            ("command", "CLI")):  # fmt: skip
             edit = QLineEdit(readOnly=True) if key != "command" else QPlainTextEdit(readOnly=True)
+            command = "the command that trains this config headless, after Export"
+            edit.setPlaceholderText(command if key == "command" else "written by Export")
             self.fields[key] = edit
             out.addRow(label, self._row(edit, lambda e=edit: self._copy(e), "Copy"))
         self.fields["command"].setMaximumHeight(70)

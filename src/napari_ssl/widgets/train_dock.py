@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 
 from napari_ssl.config import VIT_PRESETS, Config, ConfigError
 from napari_ssl.data.images import DataError, Image
-from napari_ssl.results import ResultsLayout, next_run_id
+from napari_ssl.results import DEFAULT_RESULT_DIR, ResultsLayout, next_run_id
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import link
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
@@ -52,7 +52,6 @@ MODELS = {"crappify": ("unet", "resunet"), "masking": ("mae",)}
 START_MODES = ("new training", "continue (resume) from checkpoint", "fine-tune from checkpoint")
 PREVIEW_EVERY_S = 2.0  # the shortest; the engine waits longer when previews are slow
 PROBE_DELAY_MS = 200  # the device probe (torch import) starts after the dock is painted
-DEFAULT_RESULT_DIR = str(Path.home() / "napari-ssl-results")
 
 
 def _shutdown(session: TrainingSession, state: SslState, *_: Any) -> None:
@@ -126,7 +125,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         layout.addWidget(model)
         out = QGroupBox("Results and checkpoints")
         out_form = QFormLayout(out)
-        self.result_dir = QLineEdit(DEFAULT_RESULT_DIR)
+        self.result_dir = QLineEdit(str(DEFAULT_RESULT_DIR))
         out_form.addRow("Result folder", self._with_browse(self.result_dir, folder=True))
         self.run_name = QLineEdit("ssl")
         out_form.addRow("Run name", self.run_name)

@@ -105,8 +105,9 @@ class TrainEvents:
         self.checkpoint.setText(e.last_checkpoint)
         set_progress(self.progress, fmt=f"stopped at epoch {e.epoch}, step {e.step}")
         show_info(
-            f"Training stopped at epoch {e.epoch}. To continue it, choose 'Start as: continue' "
-            f"with {e.last_checkpoint}"
+            f"Training stopped at epoch {e.epoch}, step {e.step}; the weights are saved. To "
+            f"continue (epoch {e.epoch} runs again whole), choose 'Start as: continue' with "
+            f"{e.last_checkpoint}"
         )
 
     def _on_failed(self, e: ev.Failed) -> None:

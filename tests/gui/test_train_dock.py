@@ -176,3 +176,16 @@ def test_small_image_is_noted_once(qtbot, viewer, docks, sem_2d, notes, tmp_path
     qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
     small = [msg for _, msg in notes if "smaller than the patch" in msg]
     assert small == ["small (24, 40) is smaller than the patch (32, 32): it is reflect-padded."]
+
+
+def test_without_validation_data_no_validation_curve_is_drawn(
+    qtbot, viewer, docks, sem_layer, tmp_path
+):
+    train = docks["Train"]
+    tiny(docks, epochs=2)
+    train.validation.fraction.setValue(0.0)  # every image trains; nothing is held out
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    assert train.plot.step_points >= 2 and train.plot.epoch_points == 0
+    assert "no validation data" in train.status.text()

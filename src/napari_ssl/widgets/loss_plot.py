@@ -98,8 +98,9 @@ class LossPlot(QLabel):
         _append(self._curves[1], x, self._ema / (1 - SMOOTHING**self._ema_steps))
         self._dirty = True
 
-    def add_epoch(self, epoch: int, val_loss: float, psnr: float | None) -> None:
-        if math.isfinite(val_loss):
+    def add_epoch(self, epoch: int, val_loss: float | None, psnr: float | None) -> None:
+        """An epoch's validation loss and PSNR (None: no validation data)."""
+        if val_loss is not None and math.isfinite(val_loss):
             _append(self._curves[2], epoch, val_loss)
         if psnr is not None and math.isfinite(psnr):
             _append(self._curves[3], epoch, psnr)

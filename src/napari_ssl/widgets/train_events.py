@@ -72,11 +72,13 @@ class TrainEvents:
 
     def _on_epoch(self, e: ev.Epoch) -> None:
         psnr = e.metrics.get("val_psnr", e.metrics.get("psnr"))
-        self.plot.add_epoch(e.epoch, e.val_loss, psnr)
+        validated = bool(e.metrics)  # without validation data the engine reports the train loss
+        self.plot.add_epoch(e.epoch, e.val_loss if validated else None, psnr)
+        val = f"val loss {e.val_loss:.4g}" if validated else "no validation data"
         extra = f", val PSNR {psnr:.2f} dB" if psnr is not None else ""
         self.updates.put(
             "status",
-            f"epoch {e.epoch}: train loss {e.train_loss:.4g}, val loss {e.val_loss:.4g}{extra}"
+            f"epoch {e.epoch}: train loss {e.train_loss:.4g}, {val}{extra}"
             f" ({e.seconds:.1f} s, {e.patches_per_s:.0f} patches/s)",
         )
 

@@ -189,3 +189,4 @@ def test_without_validation_data_no_validation_curve_is_drawn(
     qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
     assert train.plot.step_points >= 2 and train.plot.epoch_points == 0
     assert "no validation data" in train.status.text()
+    assert train.status.text().endswith(f"best checkpoint: {train.state.checkpoint}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -152,6 +152,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         layout.addWidget(self.progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status)
         self.plot = LossPlot(self, theme_colors(self.viewer))
         layout.addWidget(self.plot, stretch=1)

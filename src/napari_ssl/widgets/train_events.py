@@ -101,6 +101,7 @@ class TrainEvents:
             f"Training finished{early} in {format_eta(e.seconds)}: best checkpoint "
             f"{self.state.checkpoint}"
         )
+        self._add_status(f"best checkpoint: {self.state.checkpoint}")
 
     def _on_stopped(self, e: ev.Stopped) -> None:
         self.updates.flush()
@@ -111,11 +112,17 @@ class TrainEvents:
             f"continue (epoch {e.epoch} runs again whole), choose 'Start as: continue' with "
             f"{e.last_checkpoint}"
         )
+        self._add_status(f"stopped; to continue: {e.last_checkpoint}")
 
     def _on_failed(self, e: ev.Failed) -> None:
         self.updates.flush()
         set_progress(self.progress, fmt="failed")
         show_error(f"Training failed: {e.message}")
+        self._add_status(f"failed: {e.message}")
+
+    def _add_status(self, line: str) -> None:
+        """The end of a run also in the dock (a notification shows its first line only)."""
+        self.status.setText("\n".join(filter(None, (self.status.text(), line))))
 
     # ---- applied once per tick --------------------------------------------------------------
     def _apply(self, pending: dict[str, Any]) -> None:

@@ -158,7 +158,10 @@ def test_start_errors_are_notifications(qtbot, viewer, docks, sem_layer, notes, 
     data.task.setCurrentText("masking")
     data.token.setValue(12)  # patch 32 is not a multiple of 12
     train.start_button.click()
-    assert notes[-1][0] == "error" and "token" in notes[-1][1].lower()
+    assert notes[-1][0] == "error" and notes[-1][1].startswith(
+        "Cannot start training: 'Patch size' (32, 32) must be a multiple of 'Token size' (12)"
+    )  # the docks' words, not the config file's
+    assert "vit_token_size" not in notes[-1][1] and "BiaPy" not in notes[-1][1]
     data.task.setCurrentText("crappify")
     train.start_mode.setCurrentIndex(1)
     train.checkpoint.setText(str(tmp_path / "missing.pth"))

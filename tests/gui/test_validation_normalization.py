@@ -105,11 +105,11 @@ def test_a_bad_validation_folder_starts_nothing(
     _type(qtbot, box.folder, str(tmp_path / "missing"))  # typed: the folder option is chosen
     assert box.use_folder.isChecked()
     assert train.state.cfg.data.val_path == str(tmp_path / "missing")
-    assert "folder not found" in box.hint.text() and "DATA.VAL.PATH" in box.hint.text()
+    assert "folder not found" in box.hint.text() and "'Validation folder'" in box.hint.text()
     train.start_button.click()
     severity, message = notes[-1]
     assert severity == "error" and message.startswith("Cannot start training: folder not found")
-    assert "data.val_path (BiaPy DATA.VAL.PATH)" in message
+    assert message.endswith("Check 'Validation folder'.")  # the field, as the dock names it
     assert not train.state.running and train.start_button.isEnabled()
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -173,8 +173,7 @@ def test_fixed_normalisation_reaches_the_checkpoint(
     [
         ("mean", "12a", "Fixed mean: '12a' is not a list of numbers"),
         ("mean", "120,", "Fixed mean: '120,' is not a list of numbers"),
-        ("std", "0", "data.normalization_std (BiaPy DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL) "
-                     "must be > 0 for every channel; got (0.0,)"),
+        ("std", "0", "'Fixed std' must be > 0 for every channel; got (0.0,)"),
         ("std", "35, -2", "must be > 0 for every channel"),
         ("mean", "nan", "must list numbers in raw units"),
         ("mean", "100, 90", "'sem' has 1 channel(s): give one value for every channel, or 1; "

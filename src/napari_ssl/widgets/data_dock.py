@@ -44,6 +44,7 @@ from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import link
 from napari_ssl.widgets.normalization_box import NormalizationBox
 from napari_ssl.widgets.state import state_for, unwrap
+from napari_ssl.widgets.wording import in_dock_words
 
 PREVIEW_MAX = {2: (2048, 2048), 3: (64, 512, 512)}  # largest previewed crop per dimensionality
 DEBOUNCE_MS = 300
@@ -356,7 +357,7 @@ class DataDock(QWidget):
             try:
                 self._preview_one(layer)
             except (DataError, ConfigError, ValueError) as err:
-                message = f"Preview of '{layer.name}' failed: {err}"
+                message = f"Preview of '{layer.name}' failed: {in_dock_words(str(err))}"
                 if not (live and message == self._shown_error):
                     show_error(message)
                 self._shown_error = message

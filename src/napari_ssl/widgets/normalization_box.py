@@ -37,6 +37,7 @@ from napari_ssl.widgets import _layers
 from napari_ssl.widgets._hint import hint_label, set_hint
 from napari_ssl.widgets._links import link
 from napari_ssl.widgets.state import SslState
+from napari_ssl.widgets.wording import in_dock_words
 
 KINDS = {
     "zero_mean_unit_variance": "zero mean, unit variance",
@@ -141,7 +142,7 @@ class NormalizationBox(QWidget):
         try:
             data = self._read()
         except ConfigError as err:
-            set_hint(self.message, f"Not used: {err}", error=True)
+            set_hint(self.message, f"Not used: {in_dock_words(str(err))}", error=True)
             return f"Normalisation: {err}"
         set_hint(self.message, "")
         self._shown = _values(data)

@@ -46,6 +46,7 @@ from napari_ssl.widgets.sci_spinbox import SciSpinBox
 from napari_ssl.widgets.state import SslState, state_for, unwrap
 from napari_ssl.widgets.train_events import TrainEvents
 from napari_ssl.widgets.validation_box import ValidationBox
+from napari_ssl.widgets.wording import in_dock_words
 from napari_ssl.widgets.worker import TrainingSession, start_device_probe
 
 MODELS = {"crappify": ("unet", "resunet"), "masking": ("mae",)}
@@ -226,7 +227,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             job = self._prepare()
         except (ConfigError, DataError, ValueError, OSError) as err:
             self.state.running = False
-            show_error(f"Cannot start training: {err}")
+            show_error(f"Cannot start training: {in_dock_words(str(err))}")
             return
         self.plot.clear()
         set_progress(self.progress, 0, "starting…")

@@ -16,6 +16,7 @@ from napari.utils.notifications import show_error, show_info
 from napari_ssl.engine import events as ev
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets.coalesce import set_progress
+from napari_ssl.widgets.wording import in_dock_words
 
 
 def format_eta(seconds: float) -> str:
@@ -117,8 +118,9 @@ class TrainEvents:
     def _on_failed(self, e: ev.Failed) -> None:
         self.updates.flush()
         set_progress(self.progress, fmt="failed")
-        show_error(f"Training failed: {e.message}")
-        self._add_status(f"failed: {e.message}")
+        message = in_dock_words(e.message)
+        show_error(f"Training failed: {message}")
+        self._add_status(f"failed: {message}")
 
     def _add_status(self, line: str) -> None:
         """The end of a run also in the dock (a notification shows its first line only)."""

@@ -31,6 +31,7 @@ from napari_ssl.data.images import DataError
 from napari_ssl.widgets._hint import hint_label, set_hint
 from napari_ssl.widgets._links import link
 from napari_ssl.widgets.state import SslState
+from napari_ssl.widgets.wording import in_dock_words
 
 KEY = f"data.val_path (BiaPy {BIAPY_KEYS['data.val_path']})"  # as the engine names it
 
@@ -99,7 +100,7 @@ class ValidationBox(QWidget):
         try:
             found = list_images(resolve_dataset(path, "val"), KEY)
         except DataError as err:
-            set_hint(self.hint, str(err), error=True)
+            set_hint(self.hint, in_dock_words(str(err)), error=True)
             raise
         folder = found[0].parent
         where = "" if str(folder) == path else f" in {folder}"

@@ -87,3 +87,15 @@ def test_first_dock_opens_fast(viewer):
     dock = DataDock(viewer)
     viewer.window.add_dock_widget(dock, name="d")
     assert time.perf_counter() - start < 2.0
+
+
+def test_fields_explain_themselves(docks):
+    from napari_ssl.widgets.wording import TIPS
+
+    data, train, recon = docks["Data and pretext"], docks["Train"], docks["Reconstruct"]
+    fields = {"Token size": data.token, "Mask ratio": data.ratio, "Batch size": train.batch,
+              "Patch size (Y, X)": data.patch_xy, "Start as": train.start_mode,
+              "Tile overlap": recon.overlap}  # fmt: skip
+    for label, widget in fields.items():
+        assert widget.toolTip() == TIPS[label]
+    assert data.noise.toolTip().startswith("Gaussian noise")  # a field's own tooltip is kept

@@ -44,7 +44,7 @@ from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import link
 from napari_ssl.widgets.normalization_box import NormalizationBox
 from napari_ssl.widgets.state import state_for, unwrap
-from napari_ssl.widgets.wording import in_dock_words
+from napari_ssl.widgets.wording import explain, in_dock_words
 
 PREVIEW_MAX = {2: (2048, 2048), 3: (64, 512, 512)}  # largest previewed crop per dimensionality
 DEBOUNCE_MS = 300
@@ -74,6 +74,7 @@ class DataDock(QWidget):
         self._debounce.timeout.connect(self._live_preview)
         self._writing = False  # True while this dock pushes its own values into the state
         self._build()
+        explain(self)
         self._refresh_layers()
         for name in ("inserted", "removed", "moved", "renamed"):
             getattr(self.viewer.layers.events, name).connect(self._refresh_layers)

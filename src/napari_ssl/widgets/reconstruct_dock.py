@@ -38,6 +38,7 @@ from napari_ssl.widgets import _layers
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.state import state_for, unwrap
+from napari_ssl.widgets.wording import explain
 from napari_ssl.widgets.worker import ProgressRelay, plain_error
 
 OUTPUT_NAMES = {  # in stacking order: the last one added ends on top
@@ -111,6 +112,7 @@ class ReconstructDock(QWidget):
         self.relay = ProgressRelay(self)
         self.relay.progressed.connect(self._on_progress)
         self._build()
+        explain(self)
         self.updates = Coalescer(self, self._apply)  # the progress bar: one repaint per tick
         self.destroyed.connect(lambda *_: cancel.set())  # closing the viewer cancels the work
         self.state.events.checkpoint.connect(self._on_checkpoint)

@@ -46,7 +46,7 @@ from napari_ssl.widgets.sci_spinbox import SciSpinBox
 from napari_ssl.widgets.state import SslState, state_for, unwrap
 from napari_ssl.widgets.train_events import TrainEvents
 from napari_ssl.widgets.validation_box import ValidationBox
-from napari_ssl.widgets.wording import in_dock_words
+from napari_ssl.widgets.wording import explain, in_dock_words
 from napari_ssl.widgets.worker import TrainingSession, start_device_probe
 
 MODELS = {"crappify": ("unet", "resunet"), "masking": ("mae",)}
@@ -76,6 +76,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self._devices_probed = False
         self._docked = False
         self._build()
+        explain(self)
         self.updates = Coalescer(self, self._apply)  # progress, status, preview: once per tick
         self.updates.ticked.connect(self.plot.tick)  # the plot's image in the same repaint
         events = self.state.events  # connected until the dock is deleted

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from qtpy.QtWidgets import QFormLayout, QWidget
+
 FIELDS = {  # (our key, BiaPy's key) -> the label of the field that sets it
     ("data.patch_size", "DATA.PATCH_SIZE"): "Patch size",
     ("model.vit_token_size", "MODEL.VIT_TOKEN_SIZE"): "Token size",
@@ -39,3 +41,40 @@ def in_dock_words(message: str) -> str:
         for key in (ours, biapy):
             message = re.sub(rf"(?:BiaPy )?(?<![\w.]){re.escape(key)}(?!\w)", f"'{label}'", message)
     return message
+
+
+TIPS = {  # the tooltip of a form row, by its label
+    "Dimensions": "2D images, or 3D volumes (Z, Y, X); detected from the layer, change it if wrong",
+    "Channel axis": "The layer's axis that holds channels (none: one channel); RGB is 3 channels",
+    "Mask type": "grid: a fixed checkerboard of tokens, half of them hidden; random: a new random "
+    "set of tokens hidden in every patch (Mask ratio of them)",
+    "Mask ratio": "The fraction of tokens hidden in random masking (MAE: 0.75)",
+    "Token size": "The side of the square (cubic in 3D) ViT token, in pixels: the patch must be a "
+    "multiple of it",
+    "Patch size (Y, X)": "The side of the square training patches, in pixels: more context, "
+    "more memory",
+    "Patch size (Z)": "The depth of the 3D training patches, in slices",
+    "Epochs": "Passes over the training images (each one covers them with patches)",
+    "Batch size": "Patches per step. A larger batch is faster on a GPU: raise the learning rate "
+    "with it (lr = 1e-4 × batch / 6 kept BiaPy's quality)",
+    "Start as": "new training: fresh weights; continue: a stopped run from its last checkpoint "
+    "(optimizer and epoch too); fine-tune: the weights of a checkpoint, a new run",
+    "Tile overlap": "The fraction of each tile shared with its neighbours when stitching: more "
+    "overlap, smoother seams, slower",
+}
+
+
+def explain(dock: QWidget) -> None:
+    """Give each form row of ``dock`` with a label in :data:`TIPS` its tooltip (label and field;
+    a field's own tooltip is kept)."""
+    for form in dock.findChildren(QFormLayout):
+        for row in range(form.rowCount()):
+            label = form.itemAt(row, QFormLayout.ItemRole.LabelRole)
+            field = form.itemAt(row, QFormLayout.ItemRole.FieldRole)
+            text = label.widget().text() if label is not None and label.widget() else ""
+            if text not in TIPS:
+                continue
+            label.widget().setToolTip(TIPS[text])
+            widget = field.widget() if field is not None else None
+            if widget is not None and not widget.toolTip():
+                widget.setToolTip(TIPS[text])

@@ -149,3 +149,18 @@ def test_batch_uses_each_samples_own_range() -> None:
     stds = (out - x).flatten(1).std(dim=1)
     assert stds[0].item() == pytest.approx(10.0, rel=0.05)
     assert stds[1].item() == pytest.approx(100.0, rel=0.05)
+
+
+def test_the_pretext_preview_is_a_bounded_centred_crop() -> None:
+    from napari_ssl.config import Config
+    from napari_ssl.data.images import DataError, as_image
+    from napari_ssl.pretext.preview import pretext_preview
+
+    image = as_image(np.arange(100 * 60, dtype=np.uint16).reshape(100, 60), "ramp", 2)
+    cfg = Config()
+    out, start = pretext_preview(image, cfg, (40, 80))
+    assert out.shape == (1, 40, 60) and start == (30, 0)  # centred in Y, whole in X
+    assert not np.array_equal(out[0], image.read()[0, 30:70])  # crappified
+    cfg.pretext.task, cfg.model.vit_token_size = "masking", 64
+    with pytest.raises(DataError, match=r"smaller than one token \(64\)"):
+        pretext_preview(image, cfg, (40, 80))

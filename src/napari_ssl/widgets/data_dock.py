@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
 from napari.layers import Image as ImageLayer
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
@@ -372,36 +371,13 @@ class DataDock(QWidget):
             self.run_preview(live=True)
 
     def _preview_one(self, layer: ImageLayer) -> None:
+        from napari_ssl.pretext.preview import pretext_preview
+
         state = self.state
         image = _layers.to_image(layer, state.ndim, state.channel_axis)
-        limits = PREVIEW_MAX[state.ndim]
-        start = [max(0, (s - m) // 2) for s, m in zip(image.spatial_shape, limits, strict=True)]
-        region = tuple(
-            slice(b, b + min(s, m))
-            for b, s, m in zip(start, image.spatial_shape, limits, strict=True)
-        )
-        crop = image.read(region)
+        out, start = pretext_preview(image, state.cfg, PREVIEW_MAX[state.ndim])
         pretext = state.cfg.pretext
-        if pretext.task == "crappify":
-            from napari_ssl.data.normalization import compute_stats
-            from napari_ssl.pretext.crappify import crappify
-
-            whole = compute_stats(image, "div")  # the noise scales with the whole image's max
-            out = crappify(
-                crop, pretext.noise, pretext.resizing_factor, seed=0,
-                data_range=(whole.data_min, whole.data_max),
-            )  # fmt: skip
-        else:
-            from napari_ssl.pretext.masking import preview_masked
-
-            token = state.cfg.model.vit_token_size
-            if min(crop.shape[1:]) < token:
-                raise DataError(
-                    f"the image ({crop.shape[1:]}) is smaller than one token ({token}); "
-                    "lower the token size."
-                )
-            out = preview_masked(crop, token, pretext.mask_type, pretext.mask_ratio, 0)
-        data = _layers.to_layer_layout(np.asarray(out), state.channel_axis)
+        data = _layers.to_layer_layout(out, state.channel_axis)
         offset = list(start)
         if state.channel_axis is not None and not layer.rgb:
             offset.insert(state.channel_axis % data.ndim, 0)

@@ -59,6 +59,8 @@ def collector_threads(qtbot):
 
     from napari_ssl.widgets import gui_collection
 
+    # a thread of an earlier step (the Train dock's device probe) may still hold collection
+    qtbot.waitUntil(lambda: not gui_collection.active(), timeout=10_000)
     enabled = gc.isenabled()
     names: list[str] = []
 

@@ -26,7 +26,9 @@ def test_detects_axes(viewer, docks, nuclei_3d):
     data.ndim.setCurrentIndex(1)  # the user says: it is 3D after all
     data.channel_axis.setCurrentIndex(0)
     assert (data.state.ndim, data.state.channel_axis) == (3, None)
-    assert data.state.cfg.data.ndim == 3 and len(data.state.cfg.data.patch_size) == 3
+    assert data.state.cfg.data.ndim == 3 and data.state.cfg.data.patch_size == (64, 128, 128)
+    data.ndim.setCurrentIndex(0)  # an untouched default patch follows the dimensions back
+    assert data.state.cfg.data.patch_size == (256, 256)
 
 
 def test_crappify_preview_updates_in_place(qtbot, viewer, docks, sem_layer):

@@ -16,7 +16,7 @@ from typing import Any
 
 from napari.layers import Image as ImageLayer
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QSignalBlocker, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -47,6 +47,7 @@ from napari_ssl.widgets.wording import explain, in_dock_words
 
 PREVIEW_MAX = {2: (2048, 2048), 3: (64, 512, 512)}  # largest previewed crop per dimensionality
 DEBOUNCE_MS = 300
+DEFAULT_XY = {2: 256, 3: 128}  # patch side (Y, X) by dimensionality: 2D 256², 3D 64 x 128²
 LISTED_NAME = Qt.ItemDataRole.UserRole + 1  # a layer's name when it was listed
 
 
@@ -163,7 +164,7 @@ class DataDock(QWidget):
         self.stack.addWidget(mask)
         self._show_page(0)
         form.addRow(self.stack)
-        self.patch_xy = _spin(8, 4096, 256, 16)
+        self.patch_xy = _spin(8, 4096, DEFAULT_XY[2], 16)
         self.patch_z = _spin(1, 1024, 64, 8)
         form.addRow("Patch size (Y, X)", self.patch_xy)
         form.addRow("Patch size (Z)", self.patch_z)
@@ -283,6 +284,9 @@ class DataDock(QWidget):
         self.ratio.setEnabled(self.mask_type.currentText() == "random")
         ndim = self.ndim.currentIndex() + 2
         self.patch_z.setEnabled(ndim == 3)
+        if ndim != self.state.ndim and self.patch_xy.value() == DEFAULT_XY[self.state.ndim]:
+            with QSignalBlocker(self.patch_xy):  # an untouched default follows the dimensions
+                self.patch_xy.setValue(DEFAULT_XY[ndim])
         xy = self.patch_xy.value()
         patch = (xy, xy) if ndim == 2 else (self.patch_z.value(), xy, xy)
         cfg = self.state.cfg

@@ -99,3 +99,11 @@ def test_fields_explain_themselves(docks):
     for label, widget in fields.items():
         assert widget.toolTip() == TIPS[label]
     assert data.noise.toolTip().startswith("Gaussian noise")  # a field's own tooltip is kept
+
+
+def test_picked_layers_stand_out_in_the_theme_highlight(viewer, docks):
+    from napari.utils.theme import get_theme
+
+    highlight = get_theme(viewer.theme).current.as_hex()
+    for title in ("Data and pretext", "Reconstruct"):
+        assert f"background-color: {highlight}" in docks[title].layer_list.styleSheet()

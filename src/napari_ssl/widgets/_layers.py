@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image as ImageLayer
+from qtpy.QtWidgets import QAbstractItemView, QListWidget
 
 from napari_ssl.data.images import DataError, Image, as_image
 
@@ -44,6 +45,21 @@ def reconstructable(layer: Any) -> bool:
     what a crappify model is for), not reconstructions or MAE views."""
     degraded = (PREVIEW_SUFFIXES["crappify"], "[degraded]")
     return not is_output_layer(layer) or layer.name.endswith(degraded)
+
+
+def layer_list(viewer: Any) -> QListWidget:
+    """A list of layers to pick several from, its selection in the viewer theme's highlight."""
+    from napari.utils.theme import get_theme
+
+    widget = QListWidget()
+    widget.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+    widget.setMaximumHeight(110)
+    try:
+        highlight = get_theme(viewer.theme).current.as_hex()
+    except (ValueError, KeyError, AttributeError):  # an unknown theme: Qt's own colours
+        return widget
+    widget.setStyleSheet(f"QListWidget::item:selected {{ background-color: {highlight}; }}")
+    return widget
 
 
 def layer_data(layer: ImageLayer) -> Any:

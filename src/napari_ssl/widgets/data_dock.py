@@ -18,7 +18,6 @@ from napari.layers import Image as ImageLayer
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QSignalBlocker, Qt, QTimer
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -27,7 +26,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
     QListWidgetItem,
     QPushButton,
     QSizePolicy,
@@ -86,9 +84,7 @@ class DataDock(QWidget):
         layout = QVBoxLayout(self)
         images = QGroupBox("Images")
         form = QVBoxLayout(images)
-        self.layer_list = QListWidget()
-        self.layer_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.layer_list.setMaximumHeight(110)
+        self.layer_list = _layers.layer_list(self.viewer)
         self.layer_list.itemSelectionChanged.connect(self._on_selection)
         form.addWidget(QLabel("Image layers (Ctrl/Shift-click for several):"))
         form.addWidget(self.layer_list)

@@ -17,7 +17,6 @@ import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -25,7 +24,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
     QListWidgetItem,
     QProgressBar,
     QPushButton,
@@ -132,9 +130,7 @@ class ReconstructDock(QWidget):
         row.addWidget(self.checkpoint)
         row.addWidget(browse)
         form.addRow("Checkpoint", row)
-        self.layer_list = QListWidget()
-        self.layer_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.layer_list.setMaximumHeight(110)
+        self.layer_list = _layers.layer_list(self.viewer)
         form.addRow("Input layers", self.layer_list)
         self.overlap = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.75, singleStep=0.05)
         self.overlap.setValue(0.25)

@@ -162,8 +162,11 @@ def test_pretext_page_takes_its_own_height(qtbot, viewer, docks, sem_layer):
 
 def test_a_renamed_layer_stays_selected_with_its_preview(qtbot, viewer, docks, sem_layer):
     data, train = docks["Data and pretext"], docks["Train"]
+    viewer.add_image(sem_layer.data[:64, :64].copy(), name="other")  # listed after it
+    data.select(["sem"])
     data.run_preview()
-    sem_layer.name = "renamed"
+    sem_layer.name = "first"
+    sem_layer.name = "renamed"  # and again: the dock still follows
     assert data.state.layers == ("renamed",)
     assert [item.text().split()[0] for item in data.layer_list.selectedItems()] == ["renamed"]
     assert "renamed [crappified]" in viewer.layers and "sem [crappified]" not in viewer.layers

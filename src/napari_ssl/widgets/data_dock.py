@@ -197,12 +197,13 @@ class DataDock(QWidget):
         """List the input layers; a selected layer stays selected when renamed (its preview
         is renamed with it)."""
         items = [self.layer_list.item(i) for i in range(self.layer_list.count())]
-        chosen = {id(item.data(Qt.ItemDataRole.UserRole)) for item in items if item.isSelected()}
-        for item in items:
-            layer, old = item.data(Qt.ItemDataRole.UserRole), item.data(LISTED_NAME)
-            if layer.name != old and old in self._previewed:
-                self._previewed = self._previewed - {old} | {layer.name}
-                _layers.rename_outputs(self.viewer, old, layer.name)
+        listed = [(it.data(Qt.ItemDataRole.UserRole), it.data(LISTED_NAME), it.isSelected())
+                  for it in items]  # fmt: skip
+        chosen = {id(layer) for layer, _, picked in listed if picked}
+        renamed = [(old, lyr.name) for lyr, old, _ in listed if lyr.name != old]
+        renamed = [(old, new) for old, new in renamed if old in self._previewed]
+        for old, name in renamed:
+            self._previewed = self._previewed - {old} | {name}
         selected = set(self.state.layers)
         inputs = self.image_layers()
         self.layer_list.blockSignals(True)
@@ -214,6 +215,8 @@ class DataDock(QWidget):
             self.layer_list.addItem(item)
             item.setSelected(id(layer) in chosen or layer.name in selected)
         self.layer_list.blockSignals(False)
+        for old, name in renamed:  # once the list is rebuilt: renaming refreshes it again
+            _layers.rename_outputs(self.viewer, old, name)
         new = event.value if event is not None and event.type == "inserted" else None
         if not selected and not self.state.folder and any(layer is new for layer in inputs):
             self.select([new.name])

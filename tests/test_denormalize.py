@@ -80,3 +80,15 @@ def test_outputs_of_an_integer_image_stay_in_its_type_range(sem_2d: np.ndarray) 
     stats = stats_for(image, norm_record(Config().data))  # zero mean, unit variance
     undone = stats.denormalize(stats.normalize(image.read()) * 3.0)
     assert undone.dtype == np.float32 and undone.min() == 0.0 and undone.max() == 255.0
+
+
+def test_a_sampled_range_does_not_clip_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_ssl.data import normalization
+
+    monkeypatch.setattr(normalization, "MAX_STAT_ELEMENTS", 64 * 64)  # a "huge" image
+    pixels = (np.random.default_rng(0).random((256, 256)) * 100).astype(np.float32)
+    image = as_image(pixels, "big", 2)
+    stats = stats_for(image, norm_record(_config("scale_range", None).data))
+    y = stats.normalize(image.read()) * 2.0  # beyond [0, 1]: what unsampled pixels may give
+    undone = stats.denormalize(y)
+    assert stats.out_lo is None and undone.max() > stats.offset[0] + stats.scale[0]

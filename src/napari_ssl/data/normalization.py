@@ -7,7 +7,8 @@ channels or one per channel) instead of each image's own, applied after the perc
 as BiaPy 3.7.1 applies DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL / STD_VAL. The checkpoint's
 ``normalization`` entry (:func:`norm_record`) holds all of it; :func:`stats_for` follows it.
 Undoing it clips outputs back to the range the model was given, as BiaPy 3.7.1 does: the
-percentile-clipping bounds, ``[0, 1]`` in normalised units for ``scale_range`` and ``div``, and
+percentile-clipping bounds, ``[0, 1]`` in normalised units for ``scale_range`` and ``div`` (when
+the statistics are the whole image's, not a sample's: the network sees the rest unclipped), and
 an integer image's type range (outputs stay float32).
 
 Images of at most :data:`MAX_STAT_ELEMENTS` pixels per channel are read whole. Larger (lazy)
@@ -131,7 +132,8 @@ def compute_stats(
     offset = offset.astype(np.float32)
     scale = np.where(scale > 1e-12, scale, 1.0).astype(np.float32)
     out_lo, out_hi = clip_lo, clip_hi  # as BiaPy 3.7.1 undoes the three kinds
-    if kind != "zero_mean_unit_variance":  # [0, 1] in normalised units
+    whole = math.prod(image.spatial_shape) <= MAX_STAT_ELEMENTS  # else a sample's range
+    if kind != "zero_mean_unit_variance" and whole:  # [0, 1] in normalised units
         out_lo, out_hi = offset, offset + scale
     if image.dtype.kind in "iu":  # and within the integer type's range (BiaPy casts back)
         info, channels = np.iinfo(image.dtype), len(offset)

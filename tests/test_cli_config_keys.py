@@ -35,16 +35,12 @@ def test_typo_of_a_missing_key_says_the_default_is_used() -> None:
     [
         ("{PATH: x, PADDING: (32, 32), OVERLAP: [0, 0]}",
          "DATA.TEST.PADDING: expected a list such as [1, 2] or (1, 2), got '(32': inside {…} YAML "
-         "splits (32, 32) at its commas; write PADDING: [32, 32] there, or put PADDING: (32, 32) "
-         "on a line of its own"),
-        ("{PATH: x, OVERLAP: (0.25, 0.25, 0.5)}",
+         "splits a tuple at its commas; write PADDING with square brackets there (PADDING: "
+         "[1, 2]), or put PADDING: (1, 2) on a line of its own"),
+        ("{PATH: x, OVERLAP: (0.25, 0.25, 0.5)}",  # a repeated value: one key of the pieces
          "DATA.TEST.OVERLAP: expected a list such as [1, 2] or (1, 2), got '(0.25': inside {…} "
-         "YAML splits (0.25, 0.25, 0.5) at its commas; write OVERLAP: [0.25, 0.25, 0.5] there, or "
-         "put OVERLAP: (0.25, 0.25, 0.5) on a line of its own"),
-        ("{PATH: x, OVERLAP: (0.25, PADDING: [1, 1]}",
-         "DATA.TEST.OVERLAP: expected a list such as [1, 2] or (1, 2), got '(0.25': inside {…} "
-         "YAML splits (…) at its commas; write OVERLAP: […] there, or put OVERLAP: (…) on a line "
-         "of its own"),
+         "YAML splits a tuple at its commas; write OVERLAP with square brackets there (OVERLAP: "
+         "[1, 2]), or put OVERLAP: (1, 2) on a line of its own"),
     ],
 )  # fmt: skip
 def test_tuple_cut_by_a_flow_mapping(flow: str, expected: str) -> None:

@@ -291,8 +291,8 @@ def test_flow_mapping_tuple_hint(tmp_path: Path, sem_2d: np.ndarray) -> None:
     ran = run_cli("--config", config, "--result_dir", tmp_path / "out")
     expected = (
         "napari-ssl: DATA.TEST.PADDING: expected a list such as [1, 2] or (1, 2), got '(4': "
-        "inside {…} YAML splits (4, 4) at its commas; write PADDING: [4, 4] there, or put "
-        "PADDING: (4, 4) on a line of its own\n"
+        "inside {…} YAML splits a tuple at its commas; write PADDING with square brackets there "
+        "(PADDING: [1, 2]), or put PADDING: (1, 2) on a line of its own\n"
     )
     assert (ran.code, ran.out, ran.err) == (2, "", expected)
     assert files_under(tmp_path / "out") == []

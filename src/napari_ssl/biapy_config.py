@@ -97,10 +97,8 @@ class KeyTypoWarning(UserWarning):
 
 
 class _Cut(str):
-    """``'(32'``: a tuple that a YAML ``{…}`` split at its commas; ``whole``: ``(32, 32)``, or
-    '' when it cannot be pieced together from the keys YAML made of the rest (``'32)': None``)."""
-
-    whole = ""
+    """``'(32'``: the start of a tuple that a YAML ``{…}`` split at its commas (the rest became
+    keys, repeated values merged: it cannot be pieced together)."""
 
 
 def _literal(value: Any) -> Any:
@@ -136,11 +134,10 @@ def _number(key: str, value: Any, kind: type) -> int | float:
 def _numbers(key: str, value: Any, kind: type) -> tuple:
     if isinstance(value, _Cut):
         name = key.rsplit(".", 1)[-1]
-        whole = value.whole or "(…)"
         raise ConfigError(
             f"{key}: expected a list such as [1, 2] or (1, 2), got {str(value)!r}: inside {{…}} "
-            f"YAML splits {whole} at its commas; write {name}: [{whole[1:-1]}] there, or put "
-            f"{name}: {whole} on a line of its own"
+            f"YAML splits a tuple at its commas; write {name} with square brackets there "
+            f"({name}: [1, 2]), or put {name}: (1, 2) on a line of its own"
         )
     value = _literal(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -191,21 +188,13 @@ class _Reader:
         """The value at ``key``, else ``default``; a tuple cut by ``{…}`` as a :class:`_Cut`."""
         self.asked.add(key)
         node: Any = self.data
-        parent: Any = None
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
                 return default
-            parent, node = node, node[part]
+            node = node[part]
         self.used.add(key)
-        if not (isinstance(node, str) and node.lstrip().startswith("(") and ")" not in node):
-            return node
-        cut, pieces, keys = _Cut(node), [node.strip()], list(parent)
-        for name in keys[keys.index(part) + 1 :]:
-            if parent[name] is not None or pieces[-1].endswith(")"):
-                break
-            pieces.append(str(name).strip())
-        cut.whole = ", ".join(pieces) if pieces[-1].endswith(")") else ""
-        return cut
+        cut = isinstance(node, str) and node.lstrip().startswith("(") and ")" not in node
+        return _Cut(node) if cut else node
 
     def ignored(self) -> list[str]:
         """Leaf keys not read; switched-off augmentations agree with us and are left out."""

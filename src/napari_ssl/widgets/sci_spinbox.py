@@ -1,4 +1,4 @@
-"""A spin box for values across orders of magnitude (learning rates): typed and shown as ``%g``
+"""A spin box for values across orders of magnitude (learning rates): typed and shown as ``%.12g``
 (``0.0001``, ``5e-07``), the arrows halve or double the value."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class SciSpinBox(QDoubleSpinBox):
         self.setValue(value)
 
     def textFromValue(self, value: float) -> str:
-        return f"{value:g}"
+        return f"{value:.12g}"  # short for round values, exact enough for any other
 
     def valueFromText(self, text: str) -> float:
         return float(text)

@@ -107,3 +107,10 @@ def test_picked_layers_stand_out_in_the_theme_highlight(viewer, docks):
     highlight = get_theme(viewer.theme).current.as_hex()
     for title in ("Data and pretext", "Reconstruct"):
         assert f"background-color: {highlight}" in docks[title].layer_list.styleSheet()
+
+
+def test_a_tab_raised_after_the_docks_were_added_stays_in_front(qtbot, viewer, docks):
+    viewer.window._wrapped_dock_widgets["Train"].raise_()
+    qtbot.waitUntil(lambda: not docks["Train"].visibleRegion().isEmpty(), timeout=5_000)
+    qtbot.wait(200)  # nothing deferred brings another tab back
+    assert docks["Data and pretext"].visibleRegion().isEmpty()

@@ -17,7 +17,7 @@ def add_docks(viewer: Any) -> dict[str, Any]:
     """Add the four docks, tabbed on the right; returns them by title."""
     import importlib
 
-    from qtpy.QtCore import QTimer
+    from qtpy.QtCore import QCoreApplication
 
     docks, frames = {}, []
     for title, module, cls in DOCKS:
@@ -26,7 +26,8 @@ def add_docks(viewer: Any) -> dict[str, Any]:
             viewer.window.add_dock_widget(widget, name=title, area="right", tabify=bool(docks))
         )
         docks[title] = widget
-    QTimer.singleShot(0, frames[0].raise_)  # the tab to start with, once Qt has laid them out
+    QCoreApplication.sendPostedEvents()  # Qt lays the tabs out (the last added is in front),
+    frames[0].raise_()  # then the first is brought to the front: a caller may raise another
     return docks
 
 

@@ -181,14 +181,17 @@ class _Renderer:
     def __init__(self, colors: tuple[str, str] | None) -> None:
         self.colors = colors
         self.figure: Any = None
+        self.laid_out: tuple = ()  # what the margins were fitted to (size, tick labels' lengths)
 
     def _build(self) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-        # constrained: the margins fit the labels whatever the tick labels' width
-        self.figure = figure = Figure(dpi=DPI, layout="constrained")
-        figure.get_layout_engine().set(w_pad=4 / DPI, h_pad=4 / DPI, hspace=0.03)
+        # constrained: the margins fit the labels whatever the tick labels' width; it doubles a
+        # draw's time, so it runs only when the size or the tick labels' lengths change
+        self.layout = ConstrainedLayoutEngine(w_pad=4 / DPI, h_pad=4 / DPI, hspace=0.03)
+        self.figure = figure = Figure(dpi=DPI, layout=self.layout)
         FigureCanvasAgg(figure)
         self.ax_loss, self.ax_psnr = figure.subplots(
             2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 2)}
@@ -247,6 +250,14 @@ class _Renderer:
         has_psnr = bool(curves[3][0])
         self.ax_psnr.yaxis.set_visible(has_psnr)
         self.psnr_note.set_text("" if has_psnr else NO_PSNR if curves[2][0] else NO_PSNR_YET)
+        ticks = tuple(
+            len(label)
+            for axis in (self.ax_loss.yaxis, self.ax_psnr.yaxis, self.ax_psnr.xaxis)
+            for label in axis.get_major_formatter().format_ticks(axis.get_majorticklocs())
+        )
+        key = (width, height, ratio, has_psnr, ticks)
+        figure.set_layout_engine(self.layout if key != self.laid_out else "none")
+        self.laid_out = key
         figure.canvas.draw()
         return np.array(figure.canvas.buffer_rgba()), ratio
 

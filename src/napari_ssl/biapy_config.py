@@ -1,8 +1,9 @@
 """BiaPy 3.7.1 self-supervised YAML <-> :class:`~napari_ssl.config.Config`.
 
 :func:`from_biapy` reads BiaPy's nested upper-case layout as ``yaml.safe_load`` returns it, so
-tuples written ``(256, 256, 1)`` and floats written ``1.E-4`` arrive as strings and are parsed
-here. A key the file leaves out takes BiaPy 3.7.1's default, because that is what BiaPy would run
+tuples written ``(256, 256, 1)`` and floats written ``1.E-4`` arrive as strings
+(:mod:`napari_ssl.biapy_values` parses them). A key the file leaves out takes BiaPy 3.7.1's
+default, because that is what BiaPy would run
 (e.g. ``TRAIN.OPTIMIZER`` SGD, ``TRAIN.EPOCHS`` 360, ``AUGMENTOR.ENABLE`` False); our settings
 that BiaPy has no key for keep our defaults. A key that is not one but nearly one we read (a
 typo, ``DATA.PACH_SIZE``) gets a :class:`KeyTypoWarning` of its own, first; the other keys we do
@@ -13,12 +14,20 @@ not use, or do not know, are named in one ``UserWarning`` together with any appr
 
 from __future__ import annotations
 
-import ast
 import difflib
-import math
 import warnings
 from typing import Any
 
+from napari_ssl.biapy_values import (
+    Cut,
+    as_bool,
+    as_number,
+    as_numbers,
+    as_one,
+    as_text,
+    convert,
+    literal,
+)
 from napari_ssl.config import Config, ConfigError
 
 _MODEL_SAME_NAME = (
@@ -96,85 +105,6 @@ class KeyTypoWarning(UserWarning):
     """A config key that is not one, but nearly one that napari-ssl reads (``DATA.PACH_SIZE``)."""
 
 
-class _Cut(str):
-    """``'(32'``: the start of a tuple that a YAML ``{…}`` split at its commas (the rest became
-    keys, repeated values merged: it cannot be pieced together)."""
-
-
-def _literal(value: Any) -> Any:
-    """Parse BiaPy-style strings (``(256, 256, 1)``, ``1.E-4``, ``True``); others unchanged."""
-    if isinstance(value, str):
-        try:
-            return ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            return value.strip()
-    return value
-
-
-def _bool(key: str, value: Any) -> bool:
-    value = _literal(value)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected True or False, got {value!r}")
-    return value
-
-
-def _number(key: str, value: Any, kind: type) -> int | float:
-    value = _literal(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if kind is int:
-        if value != int(value):
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-        return int(value)
-    return float(value)
-
-
-def _numbers(key: str, value: Any, kind: type) -> tuple:
-    if isinstance(value, _Cut):
-        name = key.rsplit(".", 1)[-1]
-        raise ConfigError(
-            f"{key}: expected a list such as [1, 2] or (1, 2), got {str(value)!r}: inside {{…}} "
-            f"YAML splits a tuple at its commas; write {name} with square brackets there "
-            f"({name}: [1, 2]), or put {name}: (1, 2) on a line of its own"
-        )
-    value = _literal(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = (value,)
-    if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{key}: expected a list such as [1, 2] or (1, 2), got {value!r}")
-    return tuple(_number(f"{key}[{i}]", v, kind) for i, v in enumerate(value))
-
-
-def _text(key: str, value: Any) -> str:
-    value = _literal(value)
-    if isinstance(value, (list, tuple, dict)):
-        raise ConfigError(f"{key}: expected a single value, got {value!r}")
-    return str(value)
-
-
-def _one(key: str, value: Any) -> Any:
-    """BiaPy lists one entry per optimizer (GANs use two); we train one network."""
-    value = _literal(value)
-    if isinstance(value, (list, tuple)):
-        if len(value) != 1:
-            raise ConfigError(f"{key}: napari-ssl trains one network: one value; got {value!r}")
-        return value[0]
-    return value
-
-
-def _convert(key: str, value: Any, default: Any) -> Any:
-    """Parse ``value`` into the type of our ``default``."""
-    if isinstance(default, bool):
-        return _bool(key, value)
-    if isinstance(default, (int, float)):
-        return _number(key, value, type(default))
-    if isinstance(default, tuple):
-        return _numbers(key, value, type(default[0]))
-    return _text(key, value)
-
-
 class _Reader:
     """Looks up dotted keys in a nested dict and remembers which ones were read."""
 
@@ -185,7 +115,7 @@ class _Reader:
         self.notes: list[str] = []
 
     def get(self, key: str, default: Any) -> Any:
-        """The value at ``key``, else ``default``; a tuple cut by ``{…}`` as a :class:`_Cut`."""
+        """The value at ``key``, else ``default``; a tuple cut by ``{…}`` as a :class:`Cut`."""
         self.asked.add(key)
         node: Any = self.data
         for part in key.split("."):
@@ -194,7 +124,7 @@ class _Reader:
             node = node[part]
         self.used.add(key)
         cut = isinstance(node, str) and node.lstrip().startswith("(") and ")" not in node
-        return _Cut(node) if cut else node
+        return Cut(node) if cut else node
 
     def ignored(self) -> list[str]:
         """Leaf keys not read; switched-off augmentations agree with us and are left out."""
@@ -226,13 +156,13 @@ def from_biapy(data: dict[str, Any], source: str = "config", warn: bool = True) 
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of BiaPy sections, got {type(data)}")
     r = _Reader(data)
-    problem = _text("PROBLEM.TYPE", r.get("PROBLEM.TYPE", "SEMANTIC_SEG"))
+    problem = as_text("PROBLEM.TYPE", r.get("PROBLEM.TYPE", "SEMANTIC_SEG"))
     if problem != "SELF_SUPERVISED":
         raise ConfigError(
             f"{source}: PROBLEM.TYPE must be 'SELF_SUPERVISED' (napari-ssl runs BiaPy's "
             f"self-supervised workflow only); got {problem!r}"
         )
-    model_source = _text("MODEL.SOURCE", r.get("MODEL.SOURCE", "biapy"))
+    model_source = as_text("MODEL.SOURCE", r.get("MODEL.SOURCE", "biapy"))
     if model_source != "biapy":
         raise ConfigError(f"MODEL.SOURCE: allowed 'biapy' (BiaPy's models); got {model_source!r}")
     cfg = Config()
@@ -240,7 +170,7 @@ def from_biapy(data: dict[str, Any], source: str = "config", warn: bool = True) 
         if field not in SPECIAL_KEYS:
             section, name = field.split(".")
             default = getattr(getattr(cfg, section), name)
-            value = _convert(key, r.get(key, _BIAPY_DEFAULTS.get(key, default)), default)
+            value = convert(key, r.get(key, _BIAPY_DEFAULTS.get(key, default)), default)
             setattr(getattr(cfg, section), name, value)
     _read_shape(r, cfg)
     _read_tiling(r, cfg)
@@ -257,11 +187,11 @@ def from_biapy(data: dict[str, Any], source: str = "config", warn: bool = True) 
 
 
 def _read_shape(r: _Reader, cfg: Config) -> None:
-    ndim_text = _text("PROBLEM.NDIM", r.get("PROBLEM.NDIM", "2D")).upper()
+    ndim_text = as_text("PROBLEM.NDIM", r.get("PROBLEM.NDIM", "2D")).upper()
     if ndim_text not in ("2D", "3D"):
         raise ConfigError(f"PROBLEM.NDIM: allowed '2D' or '3D'; got {ndim_text!r}")
     ndim = int(ndim_text[0])
-    size = _numbers("DATA.PATCH_SIZE", r.get("DATA.PATCH_SIZE", (256, 256, 1)), int)
+    size = as_numbers("DATA.PATCH_SIZE", r.get("DATA.PATCH_SIZE", (256, 256, 1)), int)
     if len(size) != ndim + 1:
         axes = "(z, y, x, c)" if ndim == 3 else "(y, x, c)"
         raise ConfigError(
@@ -277,7 +207,7 @@ def _read_tiling(r: _Reader, cfg: Config) -> None:
     values = {}
     for name, kind in (("PADDING", int), ("OVERLAP", float)):
         key = f"DATA.TEST.{name}"
-        value = _numbers(key, r.get(key, (0,) * ndim), kind)
+        value = as_numbers(key, r.get(key, (0,) * ndim), kind)
         if ndim == 3 and value == (0, 0):  # BiaPy widens its 2D default the same way
             value = (kind(0),) * 3
         if len(value) != ndim:
@@ -295,9 +225,9 @@ def _read_tiling(r: _Reader, cfg: Config) -> None:
 
 def _read_clip(r: _Reader, cfg: Config) -> None:
     base = "DATA.NORMALIZATION.PERC_CLIP"
-    enable = _bool(f"{base}.ENABLE", r.get(f"{base}.ENABLE", False))
-    lo = _number(f"{base}.LOWER_PERC", r.get(f"{base}.LOWER_PERC", -1.0), float)
-    hi = _number(f"{base}.UPPER_PERC", r.get(f"{base}.UPPER_PERC", -1.0), float)
+    enable = as_bool(f"{base}.ENABLE", r.get(f"{base}.ENABLE", False))
+    lo = as_number(f"{base}.LOWER_PERC", r.get(f"{base}.LOWER_PERC", -1.0), float)
+    hi = as_number(f"{base}.UPPER_PERC", r.get(f"{base}.UPPER_PERC", -1.0), float)
     if not enable:
         cfg.data.percentile_clip = None
     elif lo == -1.0 or hi == -1.0:
@@ -314,7 +244,7 @@ def _read_fixed_normalization(r: _Reader, cfg: Config) -> None:
     for name in ("mean", "std"):
         field = f"data.normalization_{name}"
         key = BIAPY_KEYS[field]
-        values = _numbers(key, r.get(key, [NOT_GIVEN]), float)
+        values = as_numbers(key, r.get(key, [NOT_GIVEN]), float)
         if values[:1] == (NOT_GIVEN,):
             continue
         if cfg.data.normalization != "zero_mean_unit_variance":
@@ -328,9 +258,9 @@ def _read_fixed_normalization(r: _Reader, cfg: Config) -> None:
 
 def _read_validation(r: _Reader, cfg: Config) -> None:
     """DATA.VAL.FROM_TRAIN False: validation images from DATA.VAL.PATH, training images whole."""
-    if _bool("DATA.VAL.FROM_TRAIN", r.get("DATA.VAL.FROM_TRAIN", True)):
+    if as_bool("DATA.VAL.FROM_TRAIN", r.get("DATA.VAL.FROM_TRAIN", True)):
         return  # a DATA.VAL.PATH is then unused, as in BiaPy (the warning names it)
-    path = _text("DATA.VAL.PATH", r.get("DATA.VAL.PATH", ""))
+    path = as_text("DATA.VAL.PATH", r.get("DATA.VAL.PATH", ""))
     if not path.strip():
         raise ConfigError(
             "DATA.VAL.PATH (data.val_path): give the folder of validation images when "
@@ -341,34 +271,34 @@ def _read_validation(r: _Reader, cfg: Config) -> None:
 
 
 def _read_training(r: _Reader, cfg: Config) -> None:
-    opt = _text("TRAIN.OPTIMIZER", _one("TRAIN.OPTIMIZER", r.get("TRAIN.OPTIMIZER", "SGD")))
+    opt = as_text("TRAIN.OPTIMIZER", as_one("TRAIN.OPTIMIZER", r.get("TRAIN.OPTIMIZER", "SGD")))
     cfg.train.optimizer = opt.upper()
-    cfg.train.lr = _number("TRAIN.LR", _one("TRAIN.LR", r.get("TRAIN.LR", cfg.train.lr)), float)
-    names = _literal(r.get("LOSS.TYPE", []))
+    cfg.train.lr = as_number("TRAIN.LR", as_one("TRAIN.LR", r.get("TRAIN.LR", cfg.train.lr)), float)
+    names = literal(r.get("LOSS.TYPE", []))
     if isinstance(names, str):
         names = [names] if names else []
     if not isinstance(names, (list, tuple)):
         raise ConfigError(f"LOSS.TYPE: expected a list such as ['MAE']; got {names!r}")
-    loss = str(_one("LOSS.TYPE", list(names) or ["MAE"])).upper()
+    loss = str(as_one("LOSS.TYPE", list(names) or ["MAE"])).upper()
     if loss not in LOSSES:
         raise ConfigError(f"LOSS.TYPE: allowed ['MAE'] (l1) or ['MSE'] (mse); got {names!r}")
     cfg.train.loss = LOSSES[loss]
-    weights = _numbers("LOSS.WEIGHTS", r.get("LOSS.WEIGHTS", []), float)
+    weights = as_numbers("LOSS.WEIGHTS", r.get("LOSS.WEIGHTS", []), float)
     if weights not in ((), (1.0,)):
         r.notes.append(f"LOSS.WEIGHTS {list(weights)}: napari-ssl does not scale its single loss")
 
 
 def _read_augment(r: _Reader, cfg: Config) -> None:
     """We flip and rotate by 90 degrees, all together, p = 0.5 each (ZFLIP in 3D)."""
-    enable = _bool("AUGMENTOR.ENABLE", r.get("AUGMENTOR.ENABLE", False))
-    da_prob = _number("AUGMENTOR.DA_PROB", r.get("AUGMENTOR.DA_PROB", AUG_PROB), float)
+    enable = as_bool("AUGMENTOR.ENABLE", r.get("AUGMENTOR.ENABLE", False))
+    da_prob = as_number("AUGMENTOR.DA_PROB", r.get("AUGMENTOR.DA_PROB", AUG_PROB), float)
     wanted = FLIPS if cfg.data.ndim == 3 else FLIPS[:3]
     on, probs = [], []
     for name in FLIPS:
-        if _bool(f"AUGMENTOR.{name}", r.get(f"AUGMENTOR.{name}", False)) and name in wanted:
+        if as_bool(f"AUGMENTOR.{name}", r.get(f"AUGMENTOR.{name}", False)) and name in wanted:
             on.append(name)
         key = f"AUGMENTOR.{name}_PROB"
-        probs.append(_number(key, r.get(key, da_prob), float))
+        probs.append(as_number(key, r.get(key, da_prob), float))
     cfg.train.augment = enable and bool(on)
     section = r.data.get("AUGMENTOR")
     if not enable and isinstance(section, dict):

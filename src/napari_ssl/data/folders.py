@@ -17,6 +17,7 @@ from napari_ssl.data.images import DataError, Image, as_image
 
 EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
 PATH_KEYS = "DATA.TRAIN.PATH / DATA.TEST.PATH"
+VAL_KEY = "data.val_path (BiaPy DATA.VAL.PATH)"  # a key of ours: BiaPy reads it only when told
 
 
 def list_images(folder: str | Path, key: str = PATH_KEYS) -> list[Path]:
@@ -49,8 +50,8 @@ def resolve_dataset(path: str | Path, split: str = "train") -> Path:
 
 
 def split_key(split: str) -> str:
-    """The config key of a split's folder, as messages name it (val: as data/splits.py does)."""
-    return "data.val_path (BiaPy DATA.VAL.PATH)" if split == "val" else f"DATA.{split.upper()}.PATH"
+    """The config key of a split's folder, as messages name it."""
+    return VAL_KEY if split == "val" else f"DATA.{split.upper()}.PATH"
 
 
 def dataset_folder(path: str, split: str, config_dir: str | Path | None = None) -> Path:

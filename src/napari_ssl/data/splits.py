@@ -8,11 +8,9 @@ images of that folder are the validation data, and the training images are all t
 from __future__ import annotations
 
 from napari_ssl.config import DataConfig
-from napari_ssl.data.folders import list_images, load_image, resolve_dataset
+from napari_ssl.data.folders import VAL_KEY, list_images, load_image, resolve_dataset
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.data.sampling import Region, split_regions, whole_regions
-
-VAL_KEY = "data.val_path (BiaPy DATA.VAL.PATH)"
 
 
 def split_train_val(

@@ -24,16 +24,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_ssl.biapy_config import BIAPY_KEYS
 from napari_ssl.config import Config
-from napari_ssl.data.folders import list_images, resolve_dataset
+from napari_ssl.data.folders import VAL_KEY, list_images, resolve_dataset
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets._hint import hint_label, set_hint
 from napari_ssl.widgets._links import link
 from napari_ssl.widgets.state import SslState
 from napari_ssl.widgets.wording import in_dock_words
-
-KEY = f"data.val_path (BiaPy {BIAPY_KEYS['data.val_path']})"  # as the engine names it
 
 
 class ValidationBox(QWidget):
@@ -98,7 +95,7 @@ class ValidationBox(QWidget):
         if not path:
             return
         try:
-            found = list_images(resolve_dataset(path, "val"), KEY)
+            found = list_images(resolve_dataset(path, "val"), VAL_KEY)
         except DataError as err:
             set_hint(self.hint, in_dock_words(str(err)), error=True)
             raise

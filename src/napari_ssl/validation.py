@@ -59,13 +59,14 @@ def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 def validate_config(cfg: Config) -> None:
     """Raise :class:`ConfigError` for the first invalid value or combination in ``cfg``."""
-    _check_data(cfg)
+    check_data(cfg)
     _check_pretext(cfg)
     _check_train(cfg)
     _check_model(cfg)
 
 
-def _check_data(cfg: Config) -> None:
+def check_data(cfg: Config) -> None:
+    """The ``data`` section's rules alone (no model is built: torch is not imported)."""
     d = cfg.data
     if d.ndim not in (2, 3):
         _fail("data.ndim", f"must be 2 or 3 (BiaPy '2D' / '3D'); got {d.ndim!r}")

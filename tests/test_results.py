@@ -21,6 +21,7 @@ from napari_ssl.results import (
     append_train_log,
     atomic_write,
     make_tensorboard_writer,
+    next_run_id,
     save_tif,
     write_metrics_csv,
 )
@@ -52,6 +53,18 @@ def test_layout_paths(tmp_path: Path) -> None:
 
 
 BAD = ["", " ", ".", "..", "../up", "a/b", "/etc", "a\\b", "C:x", "x\x00y", "~/../../x"]
+
+
+def test_next_run_id_skips_runs_with_checkpoints_or_results(tmp_path: Path) -> None:
+    assert next_run_id(tmp_path, "sem") == 1
+    ResultsLayout(tmp_path, "sem", 2).checkpoints_dir.mkdir(parents=True)
+    ResultsLayout(tmp_path, "sem", 2).last_checkpoint.write_bytes(b"")
+    assert next_run_id(tmp_path, "sem") == 3
+    ResultsLayout(tmp_path, "sem", 4).run_dir.mkdir(parents=True)  # results whose checkpoint went
+    ResultsLayout(tmp_path, "sem", "first").run_dir.mkdir(parents=True)  # named runs don't count
+    ResultsLayout(tmp_path, "sem_x", 9).run_dir.mkdir(parents=True)  # another name's run
+    (tmp_path / "sem" / "results" / "sem_7.txt").write_text("")  # not a run
+    assert next_run_id(tmp_path, "sem") == 5
 
 
 @pytest.mark.parametrize("bad", BAD)

@@ -148,24 +148,16 @@ def replaced_run_note(cfg: Config, layout: ResultsLayout, *, resume: bool) -> st
     )
 
 
-def _has_run(layout: ResultsLayout, results: bool = False) -> bool:
-    """Whether the run has a checkpoint (or, with ``results``, a results folder) already."""
-    paths = [layout.best_checkpoint, layout.last_checkpoint]
-    if results:
-        paths.append(layout.run_dir)
-    return any(path.exists() for path in paths)
+def _has_run(layout: ResultsLayout) -> bool:
+    """Whether the run has a checkpoint already."""
+    return layout.best_checkpoint.exists() or layout.last_checkpoint.exists()
 
 
 def _free_run_id(layout: ResultsLayout) -> str:
-    """The next ``--run_id`` with no checkpoints or results yet (``N`` for a non-numeric id)."""
-    from napari_ssl.results import ResultsLayout
+    """The next numeric ``--run_id`` with no checkpoints or results (``N`` for a named run)."""
+    from napari_ssl.results import next_run_id
 
-    if not layout.run_id.isdigit():
-        return "N"
-    n = int(layout.run_id) + 1
-    while _has_run(ResultsLayout(layout.result_dir, layout.name, str(n)), results=True):
-        n += 1
-    return str(n)
+    return str(next_run_id(layout.result_dir, layout.name)) if layout.run_id.isdigit() else "N"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,10 +61,11 @@ def check_plain_name(value: str, what: str) -> str:
 
 
 def next_run_id(result_dir: str | Path, name: str) -> int:
-    """1 + the highest run id with a checkpoint under ``<result_dir>/<name>/checkpoints``."""
-    pattern = re.compile(rf"^{re.escape(name)}_(\d+)-checkpoint-")
-    folder = Path(result_dir) / name / "checkpoints"
-    ids = [int(m.group(1)) for p in folder.glob("*") if (m := pattern.match(p.name))]
+    """1 + the highest numeric run id of ``name`` with a checkpoint or a results folder."""
+    root = Path(result_dir) / name
+    pattern = re.compile(rf"^{re.escape(name)}_(\d+)(?:-checkpoint-|$)")
+    paths = [*(root / "checkpoints").glob("*"), *(root / "results").glob("*")]
+    ids = [int(m.group(1)) for p in paths if (m := pattern.match(p.name))]
     return max(ids, default=0) + 1
 
 

@@ -67,6 +67,12 @@ BIAPY_KEYS: dict[str, str] = {
     "train.batch_size": "TRAIN.BATCH_SIZE",
     "train.epochs": "TRAIN.EPOCHS",
     "train.patience": "TRAIN.PATIENCE",
+    "train.lr_schedule": "TRAIN.LR_SCHEDULER.NAME",
+    "train.min_lr": "TRAIN.LR_SCHEDULER.MIN_LR",
+    "train.warmup_epochs": "TRAIN.LR_SCHEDULER.WARMUP_COSINE_DECAY_EPOCHS",
+    "train.cosine_decay_fraction": "TRAIN.LR_SCHEDULER.COSINE_DECAY_FRACTION",
+    "train.plateau_factor": "TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_FACTOR",
+    "train.plateau_patience": "TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_PATIENCE",
     "train.loss": "LOSS.TYPE",
     "train.augment": "AUGMENTOR.ENABLE",
     "test.enable": "TEST.ENABLE",
@@ -76,7 +82,7 @@ BIAPY_KEYS: dict[str, str] = {
 SPECIAL_KEYS = {
     "data.ndim", "data.patch_size", "data.channels", "data.percentile_clip", "data.test_overlap",
     "data.test_padding", "data.val_path", "data.normalization_mean", "data.normalization_std",
-    "train.optimizer", "train.lr", "train.loss", "train.augment",
+    "train.optimizer", "train.lr", "train.min_lr", "train.loss", "train.augment",
 }  # fmt: skip
 NOT_GIVEN = -1.0  # BiaPy: a list whose first value is -1 means "not given" (MEAN_VAL, STD_VAL)
 # BiaPy 3.7.1 defaults that differ from ours (applied when the file leaves the key out)
@@ -274,6 +280,8 @@ def _read_training(r: _Reader, cfg: Config) -> None:
     opt = as_text("TRAIN.OPTIMIZER", as_one("TRAIN.OPTIMIZER", r.get("TRAIN.OPTIMIZER", "SGD")))
     cfg.train.optimizer = opt.upper()
     cfg.train.lr = as_number("TRAIN.LR", as_one("TRAIN.LR", r.get("TRAIN.LR", cfg.train.lr)), float)
+    key = BIAPY_KEYS["train.min_lr"]
+    cfg.train.min_lr = as_number(key, as_one(key, r.get(key, [cfg.train.min_lr])), float)
     names = literal(r.get("LOSS.TYPE", []))
     if isinstance(names, str):
         names = [names] if names else []

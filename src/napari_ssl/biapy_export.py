@@ -56,6 +56,7 @@ def to_biapy(cfg: Config) -> dict[str, Any]:
         "AUGMENTOR.ENABLE": t.augment,
         "TRAIN.OPTIMIZER": [t.optimizer],
         "TRAIN.LR": [float(t.lr)],
+        "TRAIN.LR_SCHEDULER.MIN_LR": [float(t.min_lr)],
         "TRAIN.PATIENCE": int(t.patience) if t.patience > 0 else -1,
         "LOSS.TYPE": [{v: k for k, v in LOSSES.items()}[t.loss]],
         "LOSS.WEIGHTS": [1.0],

@@ -92,6 +92,13 @@ class TrainConfig:
     enable: bool = True
     optimizer: str = "ADAMW"  # "ADAMW" | "ADAM" | "SGD"
     lr: float = 1e-4
+    # BiaPy's TRAIN.LR_SCHEDULER ("" = constant lr); napari_ssl.engine.lr_schedule applies it
+    lr_schedule: str = ""  # or one of validation.LR_SCHEDULES
+    min_lr: float = -1.0  # warmupcosine's floor, reduceonplateau's; -1: not given
+    warmup_epochs: int = -1  # warmupcosine: linear ramp from 0 over these epochs (<= 0: none)
+    cosine_decay_fraction: float = -1.0  # warmupcosine: decay over this last part (<= 0: all)
+    plateau_factor: float = 0.5  # reduceonplateau: lr times this after ...
+    plateau_patience: int = -1  # ... this many epochs without a better validation loss
     weight_decay: float = 0.02
     batch_size: int = 6
     epochs: int = 100

@@ -21,6 +21,8 @@ _MASK_TYPES = ("random", "grid")
 _OPTIMIZERS = ("ADAMW", "ADAM", "SGD")
 _LOSSES = ("l1", "mse")
 _PRECISIONS = ("auto", "bf16", "fp16", "off")
+# BiaPy 3.7.1's TRAIN.LR_SCHEDULER.NAME values ("" = none: a constant learning rate)
+LR_SCHEDULES = ("", "warmupcosine", "reduceonplateau", "onecycle", "warmupreduceonplateau")
 
 
 def _fail(field: str, message: str) -> NoReturn:
@@ -167,10 +169,44 @@ def _check_train(cfg: Config) -> None:
     _choice("train.optimizer", t.optimizer, _OPTIMIZERS)
     _choice("train.loss", t.loss, _LOSSES)
     _choice("train.mixed_precision", t.mixed_precision, _PRECISIONS)
+    check_lr_schedule(cfg)
     _whole("test.batch_size", cfg.test.batch_size, 1)
     _whole("system.num_workers", cfg.system.num_workers, -1)  # -1: automatic
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(cfg.system.device)):
         _fail("system.device", f"must be auto, cpu, cuda, cuda:N or mps; got {cfg.system.device!r}")
+
+
+def check_lr_schedule(cfg: Config) -> None:
+    """The learning-rate schedule's values, with BiaPy 3.7.1's rules for them."""
+    t = cfg.train
+    _choice("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
+    if t.lr_schedule in ("warmupcosine", "reduceonplateau"):
+        if _number("train.min_lr", t.min_lr) == NOT_GIVEN:
+            _fail("train.min_lr", f"must be given for the {t.lr_schedule!r} schedule (e.g. 1e-6)")
+        if t.min_lr < 0:
+            _fail("train.min_lr", f"must be >= 0; got {t.min_lr!r}")
+    if t.lr_schedule == "reduceonplateau":
+        _range("train.plateau_factor", t.plateau_factor, 0, 1, open_lo=True, open_hi=True)
+        if t.plateau_patience == -1:
+            _fail("train.plateau_patience", "must be given for the 'reduceonplateau' schedule")
+        _whole("train.plateau_patience", t.plateau_patience, 0)
+        if t.patience > 0 and t.plateau_patience >= t.patience:
+            rule = f"must be less than train.patience (BiaPy TRAIN.PATIENCE, {t.patience})"
+            _fail("train.plateau_patience", f"{rule}; got {t.plateau_patience!r}")
+    if t.lr_schedule == "warmupcosine":
+        _whole("train.warmup_epochs", t.warmup_epochs, None)
+        fraction = _number("train.cosine_decay_fraction", t.cosine_decay_fraction)
+        if fraction > 1:
+            rule = "must be in (0, 1], or <= 0 for a decay right after the warm-up"
+            _fail("train.cosine_decay_fraction", f"{rule}; got {fraction!r}")
+        if fraction > 0 and t.warmup_epochs > (start := decay_start(t.epochs, fraction)):
+            rule = f"must end by epoch {start}, where the decay starts (epochs x (1 - fraction))"
+            _fail("train.warmup_epochs", f"{rule}; got {t.warmup_epochs!r}")
+
+
+def decay_start(epochs: int, fraction: float) -> int:
+    """The epoch where warmupcosine's decay starts when it covers the last ``fraction``."""
+    return round(epochs * (1.0 - fraction))
 
 
 def _check_model(cfg: Config) -> None:

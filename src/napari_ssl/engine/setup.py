@@ -29,6 +29,7 @@ from napari_ssl.engine import distributed as dist
 from napari_ssl.engine import events as ev
 from napari_ssl.engine.checks import check_images, check_memory, size_notes
 from napari_ssl.engine.device import autocast_dtype, precision_name
+from napari_ssl.engine.lr_schedule import LrSchedule, describe
 from napari_ssl.engine.state import RunState
 from napari_ssl.engine.tasks import StatsTable, Task, augment, make_task
 from napari_ssl.results import ResultsLayout
@@ -56,6 +57,7 @@ class Run:
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler | None
     state: RunState = field(default_factory=RunState)
+    schedule: LrSchedule = field(init=False)  # set once the optimizer state is restored
     start_epoch: int = 0
     notes: list[str] = field(default_factory=list)
     charts_written_at: float = -math.inf
@@ -131,6 +133,7 @@ class Run:
             "generator": self.generator.get_state(),
             "task_generator": self.task_generator.get_state(),
             "sampler_rng": json.dumps(self.sampler.rng_state()),
+            "lr_schedule": self.schedule.state_dict(),
         }
 
     @property
@@ -286,11 +289,17 @@ def prepare_run(
         steps, torch.Generator().manual_seed(seed), task_generator, amp, scaler, notes=notes,
     )  # fmt: skip
     source = _checkpoint_to_load(cfg, layout, resume)
+    resumed: dict[str, Any] = {}
     if source is not None:
         same_run = source.resolve() == layout.last_checkpoint.resolve()
-        _restore(run, source, full=resume is not None or same_run, explicit=resume is not None)
+        full = resume is not None or same_run
+        resumed = _restore(run, source, full=full, explicit=resume is not None)
     else:
         _write_start_outputs(run)
+    run.schedule = LrSchedule(cfg.train, optimizer, steps, run.start_epoch)
+    run.schedule.load_state_dict(resumed.get("lr_schedule", {}))
+    if cfg.train.lr_schedule:
+        run.notes.append(f"learning rate ({cfg.train.lr_schedule}): {describe(cfg.train)}")
     if dist.is_main_process():
         from napari_ssl.results import make_tensorboard_writer
 
@@ -334,8 +343,9 @@ def _checkpoint_to_load(
     )
 
 
-def _restore(run: Run, path: Path, full: bool, explicit: bool) -> None:
-    """Load weights; with ``full`` (same run) also optimizer, epoch, history and RNG states.
+def _restore(run: Run, path: Path, full: bool, explicit: bool) -> dict[str, Any]:
+    """Load weights; with ``full`` (same run) also optimizer, epoch, history and RNG states,
+    and return that training state (empty when only the weights are loaded).
 
     ``explicit``: the user asked to continue this file, so one without a training state is an
     error rather than a silent fine-tune.
@@ -351,7 +361,7 @@ def _restore(run: Run, path: Path, full: bool, explicit: bool) -> None:
     if not full or state is None or "optimizer" not in data:
         run.notes.append(f"weights loaded from {path.name} (fine-tuning: new optimizer, epoch 0)")
         _write_start_outputs(run)
-        return
+        return {}
     run.optimizer.load_state_dict(data["optimizer"][0])
     run.state = RunState.from_dict(state)
     run.start_epoch = run.state.epoch
@@ -369,6 +379,7 @@ def _restore(run: Run, path: Path, full: bool, explicit: bool) -> None:
         "weights it had reached" if state.get("partial_epoch") else
         f"resumed from {path.name} after epoch {done}"
     )  # fmt: skip
+    return state
 
 
 def _write_start_outputs(run: Run) -> None:

@@ -105,7 +105,7 @@ def _loop(
     run: Run, control: TrainingControl, preview: PreviewSpec | None
 ) -> Generator[ev.Event, None, ev.Finished | ev.Stopped]:
     """Epochs and steps; yields progress and returns the final event."""
-    cfg, model, opt = run.cfg, run.model, run.optimizer
+    cfg, model, opt, schedule = run.cfg, run.model, run.optimizer, run.schedule
     tc = cfg.train
     steps = run.steps_per_epoch
     yield run.started_event()
@@ -119,7 +119,7 @@ def _loop(
         nonfinite = torch.zeros((), device=run.device, dtype=torch.long)
         window_sum, window_n, window_t = torch.zeros((), device=run.device), 0, time.perf_counter()
         window_good = torch.zeros((), device=run.device, dtype=torch.long)
-        for _ in range(steps):
+        for i in range(steps):
             if control.paused:
                 control.wait_while_paused()
                 window_t = time.perf_counter()
@@ -128,6 +128,8 @@ def _loop(
                 path = run.save_last(epoch, partial=True)
                 return ev.Stopped(epoch + 1, step, str(path))
             step += 1
+            schedule.before_step(epoch + i / steps)
+            lr = opt.param_groups[0]["lr"]  # this step's (onecycle moves on after it)
             raw, idx = run.sampler.sample(tc.batch_size)
             if tc.augment:
                 raw = run.augment(raw)
@@ -135,13 +137,14 @@ def _loop(
                 loss = run.task.loss(model, run.to_memory_format(raw), idx, run.task_generator)
             finite = torch.isfinite(loss)
             run.backward_and_step(loss, finite)
+            schedule.after_step()
             loss = torch.where(finite, loss.detach(), torch.zeros_like(loss))
             loss_sum += loss
             window_sum += loss
             window_good += finite.long()
             nonfinite += (~finite).long()
             window_n += 1
-            if window_n == tc.log_every or _ == steps - 1:
+            if window_n == tc.log_every or i == steps - 1:
                 now = time.perf_counter()
                 rate = window_n * tc.batch_size * dist.world_size() / max(now - window_t, 1e-9)
                 done = step - run.start_epoch * steps
@@ -152,7 +155,7 @@ def _loop(
                     epoch + 1,
                     step,
                     _mean(window_sum, window_good),
-                    opt.param_groups[0]["lr"],
+                    lr,
                     rate,
                     eta,
                     run.state.skipped,
@@ -175,6 +178,7 @@ def _loop(
         )
         run.state.skipped_before = run.state.skipped
         val_loss, metrics = run.validate(train_loss)
+        schedule.after_epoch(val_loss)
         seconds = time.perf_counter() - t_epoch
         best = run.state.record(epoch + 1, train_loss, val_loss, metrics)
         if best:

@@ -2,7 +2,8 @@
 # The GPU measurements issue #5 still lacks, in one run (prepare and run as gpu_bench.sh says,
 # carrying .peer):
 #   1. masking quality after the same epochs: BiaPy 3.7.1 (ViT-B, batch 6) against napari-ssl at
-#      batch 6 and at batch 64 with the linear learning-rate rule, all three scored by our test job
+#      batch 6 and at batch 64 with the linear learning-rate rule, without and with a one-epoch
+#      warm-up + cosine decay (TRAIN.LR_SCHEDULER warmupcosine), all scored by our test job
 #      (masked-pixel MSE / PSNR on the test images): BiaPy's checkpoint is loaded by our test-only
 #      job on the same YAML, since the state dicts are identical;
 #   2. engine / bare loop at BiaPy's batch 6 (after the pinned, non-blocking copies), and with
@@ -51,6 +52,9 @@ if [ -f "$yaml" ] && [ -n "$ckpt" ]; then
     lr=$(python3 -c "import yaml; print(float(yaml.safe_load(open('$yaml'))['TRAIN']['LR']) * 64 / 6)")
     edit_yaml "$yaml" /tmp/m_b64.yaml TRAIN.BATCH_SIZE=64 "TRAIN.LR=$lr"
     part ours_masking_b64_linear 90 ours m_b64 /tmp/m_b64.yaml
+    edit_yaml /tmp/m_b64.yaml /tmp/m_b64_wc.yaml TRAIN.LR_SCHEDULER.NAME=warmupcosine \
+        TRAIN.LR_SCHEDULER.MIN_LR=1.0e-6 TRAIN.LR_SCHEDULER.WARMUP_COSINE_DECAY_EPOCHS=1
+    part ours_masking_b64_linear_warmup 90 ours m_b64_wc /tmp/m_b64_wc.yaml
 else
     echo "== BiaPy's masking run left no YAML/checkpoint: quality parts skipped"
 fi

@@ -42,6 +42,7 @@ from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.config_file import ConfigFile
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors
 from napari_ssl.widgets.normalization_box import commit_inputs
+from napari_ssl.widgets.schedule_box import ScheduleBox
 from napari_ssl.widgets.sci_spinbox import SciSpinBox
 from napari_ssl.widgets.state import SslState, state_for, unwrap
 from napari_ssl.widgets.train_events import TrainEvents
@@ -106,6 +107,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.lr = SciSpinBox(
             1e-9, 1.0, 1e-4, toolTip="Typed as 1e-4 or 0.0001; the arrows halve or double it"
         )
+        self.schedule = ScheduleBox(self.state, self.lr, self.epochs)
         self.validation = ValidationBox(self.state)
         self.augment = QCheckBox("flips and 90° rotations")
         self.augment.setChecked(True)
@@ -124,6 +126,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             ("Device", self.device), ("Mixed precision", self.precision),
         ):  # fmt: skip
             form.addRow(label, widget)
+        form.insertRow(5, self.schedule)  # under the learning rate, across the form
         layout.addWidget(model)
         out = QGroupBox("Results and checkpoints")
         out_form = QFormLayout(out)
@@ -252,11 +255,13 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
 
     def _prepare(self) -> dict[str, Any]:
         self.validation.commit()  # a folder typed but not confirmed yet
+        self.schedule.commit()  # a value typed without Enter
         errors = commit_inputs(self.state)  # the Data dock's normalisation fields
         if errors:
             raise ConfigError("\n".join(errors))
         images = self._images()
         cfg = self._config()
+        self.schedule.check(cfg)  # named "Learning-rate schedule" and shown under it
         mode = self.start_mode.currentIndex()
         path = self.checkpoint.text().strip()
         if mode and not Path(path).is_file():

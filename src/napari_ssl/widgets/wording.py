@@ -21,6 +21,12 @@ FIELDS = {  # (our key, BiaPy's key) -> the label of the field that sets it
     ("train.epochs", "TRAIN.EPOCHS"): "Epochs",
     ("train.batch_size", "TRAIN.BATCH_SIZE"): "Batch size",
     ("train.lr", "TRAIN.LR"): "Learning rate",
+    ("train.lr_schedule", "TRAIN.LR_SCHEDULER.NAME"): "Schedule",
+    ("train.min_lr", "TRAIN.LR_SCHEDULER.MIN_LR"): "Minimum lr",
+    ("train.warmup_epochs", "TRAIN.LR_SCHEDULER.WARMUP_COSINE_DECAY_EPOCHS"): "Warm-up epochs",
+    ("train.cosine_decay_fraction", "TRAIN.LR_SCHEDULER.COSINE_DECAY_FRACTION"): "Decay fraction",
+    ("train.plateau_factor", "TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_FACTOR"): "Plateau factor",
+    ("train.plateau_patience", "TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_PATIENCE"): "Plateau patience",
     ("data.val_fraction", "DATA.VAL.SPLIT_TRAIN"): "Validation fraction",
     ("data.val_path", "DATA.VAL.PATH"): "Validation folder",
     ("data.train_path", "DATA.TRAIN.PATH"): "dataset folder",
@@ -57,6 +63,20 @@ TIPS = {  # the tooltip of a form row, by its label
     "Epochs": "Passes over the training images (each one covers them with patches)",
     "Batch size": "Patches per step. A larger batch is faster on a GPU: raise the learning rate "
     "with it (lr = 1e-4 × batch / 6 kept BiaPy's quality)",
+    "Schedule": "How the learning rate changes over the run (BiaPy TRAIN.LR_SCHEDULER.NAME): "
+    "warmupcosine, reduceonplateau, onecycle or warmupreduceonplateau; constant: none",
+    "Minimum lr": "The lowest learning rate: where the cosine decay ends, and the floor of reduce "
+    "on plateau (BiaPy TRAIN.LR_SCHEDULER.MIN_LR)",
+    "Warm-up epochs": "Epochs of linear ramp from 0 to the learning rate; none: it starts at "
+    "the learning rate (BiaPy TRAIN.LR_SCHEDULER.WARMUP_COSINE_DECAY_EPOCHS)",
+    "Decay fraction": "The cosine decay covers this last part of the epochs, the learning rate "
+    "held before it; after warm-up: the decay starts right after the warm-up (BiaPy "
+    "TRAIN.LR_SCHEDULER.COSINE_DECAY_FRACTION)",
+    "Plateau factor": "The learning rate is multiplied by this when the validation loss stops "
+    "improving (BiaPy TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_FACTOR)",
+    "Plateau patience": "Epochs without a better validation loss before the learning rate is "
+    "reduced; less than the early-stopping patience (BiaPy "
+    "TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_PATIENCE)",
     "Start as": "new training: fresh weights; continue: a stopped run from its last checkpoint "
     "(optimizer and epoch too); fine-tune: the weights of a checkpoint, a new run",
     "Tile overlap": "The fraction of each tile shared with its neighbours when stitching: more "

@@ -342,3 +342,33 @@ def test_help_texts(command: str, phrases: list[str], capsys, monkeypatch) -> No
     out = capsys.readouterr().out
     for phrase in phrases:
         assert phrase in out, out
+
+
+def test_ctrl_c_stops_training_resumably(tmp_path: Path, sem_2d: np.ndarray) -> None:
+    """The first Ctrl-C in a shell stops after the step, saves the resumable last checkpoint
+    and says how to resume; no traceback, no test step."""
+    import signal
+
+    config = write_yaml(tmp_path / "cfg.yaml", write_dataset(tmp_path / "data", sem_2d), epochs=500)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "napari_ssl", "--config", str(config), "--result_dir", str(out),
+           "--name", "job"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    for line in proc.stdout:  # the first epoch's line: training is under way
+        lines.append(line)
+        if line.startswith("epoch 1:"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=120)
+    stdout = "".join(lines) + rest
+    layout = ResultsLayout(out, "job", 1)
+    assert proc.returncode == 1, stdout + err
+    assert "stopping after this step (Ctrl-C again to quit at once)" in stdout
+    assert f"; resume from {layout.last_checkpoint}" in stdout
+    assert "Traceback" not in err
+    assert err == "napari-ssl: interrupted (Ctrl-C): training stopped and saved, no test step\n"
+    state = torch.load(layout.last_checkpoint, weights_only=False)["train_state"]
+    assert state["epoch"] >= 1 and not list(layout.per_image_dir.glob("*"))  # no test step

@@ -168,6 +168,9 @@ def test_biapy_yaml_keys_round_trip() -> None:
          "must be less than train.patience"),
         ({"lr_schedule": "reduceonplateau", "min_lr": 1e-6, "plateau_patience": 3,
           "plateau_factor": 1.0}, "train.plateau_factor"),
+        ({"lr_schedule": "cosine"}, "or empty for a constant learning rate; got 'cosine'"),
+        ({"lr_schedule": "warmupcosine", "min_lr": 1e-2, "lr": 1e-3},
+         "must be >= 0 and at most the learning rate train.lr (0.001); got 0.01"),
         ({"lr_schedule": "warmupcosine", "min_lr": 1e-6, "cosine_decay_fraction": 1.5},
          "must be in (0, 1]"),
         ({"lr_schedule": "warmupcosine", "min_lr": 1e-6, "epochs": 10, "warmup_epochs": 6,
@@ -188,4 +191,22 @@ def test_the_run_notes_its_schedule(sem_2d: np.ndarray, tmp_path: Path) -> None:
     assert (
         "learning rate (reduceonplateau): 0.001, times 0.5 after 3 epochs without a better "
         "validation loss, down to 1e-05" in started.notes
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "warm_up"),
+    [
+        ({"lr_schedule": "warmupcosine", "min_lr": 1e-6, "warmup_epochs": 2}, 2),
+        ({"lr_schedule": "warmupreduceonplateau"}, 10),
+    ],
+)
+def test_a_warm_up_longer_than_the_run_is_noted(
+    sem_2d: np.ndarray, tmp_path: Path, values: dict[str, object], warm_up: int
+) -> None:
+    cfg = tiny_config(epochs=2, lr=1e-3, **values)
+    started = run_events(cfg, sem_crops(sem_2d), ResultsLayout(tmp_path, "job", 1))[0]
+    assert (
+        f"the warm-up ({warm_up} epochs) is as long as the run or longer (2 epochs): the learning "
+        "rate never reaches 0.001" in started.notes
     )

@@ -300,3 +300,24 @@ def test_live_preview_events(sem_2d: np.ndarray, layout: ResultsLayout) -> None:
     previews = of_type(events, ev.Preview)
     assert previews and all(p.image.shape == (1, 48, 40) for p in previews)
     assert all(np.isfinite(p.image).all() for p in previews)
+
+
+def test_continuing_rewrites_the_config_and_needs_epochs_left(
+    sem_2d: np.ndarray, layout: ResultsLayout
+) -> None:
+    """A resumed run's config files describe it as it trains now; a run with no epochs left
+    is refused before anything is written."""
+    images = sem_crops(sem_2d)
+    run_events(tiny_config(epochs=2), images, layout)
+    saved = layout.config_file.read_text()
+    refused = run_events(tiny_config(epochs=2), images, layout, resume=layout.last_checkpoint)
+    assert isinstance(refused[-1], ev.Failed) and len(refused) == 1
+    assert refused[-1].message == (
+        f"'{layout.last_checkpoint.name}' has trained 2 epochs already: to continue it, set more "
+        "epochs than that (train.epochs, BiaPy TRAIN.EPOCHS; now 2)"
+    )
+    assert layout.config_file.read_text() == saved
+    more = run_events(tiny_config(epochs=3), images, layout, resume=layout.last_checkpoint)
+    assert isinstance(more[-1], ev.Finished)
+    assert [row["epoch"] for row in more[0].history] == [1, 2]  # the epochs before, for plots
+    assert "EPOCHS: 3" in layout.config_file.read_text() and "EPOCHS: 2" in saved

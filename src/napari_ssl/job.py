@@ -7,16 +7,23 @@ in the :class:`JobResult`, and :func:`exit_code` prints it once, on stderr.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from napari_ssl.config import Config
 from napari_ssl.data.folders import dataset_folder, load_folder, split_key
 from napari_ssl.data.images import Image
 from napari_ssl.engine import events as ev
 from napari_ssl.results import ResultsLayout
+
+if TYPE_CHECKING:
+    from napari_ssl.engine.trainer import TrainingControl
 
 Log = Callable[[str], None]
 
@@ -109,7 +116,7 @@ def run_job(
     from napari_ssl.data.images import DataError
     from napari_ssl.engine import distributed
     from napari_ssl.engine.checkpoints import CheckpointError, load_trained
-    from napari_ssl.engine.trainer import train
+    from napari_ssl.engine.trainer import TrainingControl, train
     from napari_ssl.inference.evaluate import evaluate
 
     main = distributed.is_main_process()  # under torchrun only rank 0 prints and tests
@@ -127,15 +134,19 @@ def run_job(
             test = folder_images(cfg, "test", config_dir)  # fail early, before hours of training
         if cfg.train.enable:
             images = images if images is not None else folder_images(cfg, "train", config_dir)
-            for event in train(cfg, images, layout=layout, resume=resume):
-                if isinstance(event, ev.Failed):
-                    return JobResult(False, event.message)
-                line = describe(event)
-                if line:
-                    log(line)
-                if isinstance(event, ev.Finished):
-                    result.best_checkpoint = event.best_checkpoint
-                    result.last_checkpoint = event.last_checkpoint
+            control = TrainingControl()
+            with _stop_on_ctrl_c(control, log, alone=not distributed.launched_by_torchrun()):
+                for event in train(cfg, images, layout=layout, resume=resume, control=control):
+                    if isinstance(event, ev.Failed):
+                        return JobResult(False, event.message)
+                    line = describe(event)
+                    if line:
+                        log(line)
+                    if isinstance(event, ev.Stopped):
+                        return JobResult(False, INTERRUPTED)
+                    if isinstance(event, ev.Finished):
+                        result.best_checkpoint = event.best_checkpoint
+                        result.last_checkpoint = event.last_checkpoint
         distributed.shutdown()  # the other processes leave now; rank 0 tests alone
         if cfg.test.enable and test and main:
             path = _checkpoint_for_test(cfg, layout, result)
@@ -152,6 +163,30 @@ def run_job(
         distributed.shutdown()
     log(f"results in {layout.root}")
     return result
+
+
+INTERRUPTED = "interrupted (Ctrl-C): training stopped and saved, no test step"
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c(control: TrainingControl, log: Log, alone: bool) -> Iterator[None]:
+    """The first Ctrl-C stops training after its step (the last checkpoint saved, resumable);
+    a second one quits at once. Only for a single process run from the main thread (under
+    torchrun every process gets the signal, and they must stop at the same step)."""
+    if not alone or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        control.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        log("stopping after this step (Ctrl-C again to quit at once)")
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _checkpoint_for_test(cfg: Config, layout: ResultsLayout, result: JobResult) -> str:

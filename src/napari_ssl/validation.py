@@ -179,12 +179,16 @@ def _check_train(cfg: Config) -> None:
 def check_lr_schedule(cfg: Config) -> None:
     """The learning-rate schedule's values, with BiaPy 3.7.1's rules for them."""
     t = cfg.train
-    _choice("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
+    if t.lr_schedule not in LR_SCHEDULES:
+        names = ", ".join(LR_SCHEDULES[1:])
+        _fail("train.lr_schedule", f"must be one of {names}, or empty for a constant learning "
+              f"rate; got {t.lr_schedule!r}")  # fmt: skip
     if t.lr_schedule in ("warmupcosine", "reduceonplateau"):
         if _number("train.min_lr", t.min_lr) == NOT_GIVEN:
             _fail("train.min_lr", f"must be given for the {t.lr_schedule!r} schedule (e.g. 1e-6)")
-        if t.min_lr < 0:
-            _fail("train.min_lr", f"must be >= 0; got {t.min_lr!r}")
+        if not 0 <= t.min_lr <= t.lr:
+            _fail("train.min_lr", f"must be >= 0 and at most the learning rate train.lr "
+                  f"({t.lr:g}); got {t.min_lr!r}")  # fmt: skip
     if t.lr_schedule == "reduceonplateau":
         _range("train.plateau_factor", t.plateau_factor, 0, 1, open_lo=True, open_hi=True)
         if t.plateau_patience == -1:

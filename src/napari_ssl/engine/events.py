@@ -22,6 +22,7 @@ class Started:
     parameters: int
     train_patches: int  # patches per epoch
     notes: tuple[str, ...] = ()  # things the user should know (padding, clamping, ...)
+    history: tuple[dict[str, float], ...] = ()  # a resumed run's epochs so far (Epoch's values)
 
 
 @dataclass(frozen=True)

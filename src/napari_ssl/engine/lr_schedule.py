@@ -77,6 +77,18 @@ def describe(tc: TrainConfig) -> str:
     return f"{lr} throughout"
 
 
+def warmup_note(tc: TrainConfig) -> str | None:
+    """A note when the warm-up outlasts the run: the rate then never reaches ``lr``."""
+    warmup = {"warmupcosine": tc.warmup_epochs, "warmupreduceonplateau": WARMUP_TABLE_EPOCHS}
+    epochs = warmup.get(tc.lr_schedule, 0)
+    if epochs >= tc.epochs:
+        return (
+            f"the warm-up ({epochs} epochs) is as long as the run or longer ({tc.epochs} "
+            f"epochs): the learning rate never reaches {tc.lr:.3g}"
+        )
+    return None
+
+
 class LrSchedule:
     """Sets the optimizer's learning rate as ``tc.lr_schedule`` says, at the points the loop
     calls: :meth:`before_step`, :meth:`after_step`, :meth:`after_epoch`."""

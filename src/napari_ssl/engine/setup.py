@@ -29,7 +29,7 @@ from napari_ssl.engine import distributed as dist
 from napari_ssl.engine import events as ev
 from napari_ssl.engine.checks import check_images, check_memory, size_notes
 from napari_ssl.engine.device import autocast_dtype, precision_name
-from napari_ssl.engine.lr_schedule import LrSchedule, describe
+from napari_ssl.engine.lr_schedule import LrSchedule, describe, warmup_note
 from napari_ssl.engine.state import RunState
 from napari_ssl.engine.tasks import StatsTable, Task, augment, make_task
 from napari_ssl.results import ResultsLayout
@@ -196,6 +196,7 @@ class Run:
             parameters=count_parameters(self.model),
             train_patches=self.steps_per_epoch * self.cfg.train.batch_size * dist.world_size(),
             notes=tuple(self.notes),
+            history=tuple(dict(row) for row in self.state.history),
         )
 
     def finished_event(self, seconds: float, early: bool) -> ev.Finished:
@@ -300,6 +301,8 @@ def prepare_run(
     run.schedule.load_state_dict(resumed.get("lr_schedule", {}))
     if cfg.train.lr_schedule:
         run.notes.append(f"learning rate ({cfg.train.lr_schedule}): {describe(cfg.train)}")
+        if note := warmup_note(cfg.train):
+            run.notes.append(note)
     if dist.is_main_process():
         from napari_ssl.results import make_tensorboard_writer
 
@@ -362,6 +365,12 @@ def _restore(run: Run, path: Path, full: bool, explicit: bool) -> dict[str, Any]
         run.notes.append(f"weights loaded from {path.name} (fine-tuning: new optimizer, epoch 0)")
         _write_start_outputs(run)
         return {}
+    done, epochs = int(state["epoch"]), run.cfg.train.epochs
+    if done >= epochs:
+        raise ckpt.CheckpointError(
+            f"'{path.name}' has trained {done} epochs already: to continue it, set more epochs "
+            f"than that (train.epochs, BiaPy TRAIN.EPOCHS; now {epochs})"
+        )
     run.optimizer.load_state_dict(data["optimizer"][0])
     run.state = RunState.from_dict(state)
     run.start_epoch = run.state.epoch
@@ -373,7 +382,8 @@ def _restore(run: Run, path: Path, full: bool, explicit: bool) -> dict[str, Any]
         run.task_generator.manual_seed(run.cfg.system.seed + run.state.epoch)
         run.notes.append("noise/mask random stream reseeded (checkpoint from another device)")
     run.sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
-    done = run.state.epoch
+    if dist.is_main_process():
+        _write_config_files(run)
     run.notes.append(
         f"resumed from {path.name}: epoch {done + 1}, stopped part-way, runs again whole from the "
         "weights it had reached" if state.get("partial_epoch") else
@@ -382,20 +392,29 @@ def _restore(run: Run, path: Path, full: bool, explicit: bool) -> dict[str, Any]
     return state
 
 
-def _write_start_outputs(run: Run) -> None:
-    """Config files, the model picture and a few augmented training pairs."""
-    if not dist.is_main_process():
-        return
+def _write_config_files(run: Run) -> None:
+    """The run's config (ours and BiaPy's layout) and fixed normalisation values, as it trains
+    now (a resumed run may have been given more epochs, another schedule...)."""
     import yaml
 
     from napari_ssl.biapy_export import to_biapy
-    from napari_ssl.charts import write_model_plot
-    from napari_ssl.results import save_normalization_values, save_tif
+    from napari_ssl.results import save_normalization_values
 
     layout, cfg = run.layout, run.cfg
     save_yaml(cfg, layout.config_dir / f"{layout.name}.napari-ssl.yaml")
     save_normalization_values(layout, cfg.data.normalization_mean, cfg.data.normalization_std)
     layout.config_file.write_text(yaml.safe_dump(to_biapy(cfg), sort_keys=False))
+
+
+def _write_start_outputs(run: Run) -> None:
+    """Config files, the model picture and a few augmented training pairs."""
+    if not dist.is_main_process():
+        return
+    from napari_ssl.charts import write_model_plot
+    from napari_ssl.results import save_tif
+
+    layout, cfg = run.layout, run.cfg
+    _write_config_files(run)
     raw, idx = run.sampler.sample(min(3, cfg.train.batch_size))
     example = run.task.example_args(raw[:1], idx[:1])
     with contextlib.suppress(Exception):  # a picture must never stop training

@@ -333,6 +333,9 @@ def save_tif(
     The data is reordered to ImageJ's TZCYX. ``scale`` is the pixel size of the spatial
     axes in ``axes`` order (Z if present, Y, X): X/Y go to the resolution tags, Z to ``spacing``.
     uint8, uint16 and float32 are kept; bool becomes uint8; every other type float32.
+    Channels stay an ImageJ C axis, as BiaPy 3.7.1's own ``save_tif`` writes them (ImageJ keeps
+    no (y, x, c) order with 2 channels): BiaPy reads the file as ``(y, x, c)`` / ``(z, y, x, c)``
+    and napari-ssl by its axes, to the same values.
     """
     import tifffile
 

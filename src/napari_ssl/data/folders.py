@@ -1,8 +1,14 @@
-"""Reading image folders: ``dataset/{train,test}/x/*.{tif,tiff,png,npy,zarr}``.
+"""Reading image folders: ``dataset/{train,test}/x/*.{tif,tiff,png,npy,zarr}``; writing one image
+as napari-ssl and BiaPy read it back (:func:`write_image`).
 
 Files are opened lazily where the format allows (``.npy`` memory-mapped, ``.zarr`` as a zarr
-array); TIFF and PNG files are read whole. Channel axes come from the TIFF's axes metadata when it
-names one, else a trailing extra axis is the channel axis (BiaPy's convention).
+array); TIFF and PNG files are read whole. The channel axis of a file with one axis more than the
+spatial ones (PROBLEM.NDIM) is, in this order: the axis its TIFF axes metadata names C or S
+(ImageJ ``CYX``, ``ZCYX``, ``YXS`` ...); with C > 1 channels expected (DATA.PATCH_SIZE's last
+entry, or the checkpoint's model), the first or the last axis of length C (BiaPy 3.7.1 keeps
+``(y, x, c)`` / ``(z, y, x, c)``; channels first is accepted too) and an error when both or
+neither are; else the trailing axis (BiaPy's convention), unless the metadata says the first
+axis is a stack (Z, T, or tifffile's unnamed Q / I pages of a plain TIFF).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from napari_ssl.data.images import DataError, Image, as_image
+from napari_ssl.results import safe_filename, save_tif
 
 EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
 PATH_KEYS = "DATA.TRAIN.PATH / DATA.TEST.PATH"
@@ -123,6 +130,24 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, int | None, str | None]:
     return data, None, known
 
 
+def write_image(image: Image, folder: str | Path) -> Path:
+    """Write ``image`` as ``folder/<name>.tif`` so that napari-ssl and BiaPy 3.7.1 read it back
+    the same (the Export dock's dataset folder): an ImageJ TIFF whose axes name the channels,
+    ``CYX`` / ``ZCYX`` (one channel: ``YX`` / ``ZYX``), as BiaPy's own ``save_tif`` writes; BiaPy
+    reads it as ``(y, x, c)`` / ``(z, y, x, c)``. The pixel size is kept (napari's default scale
+    of 1, no pixel size, is not written as 1 um). uint8, uint16 and float32 stay; other types
+    become float32 (ImageJ's types).
+    """
+    data = image.read()
+    spatial = "YX" if image.ndim == 2 else "ZYX"
+    axes = spatial if image.channels == 1 else "C" + spatial
+    data = data[0] if image.channels == 1 else data
+    scale = image.scale
+    if scale is not None and all(float(s) == 1.0 for s in scale):
+        scale = None
+    return save_tif(Path(folder) / f"{safe_filename(image.name)}.tif", data, scale, axes)
+
+
 def load_folder(
     folder: str | Path, ndim: int, channels: int | None = None, key: str = PATH_KEYS
 ) -> list[Image]:
@@ -145,7 +170,8 @@ def load_folder(
 def load_image(
     path: str | Path, ndim: int, channels: int | None = None, *, by_checkpoint: bool = False
 ) -> Image:
-    """One file as a channels-first :class:`Image` with ``ndim`` spatial axes.
+    """One file as a channels-first :class:`Image` with ``ndim`` spatial axes and, when given,
+    ``channels`` channels (see the module docstring for how the channel axis is found).
 
     ``by_checkpoint``: ``ndim`` and ``channels`` are a checkpoint's model's (predict), not the
     config's, so a mismatch is explained in terms of the checkpoint.
@@ -153,25 +179,15 @@ def load_image(
     path = Path(path)
     array, channel_axis, axes = read_array(path)
     shape = tuple(array.shape)
-    model = f"the checkpoint's model is {ndim}D"
-    if channel_axis is None and array.ndim == ndim + 1:
-        if axes and axes[0] in "ZTQI":  # the file says: a stack, not channels
-            if by_checkpoint:
-                raise DataError(
-                    f"'{path.name}' is a {ndim + 1}D stack (axes {axes}, shape {shape}) but "
-                    f"{model}: give {ndim}D images, or a checkpoint trained in {ndim + 1}D."
-                )
-            raise DataError(
-                f"'{path.name}' is a stack (axes {axes}, shape {shape}), not a "
-                f"{ndim}D image with channels: choose {ndim + 1}D (PROBLEM.NDIM) or split it."
-            )
-        channel_axis = -1
+    by_shape = channel_axis is None and array.ndim == ndim + 1
+    if by_shape:
+        channel_axis = _channel_axis_by_shape(path.name, shape, axes, ndim, channels, by_checkpoint)
     if channel_axis is not None and array.ndim == ndim:
         channel_axis = None  # a single-channel file whose metadata names C
     if array.ndim not in (ndim, ndim + 1):
         fix = (
-            f"{model} ({ndim} spatial axes, optionally one channel axis): give {ndim}D images, "
-            "or a checkpoint trained on images like this one."
+            f"the checkpoint's model is {ndim}D ({ndim} spatial axes, optionally one channel "
+            f"axis): give {ndim}D images, or a checkpoint trained on images like this one."
             if by_checkpoint
             else f"not a {ndim}D image ({ndim} spatial axes, optionally one channel axis). "
             "Check PROBLEM.NDIM."
@@ -179,13 +195,113 @@ def load_image(
         raise DataError(f"'{path.name}' has shape {shape}: {fix}")
     image = as_image(array, path.stem, ndim, channel_axis)
     if channels is not None and image.channels != channels:
-        if by_checkpoint:
-            stack = f" (a 3D stack? {model}: use a checkpoint trained in 3D)" if ndim == 2 else ""
-            expects = f"the checkpoint's model takes {channels}{stack}"
+        expects = f"{_taker(by_checkpoint)} {channels}"
+        if channels > 1:
+            hint = f"channels first or last: {_layouts(ndim, channels)}"
+        elif by_shape and ndim == 2:  # the trailing axis taken as channels may be Z
+            hint = (
+                "a 3D stack? the checkpoint's model is 2D: use a checkpoint trained in 3D"
+                if by_checkpoint
+                else "a 3D stack? then check PROBLEM.NDIM"
+            )
         else:
-            stack = f"; a {ndim + 1}D stack? then check PROBLEM.NDIM" if ndim == 2 else ""
-            expects = f"the config expects {channels} (last entry of DATA.PATCH_SIZE{stack})"
+            hint = ""
+        if by_checkpoint:
+            expects += f" ({hint})" if hint else ""
+        else:
+            expects += f" (last entry of DATA.PATCH_SIZE{'; ' + hint if hint else ''})"
         raise DataError(
             f"'{path.name}' (shape {shape}) has {image.channels} channel(s) but {expects}."
         )
     return image
+
+
+def _taker(by_checkpoint: bool) -> str:
+    return "the checkpoint's model takes" if by_checkpoint else "the config expects"
+
+
+def _layouts(ndim: int, channels: int) -> str:
+    """The two layouts read as ``channels`` channels without axes metadata, in words."""
+    spatial = "Y, X" if ndim == 2 else "Z, Y, X"
+    return f"({channels}, {spatial}) or ({spatial}, {channels})"
+
+
+def _channel_axis_by_shape(
+    name: str,
+    shape: tuple[int, ...],
+    axes: str | None,
+    ndim: int,
+    channels: int | None,
+    by_checkpoint: bool,
+) -> int:
+    """The channel axis of a file with ``ndim + 1`` axes whose metadata names none."""
+    many = channels is not None and channels > 1
+    # Z, T: the file says it is a stack. Q, I: tifffile's names for the pages of a plain TIFF,
+    # which say nothing: with C > 1 the shape decides; with one channel (or none given) a first
+    # axis no longer than the last is a stack, as before, and a shorter last axis is channels
+    # (BiaPy's (y, x, c), as its reader takes the shortest axis for channels)
+    unnamed = bool(axes) and axes[0] in "QI"
+    if (axes and axes[0] in "ZT") or (unnamed and not many and shape[-1] >= shape[0]):
+        raise DataError(_stack_message(name, shape, axes, ndim, channels, by_checkpoint))
+    if not many:
+        return -1  # BiaPy's trailing channel axis
+    first, last = shape[0] == channels, shape[-1] == channels
+    if first != last:
+        return 0 if first else -1
+    takes = f"the {channels} channels {_taker(by_checkpoint)}"
+    source = "" if by_checkpoint else "last entry of DATA.PATCH_SIZE; "
+    if first:
+        raise DataError(
+            f"'{name}' has shape {shape}: its first and its last axis both have length "
+            f"{channels}, so which one holds {takes} is ambiguous ({source}channels first or "
+            f"last: {_layouts(ndim, channels)}). Save it as an ImageJ TIFF "
+            f"whose axes name the channels ({'CYX' if ndim == 2 else 'ZCYX'})."
+        )
+    stack = ""
+    if ndim == 2:
+        stack = (
+            "; a 3D stack needs a checkpoint trained in 3D"
+            if by_checkpoint
+            else "; a 3D stack needs PROBLEM.NDIM 3D"
+        )
+    raise DataError(
+        f"'{name}' has shape {shape}: neither its first nor its last axis has {takes} "
+        f"({source}channels first or last: {_layouts(ndim, channels)}){stack}."
+    )
+
+
+def _stack_message(
+    name: str,
+    shape: tuple[int, ...],
+    axes: str,
+    ndim: int,
+    channels: int | None,
+    by_checkpoint: bool,
+) -> str:
+    """The file's axes say its first axis is a stack (Z, T ...), not channels."""
+    if by_checkpoint:
+        with_channels = f" with {channels} channels" if channels and channels > 1 else ""
+        fix = (
+            f"give 2D images{with_channels}, or a checkpoint trained in 3D"
+            if ndim == 2
+            else "split it into 3D stacks"
+        )
+        text = (
+            f"'{name}' is a {ndim + 1}D stack (axes {axes}, shape {shape}) but the checkpoint's "
+            f"model is {ndim}D{with_channels}: {fix}"
+        )
+    else:
+        with_channels = (
+            f"with {channels} channels" if channels and channels > 1 else "with channels"
+        )
+        fix = "choose 3D (PROBLEM.NDIM) or split it" if ndim == 2 else "split it into 3D stacks"
+        text = (
+            f"'{name}' is a stack (axes {axes}, shape {shape}), not a {ndim}D image "
+            f"{with_channels}: {fix}"
+        )
+    if channels and channels > 1:
+        text += (
+            f"; if its first axis holds the channels, save it with axes "
+            f"{'CYX' if ndim == 2 else 'ZCYX'} or as {_layouts(ndim, channels)} without axes"
+        )
+    return text + "."

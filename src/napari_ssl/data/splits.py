@@ -29,7 +29,8 @@ def load_val_folder(data: DataConfig, channels: int) -> list[Image]:
     images = []
     for path in list_images(folder, VAL_KEY):
         try:
-            image = load_image(path, data.ndim)
+            # several channels: found by count (first or last axis); one: as the file says
+            image = load_image(path, data.ndim, channels if channels > 1 else None)
         except DataError as err:
             raise DataError(f"validation image in {VAL_KEY} '{folder}': {err}") from err
         if image.channels != channels:

@@ -170,7 +170,7 @@ def test_biapy_yaml_keys_round_trip() -> None:
           "plateau_factor": 1.0}, "train.plateau_factor"),
         ({"lr_schedule": "cosine"}, "or empty for a constant learning rate; got 'cosine'"),
         ({"lr_schedule": "warmupcosine", "min_lr": 1e-2, "lr": 1e-3},
-         "must be >= 0 and at most the learning rate train.lr (0.001); got 0.01"),
+         "must be >= 0 and at most train.lr (BiaPy TRAIN.LR, 0.001); got 0.01"),
         ({"lr_schedule": "warmupcosine", "min_lr": 1e-6, "cosine_decay_fraction": 1.5},
          "must be in (0, 1]"),
         ({"lr_schedule": "warmupcosine", "min_lr": 1e-6, "epochs": 10, "warmup_epochs": 6,

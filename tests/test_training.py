@@ -313,8 +313,8 @@ def test_continuing_rewrites_the_config_and_needs_epochs_left(
     refused = run_events(tiny_config(epochs=2), images, layout, resume=layout.last_checkpoint)
     assert isinstance(refused[-1], ev.Failed) and len(refused) == 1
     assert refused[-1].message == (
-        f"'{layout.last_checkpoint.name}' has trained 2 epochs already: to continue it, set more "
-        "epochs than that (train.epochs, BiaPy TRAIN.EPOCHS; now 2)"
+        f"'{layout.last_checkpoint.name}' has trained 2 epochs already: to continue it, raise "
+        "train.epochs (BiaPy TRAIN.EPOCHS, 2) above 2"
     )
     assert layout.config_file.read_text() == saved
     more = run_events(tiny_config(epochs=3), images, layout, resume=layout.last_checkpoint)

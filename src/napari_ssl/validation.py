@@ -187,8 +187,8 @@ def check_lr_schedule(cfg: Config) -> None:
         if _number("train.min_lr", t.min_lr) == NOT_GIVEN:
             _fail("train.min_lr", f"must be given for the {t.lr_schedule!r} schedule (e.g. 1e-6)")
         if not 0 <= t.min_lr <= t.lr:
-            _fail("train.min_lr", f"must be >= 0 and at most the learning rate train.lr "
-                  f"({t.lr:g}); got {t.min_lr!r}")  # fmt: skip
+            _fail("train.min_lr", f"must be >= 0 and at most train.lr (BiaPy TRAIN.LR, "
+                  f"{t.lr:g}); got {t.min_lr!r}")  # fmt: skip
     if t.lr_schedule == "reduceonplateau":
         _range("train.plateau_factor", t.plateau_factor, 0, 1, open_lo=True, open_hi=True)
         if t.plateau_patience == -1:

@@ -47,6 +47,7 @@ def test_steps_coalesce_into_one_update_per_tick(qtbot, viewer, docks):
     _started(train)
     qtbot.wait(50)
     train.updates.flush()
+    qtbot.wait(300)  # the dock's layout settles after the status text (the first relayout)
     applied, paints = train.updates.applied, PaintCounter(train.progress)
     for step in range(1, 101):  # 100 Step events in one event-loop turn
         train._on_event(ev.Step(1, step, 1.0 / step, 1e-4, 30.0, 60.0))

@@ -13,7 +13,7 @@ from gui_helpers import SCALE, same, screenshot
 pytestmark = pytest.mark.gui
 
 
-def _train(tmp: Path, image: np.ndarray, task: str) -> str:
+def _train(tmp: Path, image: np.ndarray, task: str, channels: int = 1) -> str:
     from napari_ssl.config import Config
     from napari_ssl.data.images import as_image
     from napari_ssl.engine import events as ev
@@ -30,7 +30,9 @@ def _train(tmp: Path, image: np.ndarray, task: str) -> str:
         cfg.model.mae_dec_hidden_size, cfg.model.mae_dec_num_layers = 32, 1
         cfg.model.mae_dec_num_heads, cfg.model.mae_dec_mlp_dims = 2, 64
     cfg.train.epochs, cfg.train.batch_size, cfg.system.device = 1, 2, "cpu"
-    events = list(train(cfg, [as_image(image, "x", 2)], layout=ResultsLayout(tmp, task, 1)))
+    cfg.data.channels = channels  # image: (C, Y, X) when channels > 1
+    images = [as_image(image, "x", 2, 0 if channels > 1 else None)]
+    events = list(train(cfg, images, layout=ResultsLayout(tmp, task, 1)))
     assert isinstance(events[-1], ev.Finished), events[-1]
     return events[-1].best_checkpoint
 
@@ -191,6 +193,34 @@ def test_export_and_reload(qtbot, viewer, docks, sem_layer, checkpoints, tmp_pat
     screenshot(viewer, "export_dock", "Export")
 
 
+def test_export_a_two_channel_layer(qtbot, viewer, docks, sem_2d, tmp_path):
+    """The exported dataset folder of a (Y, X, 2) layer reads back identical and trains."""
+    import tifffile
+
+    from napari_ssl.cli import main
+    from napari_ssl.config import load_yaml
+    from napari_ssl.data.folders import load_image
+
+    cyx = np.stack([sem_2d[:64, :80], 255 - sem_2d[64:128, :80]])
+    viewer.add_image(np.moveaxis(cyx, 0, -1).copy(), name="two", scale=(2.0, 2.0, 1.0))
+    docks["Data and pretext"].select(["two"])
+    dock = docks["Export"]
+    assert dock.state.channel_axis == 2
+    dock.state.checkpoint = _train(tmp_path / "ckpt", cyx, "crappify", channels=2)
+    dock.state.result_dir, dock.state.run_name = str(tmp_path / "runs"), "two"
+    dock.out_dir.setText(str(tmp_path / "export"))
+    dock.name.setText("two")
+    dock.export_button.click()
+    qtbot.waitUntil(lambda: dock.worker is None and bool(dock.paths), timeout=60_000)
+    cfg = load_yaml(dock.fields["yaml"].text())
+    written = Path(cfg.data.train_path) / "train" / "x" / "two.tif"
+    np.testing.assert_array_equal(load_image(written, 2, cfg.data.channels).read(), cyx)
+    with tifffile.TiffFile(written) as tif:  # channels named; the layer's pixel size kept
+        assert tif.series[0].axes == "CYX"
+        assert tif.pages[0].tags["XResolution"].value == (1, 2)
+    assert main(shlex.split(dock.fields["command"].toPlainText())[1:]) == 0
+
+
 def test_export_with_a_bad_name_writes_nothing(
     qtbot, docks, sem_layer, checkpoints, tmp_path, notes
 ):
@@ -203,7 +233,7 @@ def test_export_with_a_bad_name_writes_nothing(
     assert dock.worker is None and not any(tmp_path.rglob("*.tif"))
 
 
-def test_reconstruct_cancel(qtbot, viewer, docks, sem_2d, checkpoints, notes):
+def test_reconstruct_cancel(qtbot, viewer, docks, sem_2d, checkpoints, notes, capfd):
     dock = docks["Reconstruct"]
     viewer.add_image(sem_2d, name="full")
     dock.checkpoint.setText(checkpoints["crappify"])
@@ -214,7 +244,106 @@ def test_reconstruct_cancel(qtbot, viewer, docks, sem_2d, checkpoints, notes):
     dock.cancel_button.click()
     qtbot.waitUntil(lambda: dock.worker is None, timeout=60_000)
     assert "full [reconstruction]" not in viewer.layers
-    assert any("cancelled" in message for _, message in notes)
+    assert notes[-1] == ("info", "Reconstruction cancelled; no layer was added.")
+    assert not [message for severity, message in notes if severity == "error"]
+    assert "InferenceCancelled" not in capfd.readouterr().err  # a cancel is no error
+
+
+def _start_big(qtbot, viewer, dock, sem_2d, checkpoint: str) -> None:
+    """Start reconstructing a 2048 x 1536 image (as in the review) and wait for its first tiles."""
+    viewer.add_image(np.tile(sem_2d, (2, 1)), name="big")
+    dock.checkpoint.setText(checkpoint)
+    dock.select(["big"])
+    dock.run_button.click()
+    qtbot.waitUntil(lambda: dock.progress.value() > 0, timeout=60_000)
+    assert dock.progress.value() < dock.progress.maximum()  # mid-reconstruction
+
+
+@pytest.mark.parametrize("how", ["close button", "remove_dock_widget"])
+def test_removing_the_dock_cancels_the_reconstruction(
+    qtbot, viewer, docks, sem_2d, checkpoints, notes, how
+):
+    from qtpy.QtCore import QThreadPool
+
+    dock = docks["Reconstruct"]
+    _start_big(qtbot, viewer, dock, sem_2d, checkpoints["crappify"])
+    if how == "close button":
+        viewer.window._wrapped_dock_widgets["Reconstruct"].title.close_button.click()
+    else:
+        viewer.window.remove_dock_widget(dock)
+    assert "Reconstruct" not in viewer.window._wrapped_dock_widgets
+    assert QThreadPool.globalInstance().waitForDone(1000)  # the work ended with the dock
+    qtbot.wait(300)  # whatever the thread emitted is delivered now
+    assert [layer.name for layer in viewer.layers] == ["big"]  # no layer added
+    assert not [message for severity, message in notes if severity == "error"]
+    dock.deleteLater()  # napari hands a removed dock back without a parent: delete it in Qt
+    qtbot.wait(50)
+    viewer.close()
+    assert not [message for severity, message in notes if severity == "error"]
+
+
+def test_closing_the_viewer_cancels_the_reconstruction(
+    qtbot, viewer, docks, sem_2d, checkpoints, notes
+):
+    from qtpy.QtCore import QThreadPool
+
+    dock = docks["Reconstruct"]
+    _start_big(qtbot, viewer, dock, sem_2d, checkpoints["crappify"])
+    viewer.close()
+    assert QThreadPool.globalInstance().waitForDone(1000)  # cancelled and waited for
+    qtbot.wait(300)
+    assert not [message for severity, message in notes if severity == "error"]
+
+
+REMOVE_THEN_EXIT = """
+    import sys, time
+    import numpy as np, tifffile
+    import napari
+    from qtpy.QtCore import QCoreApplication
+    from napari_ssl.widgets.launch import add_docks
+
+    viewer = napari.Viewer(show=True)
+    dock = add_docks(viewer)["Reconstruct"]
+    sem = tifffile.imread(sys.argv[1])
+    viewer.add_image(np.tile(sem, (2, 1)), name="big")
+    dock.checkpoint.setText(sys.argv[2])
+    dock.select(["big"])
+    dock.run_button.click()
+    deadline = time.perf_counter() + 60
+    while dock.progress.value() <= 0 and time.perf_counter() < deadline:
+        QCoreApplication.processEvents()
+    print("running:", dock.worker is not None, flush=True)
+    if sys.argv[3] == "close button":
+        viewer.window._wrapped_dock_widgets["Reconstruct"].title.close_button.click()
+    for _ in range(20):
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+    print("layers:", [layer.name for layer in viewer.layers], flush=True)
+    viewer.close()
+"""
+
+
+@pytest.mark.parametrize("how", ["close button", "viewer closed"])
+def test_exit_during_a_reconstruction_is_clean(tmp_path, checkpoints, how):
+    """The review's reproduction in a process of its own: napari used to abort on exit (134)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "remove_then_exit.py"
+    script.write_text(textwrap.dedent(REMOVE_THEN_EXIT))
+    sem = root / "src" / "napari_ssl" / "sample_data" / "sem_retic_2d.tif"
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
+    env["NAPARI_CONFIG"] = str(tmp_path / "napari-settings.yaml")
+    out = subprocess.run(
+        [sys.executable, str(script), str(sem), checkpoints["crappify"], how],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "running: True" in out.stdout and "layers: ['big']" in out.stdout
+    assert "Traceback" not in out.stderr and "has been deleted" not in out.stderr, out.stderr
 
 
 def test_plain_errors():

@@ -113,6 +113,10 @@ def test_each_schedule_shows_its_fields_and_sets_the_config(qtbot, viewer, docks
         "reduceonplateau", 5e-7, 0.2, 7
     )  # fmt: skip
     assert box.plateau_patience.text() == "7 epochs" and not box.message.isVisible()
+    note = box.note.text()  # torch reduces after MORE than `patience` epochs without progress
+    assert "after plateau patience + 1 epochs in a row without a better validation loss" in note
+    assert note.endswith("with a patience of 3, at the 4th such epoch.")
+    assert "(patience 3: at the 4th)" in box.plateau_patience.toolTip()
     box.section.collapse(animate=False)
     assert box.section.text() == "▶ Learning-rate schedule: reduce on plateau"
     assert not box.note.isVisible()
@@ -142,7 +146,10 @@ def test_a_bad_combination_is_shown_and_starts_nothing(
     assert not box.message.isVisible()  # collapsed: the hint shows all the same
     _type(qtbot, box.plateau_patience, "20")  # the early-stopping patience is 20
     assert state.cfg.train.plateau_patience == 20  # as typed
-    rule = "'Plateau patience' must be less than train.patience (BiaPy TRAIN.PATIENCE, 20); got 20"
+    rule = (  # the dock has no early-stopping field: said in words, and where it is set
+        "'Plateau patience' must be less than the early-stopping patience (20, set with "
+        "Load config…); got 20"
+    )
     assert box.message.isVisible() and box.message.text() == rule
     train.start_button.click()
     severity, message = notes[-1]
@@ -167,6 +174,13 @@ def test_a_bad_combination_is_shown_and_starts_nothing(
     assert "Learning-rate schedule: 'Warm-up epochs' must end by epoch 5" in notes[-1][1]
     assert not state.running and not results.exists()
     train.epochs.setValue(12)  # the dock's epochs count before Start: the decay starts at 6
+    assert not box.message.isVisible()
+    train.lr.setValue(box.min_lr.value() / 2)  # the dock's learning rate under the minimum
+    assert box.message.text() == (
+        f"'Minimum lr' must be >= 0 and at most 'Learning rate' ({train.lr.value():g}); got "
+        f"{box.min_lr.value()!r}"
+    )
+    train.lr.setValue(box.min_lr.value() * 100)
     assert not box.message.isVisible()
     assert [layer.name for layer in viewer.layers] == ["sem"]
 
@@ -200,7 +214,10 @@ def test_a_loaded_biapy_schedule_shows_in_the_box(qtbot, train, tmp_path, monkey
     t = state.cfg.train
     assert (t.min_lr, t.plateau_factor, t.plateau_patience, t.patience) == (0.0, 0.25, 4, 6)
     _type(qtbot, box.plateau_patience, "6")  # the loaded patience counts
-    assert "TRAIN.PATIENCE, 6); got 6" in box.message.text()
+    assert box.message.text() == (
+        "'Plateau patience' must be less than the early-stopping patience (6, set with "
+        "Load config…); got 6"
+    )
 
 
 def test_the_run_uses_the_schedule_shown(qtbot, docks, train, sem_layer, tmp_path, notes):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,50 @@ def test_pause_resume_stop(qtbot, viewer, docks, sem_layer, tmp_path, notes):
     train.stop_button.click()
     qtbot.waitUntil(lambda: not train.state.running, timeout=30_000)
     assert not list((tmp_path / "ssl" / "checkpoints").glob("ssl_2*"))  # same run continued
+
+
+def test_continue_keeps_the_curves_and_a_stop_counts_as_the_bar(
+    qtbot, viewer, docks, sem_layer, tmp_path, notes
+):
+    import torch
+
+    train = docks["Train"]
+    tiny(docks, epochs=LONG)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: train.plot.epoch_points >= 2, timeout=120_000)
+    train.stop_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=60_000)
+    first = train.plot.points
+    done = len(first["validation"][0])  # epochs completed: 2, or 3 when the stop came late
+    steps = train._plan[1]
+    # the stop in steps of its epoch, as the bar counts them (not the run's global step)
+    stopped = train.progress.format()
+    assert re.fullmatch(
+        rf"stopped (at epoch {done + 1}, step \d+ of {steps}"
+        rf"|at the end of epoch {done} \(step {steps} of {steps}\))",
+        stopped,
+    ), stopped
+    assert notes[-1][0] == "info" and notes[-1][1].startswith(f"Training {stopped};")
+    assert train.status.text().splitlines()[-1].startswith(f"{stopped};")
+    last = Path(train.checkpoint.text())
+    history = torch.load(last, weights_only=False)["train_state"]["history"]
+    assert [row["epoch"] for row in history] == list(range(1, done + 1))
+    # continue: the plot starts with the epochs so far, then the new steps
+    train.start_mode.setCurrentIndex(1)
+    train.start_button.click()
+    qtbot.waitUntil(lambda: train.plot.step_points > done, timeout=60_000)
+    train.stop_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=60_000)
+    resumed = train.plot.points
+    epochs = [float(e) for e in range(1, done + 1)]
+    assert resumed["train"][0][:done] == epochs
+    assert resumed["train"][1][:done] == [row["train_loss"] for row in history]
+    assert min(resumed["train"][0][done:]) > done  # the new steps come after them
+    assert resumed["validation"][0][:done] == epochs
+    assert resumed["validation"][1][:done] == first["validation"][1]
+    assert resumed["psnr"][1][:done] == first["psnr"][1] == [r["val_psnr"] for r in history]
+    assert not list((tmp_path / "ssl" / "checkpoints").glob("ssl_2*"))  # the same run
 
 
 def test_closing_viewer_stops_training(qtbot, viewer, docks, sem_layer, tmp_path):

@@ -368,8 +368,8 @@ def _restore(run: Run, path: Path, full: bool, explicit: bool) -> dict[str, Any]
     done, epochs = int(state["epoch"]), run.cfg.train.epochs
     if done >= epochs:
         raise ckpt.CheckpointError(
-            f"'{path.name}' has trained {done} epochs already: to continue it, set more epochs "
-            f"than that (train.epochs, BiaPy TRAIN.EPOCHS; now {epochs})"
+            f"'{path.name}' has trained {done} epochs already: to continue it, raise "
+            f"train.epochs (BiaPy TRAIN.EPOCHS, {epochs}) above {done}"
         )
     run.optimizer.load_state_dict(data["optimizer"][0])
     run.state = RunState.from_dict(state)

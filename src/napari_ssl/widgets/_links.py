@@ -1,4 +1,4 @@
-"""Connections from the shared state to a widget, ended when the widget is deleted."""
+"""A dock's ties to what outlives it: the shared state's signals, and the work it started."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from qtpy.QtCore import QObject
+from qtpy.QtCore import QEvent, QObject
+from qtpy.QtWidgets import QWidget
 
 Link = tuple[Any, Callable[..., Any]]  # (a psygnal signal of the state, a slot of the widget)
 
@@ -22,3 +23,37 @@ def link(widget: QObject, *links: Link) -> None:
 def _unlink(links: tuple[Link, ...], *_: Any) -> None:
     for signal, slot in links:
         signal.disconnect(slot)
+
+
+def when_removed(widget: QWidget, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the dock ``widget`` leaves the viewer: removed (its close button,
+    ``remove_dock_widget``) or destroyed (the viewer closing).
+
+    napari takes a removed dock's widget out of its frame without deleting it: Qt only tells the
+    widget that it has no parent any more. ``callback`` may run more than once, and must not use
+    the widget: on ``destroyed`` its Python side is gone (bind what it needs with ``partial``).
+    """
+    _RemovalWatch(widget, callback)
+    widget.destroyed.connect(partial(_call, callback))
+
+
+def _call(callback: Callable[[], None], *_: Any) -> None:
+    callback()  # extra arguments: Qt's ``destroyed(obj)``
+
+
+class _RemovalWatch(QObject):
+    """An event filter on the dock (its child): a docked widget that loses its parent."""
+
+    def __init__(self, widget: QWidget, callback: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._callback = callback
+        self._docked = widget.parent() is not None
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ParentChange:
+            docked = watched.parent() is not None
+            if self._docked and not docked:
+                self._callback()
+            self._docked = docked
+        return False

@@ -12,7 +12,6 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QApplication,
@@ -44,19 +43,15 @@ def cli_command(yaml_path: str | Path, result_dir: str | Path, name: str) -> str
 
 def _export(path: str, out_dir: str, name: str, images: list[Image]) -> dict[str, Path]:
     """Worker body: load the checkpoint, save the training images (if any), export."""
-    import tifffile
-
+    from napari_ssl.data.folders import write_image
     from napari_ssl.engine.checkpoints import export_checkpoint, load_trained
-    from napari_ssl.results import safe_filename
 
     trained = load_trained(path)
     if images:
         folder = Path(out_dir) / f"{name}_data" / "train" / "x"
         folder.mkdir(parents=True, exist_ok=True)
-        for image in images:
-            data = image.read()
-            data = data[0] if image.channels == 1 else np.moveaxis(data, 0, -1)
-            tifffile.imwrite(folder / f"{safe_filename(image.name)}.tif", data)
+        for image in images:  # as napari-ssl and BiaPy read them back: axes name the channels
+            write_image(image, folder)
         trained.cfg.data.train_path = str(folder.parent.parent)
     # a run on layers has no test folder: the exported command then trains only
     trained.cfg.test.enable = bool(trained.cfg.data.test_path)

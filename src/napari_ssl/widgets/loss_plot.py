@@ -70,6 +70,12 @@ class LossPlot(QLabel):
         return len(self._curves[2][0])
 
     @property
+    def points(self) -> dict[str, tuple[list[float], list[float]]]:
+        """A copy of every curve's (x, y): train, smoothed, validation, psnr."""
+        names = ("train", "smoothed", "validation", "psnr")
+        return {name: (list(x), list(y)) for name, (x, y) in zip(names, self._curves, strict=True)}
+
+    @property
     def smoothed(self) -> list[float]:
         """The smoothed train losses shown, one per step."""
         return list(self._curves[1][1])

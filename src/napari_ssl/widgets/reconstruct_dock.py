@@ -3,7 +3,9 @@
 The checkpoint is the one just trained (from the shared state) or any file. Work runs in a
 worker with a progress bar and Cancel; outputs come back in each source's layout, scale and
 translate. Crappify adds ``<layer> [reconstruction]`` (and, when "degrade first and score" is on,
-``<layer> [degraded]`` plus PSNR/SSIM in the dock); masking adds the four MAE views.
+``<layer> [degraded]`` plus PSNR/SSIM in the dock); masking adds the four MAE views. Removing the
+dock or closing the viewer cancels the work and waits for its thread
+(:class:`~napari_ssl.widgets.worker.WorkerSession`): no layer is added after.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from napari.qt.threading import FunctionWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -33,11 +36,12 @@ from qtpy.QtWidgets import (
 
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets._links import when_removed
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.state import state_for, unwrap
 from napari_ssl.widgets.wording import explain
-from napari_ssl.widgets.worker import ProgressRelay, plain_error
+from napari_ssl.widgets.worker import ProgressRelay, StoppableWorker, WorkerSession, plain_error
 
 OUTPUT_NAMES = {  # in stacking order: the last one added ends on top
     "original": "[MAE original]",
@@ -70,13 +74,14 @@ def _reconstruct_all(
     preferred_axis: int | None,
     options: dict[str, Any],
     relay: ProgressRelay,
-    cancel: Any,
-) -> Reconstructions:
+    cancel: threading.Event,
+) -> Reconstructions | None:
     """Worker body: load the checkpoint, read each layer as its model expects (axes, channels),
-    reconstruct, score when degrading."""
+    reconstruct, score when degrading. None: cancelled."""
     from napari_ssl.engine.checkpoints import load_trained
     from napari_ssl.inference.metrics import image_metrics
     from napari_ssl.inference.reconstruct import reconstruct
+    from napari_ssl.inference.tiling import InferenceCancelled
 
     trained = load_trained(path)
     ndim, channels = trained.cfg.data.ndim, trained.in_channels
@@ -84,8 +89,13 @@ def _reconstruct_all(
     images = [view.image(ndim, axis) for view, axis in zip(sources, axes, strict=True)]
     results, scores = [], []
     for image in images:
-        out = reconstruct(trained, image, progress=relay, cancelled=cancel.is_set, **options)
+        try:
+            out = reconstruct(trained, image, progress=relay, cancelled=cancel.is_set, **options)
+        except InferenceCancelled:
+            return None
         results.append(out)
+        if cancel.is_set():
+            return None
         if "degraded" in out:
             original = image.read().astype(np.float32)
             scores.append(
@@ -97,6 +107,10 @@ def _reconstruct_all(
     return Reconstructions(trained.cfg.pretext.task, results, axes, scores)
 
 
+class ReconstructionWorker(StoppableWorker, FunctionWorker):
+    """:func:`_reconstruct_all` in a thread; ``quit`` cancels it before its next tile and waits."""
+
+
 class ReconstructDock(QWidget):
     """Reconstruct whole images with a checkpoint."""
 
@@ -104,15 +118,13 @@ class ReconstructDock(QWidget):
         super().__init__()
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
-        self.worker: Any = None
-        self._cancel = cancel = threading.Event()
+        self.session = WorkerSession()
+        self._cancel = threading.Event()  # the running reconstruction's
         self._sources: list[Any] = []
-        self.relay = ProgressRelay(self)
-        self.relay.progressed.connect(self._on_progress)
         self._build()
         explain(self)
         self.updates = Coalescer(self, self._apply)  # the progress bar: one repaint per tick
-        self.destroyed.connect(lambda *_: cancel.set())  # closing the viewer cancels the work
+        when_removed(self, self.session.shutdown)  # cancel, wait; no layer added after
         self.state.events.checkpoint.connect(self._on_checkpoint)
         for name in ("inserted", "removed", "moved", "renamed"):
             getattr(self.viewer.layers.events, name).connect(self._refresh_layers)
@@ -189,17 +201,21 @@ class ReconstructDock(QWidget):
             item.setSelected(item.data(Qt.ItemDataRole.UserRole).name in names)
 
     # ---- run ------------------------------------------------------------------------------
+    @property
+    def worker(self) -> ReconstructionWorker | None:
+        """The running reconstruction's worker (None when none runs)."""
+        return self.session.worker
+
     def run(self) -> None:
-        if self.worker is not None:
+        if self.session.running:
             return
         try:
             path, sources = self._inputs()
         except DataError as err:
             show_error(f"Cannot reconstruct: {err}")
             return
-        from napari.qt.threading import create_worker
-
-        self._cancel.clear()
+        self._cancel = cancel = threading.Event()
+        relay = ProgressRelay()  # no parent: the worker holds it, whatever becomes of the dock
         options = {"overlap": float(self.overlap.value()), "degrade": self.degrade.isChecked()}
         set_progress(self.progress, 0, "loading the checkpoint…", maximum=1)
         self.metrics.setText("")
@@ -210,18 +226,22 @@ class ReconstructDock(QWidget):
                 sources,
                 self.state.channel_axis,
                 options,
-                self.relay,
-                self._cancel,
+                relay,
+                cancel,
+                _worker_class=ReconstructionWorker,
                 _start_thread=False,
                 _ignore_errors=True,
             )
-            worker.returned.connect(self._on_result)
-            worker.errored.connect(self._on_error)
-            worker.finished.connect(self._on_finished)
-            self.worker = worker
+            worker.stop_work = cancel.set
             self.run_button.setEnabled(False)
             self.cancel_button.setEnabled(True)
-            worker.start()
+            self.session.launch(
+                worker,
+                (relay.progressed, self._on_progress),
+                (worker.returned, self._on_result),
+                (worker.errored, self._on_error),
+                (worker.finished, self._on_finished),
+            )
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -246,20 +266,21 @@ class ReconstructDock(QWidget):
         set_progress(self.progress, done, "%p%", maximum=total)
 
     def _on_error(self, err: Exception) -> None:
-        if type(err).__name__ == "InferenceCancelled":
-            show_info("Reconstruction cancelled; no layer was added.")
-        else:
-            show_error(f"Reconstruction failed: {plain_error(err)}")
+        show_error(f"Reconstruction failed: {plain_error(err)}")
 
     def _on_finished(self) -> None:
         self.updates.flush()
-        self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if self.progress.format() != "%p%":  # no tile was done (error or cancel)
             set_progress(self.progress, 0, "%p%")
 
-    def _on_result(self, result: Reconstructions) -> None:
+    def _on_result(self, result: Reconstructions | None) -> None:
+        if not self.session.running:  # shut down (dock removed) as the result came: drop it
+            return
+        if result is None:
+            show_info("Reconstruction cancelled; no layer was added.")
+            return
         task, outputs, scores = result.task, result.outputs, result.scores
         for source, out, axis in zip(self._sources, outputs, result.axes, strict=True):
             for key in OUTPUT_NAMES:  # others (masking's token mask) are seen in [MAE masked]

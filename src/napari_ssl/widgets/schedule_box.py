@@ -51,8 +51,9 @@ NOTES = {  # what each schedule does, under its fields
     "": "The learning rate stays as set.",
     "warmupcosine": "A linear warm-up from 0 to the learning rate, held, then a half cosine down "
     "to the minimum lr.",
-    "reduceonplateau": "The learning rate is multiplied by the factor when the validation loss "
-    "(without validation images: the training loss) has not improved for the plateau patience.",
+    "reduceonplateau": "The learning rate is multiplied by the factor after plateau patience + 1 "
+    "epochs in a row without a better validation loss (without validation images: the training "
+    "loss): with a patience of 3, at the 4th such epoch.",
     "onecycle": "Up from a low value to the learning rate, then down to near 0 by the last "
     "epoch (torch OneCycleLR).",
     "warmupreduceonplateau": "10 epochs of linear warm-up to the learning rate, then the "
@@ -117,7 +118,8 @@ class ScheduleBox(QWidget):
             layout.addWidget(widget)
         self.section.toggled.connect(self._update_title)
         self.kind.currentIndexChanged.connect(self._chosen)
-        epochs.valueChanged.connect(self._recheck)  # the warm-up must end before the decay
+        for field in (epochs, lr):  # the warm-up ends before the decay; min lr <= lr
+            field.valueChanged.connect(self._recheck)
         self._show(state.cfg)
         link(self, (state.events.cfg, self._show))
 

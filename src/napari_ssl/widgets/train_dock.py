@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,7 +37,7 @@ from napari_ssl.config import VIT_PRESETS, Config, ConfigError
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.results import DEFAULT_RESULT_DIR, ResultsLayout, next_run_id
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._links import link
+from napari_ssl.widgets._links import link, when_removed
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.config_file import ConfigFile
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors
@@ -56,8 +56,8 @@ PREVIEW_EVERY_S = 2.0  # the shortest; the engine waits longer when previews are
 PROBE_DELAY_MS = 200  # the device probe (torch import) starts after the dock is painted
 
 
-def _shutdown(session: TrainingSession, state: SslState, *_: Any) -> None:
-    """Stop the training and wait (extra arguments: Qt's ``destroyed(obj)``)."""
+def _shutdown(session: TrainingSession, state: SslState) -> None:
+    """Stop the training and wait (the dock removed or the viewer closing)."""
     session.shutdown()
     state.running = False
 
@@ -75,14 +75,13 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self._region: tuple[slice, ...] = ()
         self._layout: Any = None  # ResultsLayout of the latest run
         self._devices_probed = False
-        self._docked = False
         self._build()
         explain(self)
         self.updates = Coalescer(self, self._apply)  # progress, status, preview: once per tick
         self.updates.ticked.connect(self.plot.tick)  # the plot's image in the same repaint
         events = self.state.events  # connected until the dock is deleted
         link(self, (events.cfg, self._sync_task), (events.running, self._update_buttons))
-        self.destroyed.connect(partial(_shutdown, self.session, self.state))
+        when_removed(self, partial(_shutdown, self.session, self.state))
         self._sync_task()
         self._update_buttons()
 
@@ -191,13 +190,6 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
 
     def _probe_devices(self) -> None:
         start_device_probe(self, self._set_devices)
-
-    def event(self, e: QEvent) -> bool:
-        if e.type() == QEvent.Type.ParentChange:  # napari takes a removed dock's widget out
-            if self._docked and self.parent() is None:
-                _shutdown(self.session, self.state)
-            self._docked = self.parent() is not None
-        return super().event(e)
 
     def _set_devices(self, choices: list[tuple[str, str]]) -> None:
         self.device.clear()

@@ -18,6 +18,8 @@ from napari_ssl.widgets import _layers
 from napari_ssl.widgets.coalesce import set_progress
 from napari_ssl.widgets.wording import in_dock_words
 
+EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss")  # a history row's other keys: metrics
+
 
 def format_eta(seconds: float) -> str:
     seconds = max(0, int(seconds))
@@ -66,16 +68,25 @@ class TrainEvents:
         )
         if e.notes:
             show_info("\n".join(e.notes))
+        for row in e.history:  # a resumed run's epochs so far: its curves go on where they were
+            metrics = {key: value for key, value in row.items() if key not in EPOCH_COLUMNS}
+            self.plot.add_step(row["epoch"], row["train_loss"])  # the epoch's mean, at its end
+            self._plot_epoch(int(row["epoch"]), row["val_loss"], metrics)
 
     def _on_step(self, e: ev.Step) -> None:
         self.plot.add_step(e.step / self._plan[1], e.loss)
         self.updates.put("step", e)
 
+    def _plot_epoch(self, epoch: int, val_loss: float, metrics: dict[str, float]) -> float | None:
+        """An epoch's validation loss and PSNR on the plot; returns the PSNR (None: none)."""
+        psnr = metrics.get("val_psnr", metrics.get("psnr"))
+        validated = bool(metrics)  # without validation data the engine reports the train loss
+        self.plot.add_epoch(epoch, val_loss if validated else None, psnr)
+        return psnr
+
     def _on_epoch(self, e: ev.Epoch) -> None:
-        psnr = e.metrics.get("val_psnr", e.metrics.get("psnr"))
-        validated = bool(e.metrics)  # without validation data the engine reports the train loss
-        self.plot.add_epoch(e.epoch, e.val_loss if validated else None, psnr)
-        val = f"val loss {e.val_loss:.4g}" if validated else "no validation data"
+        psnr = self._plot_epoch(e.epoch, e.val_loss, e.metrics)
+        val = f"val loss {e.val_loss:.4g}" if e.metrics else "no validation data"
         extra = f", val PSNR {psnr:.2f} dB" if psnr is not None else ""
         self.updates.put(
             "status",
@@ -107,13 +118,25 @@ class TrainEvents:
     def _on_stopped(self, e: ev.Stopped) -> None:
         self.updates.flush()
         self.checkpoint.setText(e.last_checkpoint)
-        set_progress(self.progress, fmt=f"stopped at epoch {e.epoch}, step {e.step}")
+        where, again = self._stopped_where(e)
+        set_progress(self.progress, fmt=f"stopped {where}")
         show_info(
-            f"Training stopped at epoch {e.epoch}, step {e.step}; the weights are saved. To "
-            f"continue (epoch {e.epoch} runs again whole), choose 'Start as: continue' with "
-            f"{e.last_checkpoint}"
+            f"Training stopped {where}; the weights are saved. To continue ({again}), choose "
+            f"'Start as: continue' with {e.last_checkpoint}"
         )
-        self._add_status(f"stopped; to continue: {e.last_checkpoint}")
+        self._add_status(f"stopped {where}; to continue: {e.last_checkpoint}")
+
+    def _stopped_where(self, e: ev.Stopped) -> tuple[str, str]:
+        """Where the run stopped, counted in steps within the epoch as the progress bar counts
+        (the event's step is the run's global step), and what continuing runs first."""
+        steps = self._plan[1]
+        done = min(max(e.step - (e.epoch - 1) * steps, 0), steps)
+        if done == 0 and e.epoch > 1:  # between two epochs: the bar still shows the last one's
+            return (
+                f"at the end of epoch {e.epoch - 1} (step {steps} of {steps})",
+                f"from epoch {e.epoch}",
+            )
+        return f"at epoch {e.epoch}, step {done} of {steps}", f"epoch {e.epoch} runs again whole"
 
     def _on_failed(self, e: ev.Failed) -> None:
         self.updates.flush()

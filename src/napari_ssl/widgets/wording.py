@@ -1,13 +1,15 @@
 """Engine messages in the docks' words: a config key becomes the field that sets it.
 
 The engine names keys as a config file does (``data.patch_size (BiaPy DATA.PATCH_SIZE)``); in
-the docks the user sees "Patch size". Keys no dock shows (model sizes, ...) stay as they are:
-they are set with "Load config…".
+the docks the user sees "Patch size". A few keys no dock shows are said in words, with where
+they are set (:data:`LOADED`: "the early-stopping patience (20, set with Load config…)"); the
+others (model sizes, ...) stay as they are: they are set with "Load config…" too.
 """
 
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from qtpy.QtWidgets import QFormLayout, QWidget
 
@@ -32,21 +34,37 @@ FIELDS = {  # (our key, BiaPy's key) -> the label of the field that sets it
     ("data.train_path", "DATA.TRAIN.PATH"): "dataset folder",
     ("data.normalization_mean", "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL"): "Fixed mean",
     ("data.normalization_std", "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL"): "Fixed std",
+    ("train.patience", "TRAIN.PATIENCE"): "the early-stopping patience",
 }
+LOADED = {"train.patience"}  # no dock shows these: said in words, set with "Load config…"
+SET_WITH = "set with Load config…"
 _KEY = "|".join(re.escape(biapy) for _, biapy in FIELDS)
+_VALUE = r"(?![A-Z][A-Z0-9_]*\.)([^()]+)"  # "(BiaPy TRAIN.PATIENCE, 20)": 20, not another key
 _ALSO = re.compile(rf" \((?:BiaPy )?(?:{_KEY})(?:, (?:{_KEY}))*\)")  # "(BiaPy A.B, C.D)"
 
 
 def in_dock_words(message: str) -> str:
-    """``message`` with the keys of :data:`FIELDS` named by their fields, in quotes."""
+    """``message`` with the keys of :data:`FIELDS` named by their fields, in quotes (those of
+    :data:`LOADED` in words, with their value when the message gives it and where to set them).
+    """
     for (ours, biapy), label in FIELDS.items():  # "data.patch_size (BiaPy DATA.PATCH_SIZE)"
-        pattern = rf"{re.escape(ours)} \((?:BiaPy )?{re.escape(biapy)}\)"
-        message = re.sub(pattern, f"'{label}'", message)
+        pattern = rf"{re.escape(ours)} \((?:BiaPy )?{re.escape(biapy)}(?:, {_VALUE})?\)"
+        message = re.sub(pattern, partial(_named, ours, label), message)
     message = _ALSO.sub("", message)  # a BiaPy name beside words that say it already
     for (ours, biapy), label in FIELDS.items():
         for key in (ours, biapy):
-            message = re.sub(rf"(?:BiaPy )?(?<![\w.]){re.escape(key)}(?!\w)", f"'{label}'", message)
+            pattern = rf"(?:BiaPy )?(?<![\w.]){re.escape(key)}(?!\w)"
+            message = re.sub(pattern, partial(_named, ours, label), message)
     return message
+
+
+def _named(key: str, label: str, match: re.Match[str]) -> str:
+    """A key in the docks' words: "'Epochs' (12)", "the early-stopping patience (20, set with
+    Load config…)" (the value: what followed the key's names in parentheses)."""
+    value = match.groups()[0] if match.groups() else None
+    if key in LOADED:
+        return f"{label} ({', '.join(filter(None, (value, SET_WITH)))})"
+    return f"'{label}' ({value})" if value else f"'{label}'"
 
 
 TIPS = {  # the tooltip of a form row, by its label
@@ -74,9 +92,9 @@ TIPS = {  # the tooltip of a form row, by its label
     "TRAIN.LR_SCHEDULER.COSINE_DECAY_FRACTION)",
     "Plateau factor": "The learning rate is multiplied by this when the validation loss stops "
     "improving (BiaPy TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_FACTOR)",
-    "Plateau patience": "Epochs without a better validation loss before the learning rate is "
-    "reduced; less than the early-stopping patience (BiaPy "
-    "TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_PATIENCE)",
+    "Plateau patience": "How many epochs in a row without a better validation loss are waited "
+    "out: the learning rate is reduced at the next one (patience 3: at the 4th); less than the "
+    "early-stopping patience (BiaPy TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_PATIENCE)",
     "Start as": "new training: fresh weights; continue: a stopped run from its last checkpoint "
     "(optimizer and epoch too); fine-tune: the weights of a checkpoint, a new run",
     "Tile overlap": "The fraction of each tile shared with its neighbours when stitching: more "

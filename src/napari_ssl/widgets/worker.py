@@ -1,20 +1,24 @@
-"""Background work for the docks: the training session, a progress relay, the device probe.
+"""Background work for the docks: worker sessions (training), a progress relay, the device probe.
 
 Training runs the engine's event generator in a napari ``GeneratorWorker``; only the small
 events cross threads. Pause / resume / stop go through the engine's ``TrainingControl`` (honoured
 at step boundaries), not through the worker, so a stop always ends with the engine's own
 ``Stopped`` event and a complete last checkpoint. When napari closes its window it cancels its
-registered tasks by calling ``worker.quit()``: :class:`TrainingWorker` turns that into a clean stop
-and waits for it. torch is imported only inside the worker thread or at Start.
+registered tasks by calling ``worker.quit()``: a :class:`StoppableWorker` turns that into a clean
+stop (the Train dock's) or a cancel (the Reconstruct dock's) and waits for its thread to end; a
+dock removed or closed does the same through :meth:`WorkerSession.shutdown`. torch is imported
+only inside the worker thread or at Start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
@@ -67,31 +71,101 @@ def _events(
         done.set()
 
 
-_RETIRED: set[GeneratorWorker] = set()  # shut-down workers whose threads may still be ending
+_RETIRED: dict[int, Any] = {}  # shut-down workers whose threads may still run, by id
 
 
-class TrainingWorker(GeneratorWorker):
-    """A generator worker whose ``quit`` stops the engine cleanly and waits for it."""
+class StoppableWorker:
+    """Mixin of a napari worker class: :meth:`quit` asks its work to end and waits for it.
 
-    control: Any
-    done: threading.Event
+    ``stop_work`` (set before the worker starts) tells the work to end soon: the engine's stop at
+    the next step boundary, a reconstruction's cancel before the next tile. ``quit`` (napari calls
+    it on its running tasks when its window closes) then waits, at most :data:`STOP_TIMEOUT_S`,
+    until the thread has left ``run``: it emits nothing any more, and the process may exit.
+    """
+
+    stop_work: Callable[[], None]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.began = threading.Event()  # the thread entered run()
+        self.ended = threading.Event()  # ... and left it (every signal emitted)
+
+    def run(self) -> None:
+        self.began.set()
+        try:
+            super().run()
+        finally:
+            self.ended.set()
 
     def quit(self) -> None:
-        self.control.stop()
-        self.done.wait(STOP_TIMEOUT_S)
+        self.stop_work()
+        if self.began.is_set():  # not yet (queued to the pool): it ends at once when it runs
+            self.ended.wait(STOP_TIMEOUT_S)
 
 
-class TrainingSession:
-    """One training at a time: start, pause, resume, stop, shut down (stop and wait)."""
+Slot = tuple[Any, Callable[..., Any]]  # (a signal of the worker, a slot connected to it)
 
-    def __init__(self, on_event: Callable[[ev.Event], None], on_done: Callable[[], None]) -> None:
-        self._on_event = on_event
-        self._on_done = on_done
-        self.worker: TrainingWorker | None = None
+
+class WorkerSession:
+    """One worker at a time, whose connections to a dock can be cut at once (:meth:`shutdown`).
+
+    A dock's removal (napari takes the widget out without deleting it) and the viewer's closing
+    call :meth:`shutdown`: the work is stopped and waited for, no signal reaches the dock any
+    more, and the worker object stays alive until its thread has ended.
+    """
+
+    def __init__(self) -> None:
+        self.worker: Any = None
+        self._slots: tuple[Slot, ...] = ()
 
     @property
     def running(self) -> bool:
         return self.worker is not None
+
+    def launch(self, worker: StoppableWorker, *slots: Slot) -> None:
+        """Connect ``slots`` (after the session's own ``finished``) and start ``worker``."""
+        self._slots = ((worker.finished, self._finished), *slots)
+        for signal, slot in self._slots:
+            signal.connect(slot)
+        self.worker = worker
+        worker.start()
+
+    def _finished(self) -> None:
+        self.worker, self._slots = None, ()
+
+    def shutdown(self) -> None:
+        """Stop and wait (dock removed or viewer closing): no signal reaches the dock any more."""
+        worker, slots = self.worker, self._slots
+        self._finished()
+        if worker is None:
+            return
+        for signal, slot in slots:  # napari's own connections (its task list) stay
+            with contextlib.suppress(TypeError, RuntimeError):  # a deleted dock's: gone already
+                signal.disconnect(slot)
+        # keep the worker alive until its thread has really ended: collecting its signals
+        # object while the runnable still emits aborts the process (the slot holds its id, not
+        # the worker: no reference cycle through Qt, which Python could not collect)
+        for key in [key for key, old in _RETIRED.items() if old.ended.is_set()]:
+            del _RETIRED[key]
+        _RETIRED[id(worker)] = worker
+        worker.finished.connect(partial(_RETIRED.pop, id(worker), None))
+        worker.quit()
+
+
+class TrainingWorker(StoppableWorker, GeneratorWorker):
+    """The engine's event generator; ``quit`` stops the engine cleanly and waits for it."""
+
+    control: Any
+    done: threading.Event  # the engine stopped, wrote its checkpoint and gave collection back
+
+
+class TrainingSession(WorkerSession):
+    """One training at a time: start, pause, resume, stop, shut down (stop and wait)."""
+
+    def __init__(self, on_event: Callable[[ev.Event], None], on_done: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_event = on_event
+        self._on_done = on_done
 
     @property
     def paused(self) -> bool:
@@ -115,16 +189,16 @@ class TrainingSession:
                 _worker_class=TrainingWorker,
                 _ignore_errors=True,
             )
-            worker.control, worker.done = control, done
-            worker.yielded.connect(self._on_event)
-            worker.errored.connect(lambda err: self._on_event(ev.Failed(plain_error(err))))
-            worker.finished.connect(self._finished)
-            worker.finished.connect(self._on_done)
-            self.worker = worker
-            worker.start()
+            worker.control, worker.done, worker.stop_work = control, done, control.stop
+            self.launch(
+                worker,
+                (worker.yielded, self._on_event),
+                (worker.errored, self._on_error),
+                (worker.finished, self._on_done),
+            )
 
-    def _finished(self) -> None:
-        self.worker = None
+    def _on_error(self, err: Exception) -> None:
+        self._on_event(ev.Failed(plain_error(err)))
 
     def pause(self) -> None:
         if self.worker is not None:
@@ -137,20 +211,6 @@ class TrainingSession:
     def stop(self) -> None:
         if self.worker is not None:
             self.worker.control.stop()
-
-    def shutdown(self) -> None:
-        """Stop and wait (dock or viewer closing): no event reaches the docks any more."""
-        worker = self.worker
-        if worker is None:
-            return
-        for signal in (worker.yielded, worker.errored, worker.finished):
-            signal.disconnect()
-        # keep the worker alive until its thread has really ended: collecting its signals
-        # object while the runnable still emits crashes Qt
-        _RETIRED.add(worker)
-        worker.finished.connect(lambda: _RETIRED.discard(worker))
-        worker.quit()
-        self.worker = None
 
 
 class ProgressRelay(QObject):

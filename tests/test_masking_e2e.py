@@ -311,6 +311,10 @@ def test_predict_command_on_a_3d_masking_checkpoint(job3d: Job, tmp_path: Path) 
     ran = run_cli("predict", "--checkpoint", job3d.best, "--input", job3d.data / "test" / "x",
                   "--output", tmp_path / "pred")  # fmt: skip
     assert ran.code == 0, ran.err
+    assert ran.out == (  # every file written is said
+        f"t.tif -> {tmp_path / 'pred' / 't.tif'} (and t{{_original, _masked, _reconstruction, "
+        "_reconstruction_and_visible}.tif beside it)\n"
+    )
     pred = tifffile.imread(tmp_path / "pred" / "t.tif")
     assert pred.shape == TEST_SHAPE[3] and np.isfinite(pred).all()
     views = {v: tifffile.imread(tmp_path / "pred" / f"t_{v}.tif") for v in MAE_CHECK_KINDS}

@@ -134,15 +134,17 @@ def predict(argv: list[str]) -> int:
             outputs = reconstruct(
                 trained, image, device=device, overlap=args.overlap, batch_size=args.batch
             )
+            out = Path(args.output) / f"{path.stem}.tif"
             if "reconstruction_and_visible" not in outputs:  # crappify: the restored image
-                out = save_tif(Path(args.output) / f"{path.stem}.tif", outputs["reconstruction"])
-            else:  # masking: the stitched reconstruction and the four MAE views beside it
-                out = save_tif(
-                    Path(args.output) / f"{path.stem}.tif", outputs["reconstruction_and_visible"]
-                )
-                for view in MAE_CHECK_KINDS:
-                    save_tif(Path(args.output) / f"{path.stem}_{view}.tif", outputs[view])
-            print(f"{path.name} -> {out}")
+                save_tif(out, outputs["reconstruction"])
+                print(f"{path.name} -> {out}")
+                continue
+            # masking: the stitched reconstruction and the four MAE views beside it
+            save_tif(out, outputs["reconstruction_and_visible"])
+            for view in MAE_CHECK_KINDS:
+                save_tif(out.with_name(f"{path.stem}_{view}.tif"), outputs[view])
+            views = ", ".join(f"_{view}" for view in MAE_CHECK_KINDS)
+            print(f"{path.name} -> {out} (and {path.stem}{{{views}}}.tif beside it)")
     except (CheckpointError, DataError, ValueError) as err:
         print(f"napari-ssl predict: {err}", file=sys.stderr)
         return 1

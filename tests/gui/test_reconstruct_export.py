@@ -282,6 +282,29 @@ def test_removing_the_dock_cancels_the_reconstruction(
     assert not [message for severity, message in notes if severity == "error"]
 
 
+def test_removing_the_export_dock_mid_export_lets_the_files_finish(
+    qtbot, viewer, docks, sem_layer, checkpoints, tmp_path, notes
+):
+    from qtpy.QtCore import QThreadPool
+
+    dock = docks["Export"]
+    dock.state.checkpoint = checkpoints["crappify"]
+    dock.out_dir.setText(str(tmp_path / "export"))
+    dock.name.setText("pretrained")
+    dock.export_button.click()
+    assert dock.worker is not None
+    viewer.window.remove_dock_widget(dock)  # at once: the export has just begun
+    assert dock.worker is None  # the dock let go of it ...
+    assert QThreadPool.globalInstance().waitForDone(30_000)  # ... the thread ended
+    qtbot.wait(300)
+    assert dock.paths == {}  # nothing reached the removed dock
+    assert (tmp_path / "export" / "pretrained.pth").is_file()  # the files were written whole
+    assert not [message for severity, message in notes if severity == "error"]
+    dock.deleteLater()
+    qtbot.wait(50)
+    viewer.close()
+
+
 def test_closing_the_viewer_cancels_the_reconstruction(
     qtbot, viewer, docks, sem_2d, checkpoints, notes
 ):

@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from napari.qt.threading import FunctionWorker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QApplication,
@@ -29,9 +30,10 @@ from qtpy.QtWidgets import (
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.results import check_plain_name, next_run_id
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets._links import when_removed
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.state import state_for, unwrap
-from napari_ssl.widgets.worker import plain_error
+from napari_ssl.widgets.worker import StoppableWorker, WorkerSession, plain_error
 
 
 def cli_command(yaml_path: str | Path, result_dir: str | Path, name: str) -> str:
@@ -58,6 +60,13 @@ def _export(path: str, out_dir: str, name: str, images: list[Image]) -> dict[str
     return export_checkpoint(trained, out_dir, name)
 
 
+class ExportWorker(StoppableWorker, FunctionWorker):
+    """:func:`_export` in a thread; the files it writes are not cut short: ``quit`` waits."""
+
+    def stop_work(self) -> None:
+        """Nothing to stop: an export is a few file writes."""
+
+
 def _text(edit: QLineEdit | QPlainTextEdit) -> str:
     return edit.toPlainText() if isinstance(edit, QPlainTextEdit) else edit.text()
 
@@ -69,9 +78,10 @@ class ExportDock(QWidget):
         super().__init__()
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
-        self.worker: Any = None
+        self.session = WorkerSession()
         self.paths: dict[str, Path] = {}
         self._build()
+        when_removed(self, self.session.shutdown)  # closed mid-export: the writes end, quietly
         self.state.events.checkpoint.connect(self._on_checkpoint)
         self._on_checkpoint(self.state.checkpoint)
 
@@ -140,6 +150,11 @@ class ExportDock(QWidget):
         layers = [self.viewer.layers[n] for n in state.layers if n in self.viewer.layers]
         return [_layers.to_image(lyr, state.ndim, state.channel_axis) for lyr in layers]
 
+    @property
+    def worker(self) -> ExportWorker | None:
+        """The running export's worker (None when none runs)."""
+        return self.session.worker
+
     def export(self) -> None:
         if self.worker is not None:
             return
@@ -160,17 +175,21 @@ class ExportDock(QWidget):
 
         with holding(_export) as export:
             worker = create_worker(
-                export, path, out_dir, name, images, _start_thread=False, _ignore_errors=True
-            )
-            worker.returned.connect(self._on_exported)
-            worker.errored.connect(lambda err: show_error(f"Export failed: {plain_error(err)}"))
-            worker.finished.connect(self._on_finished)
-            self.worker = worker
+                export, path, out_dir, name, images,
+                _worker_class=ExportWorker, _start_thread=False, _ignore_errors=True,
+            )  # fmt: skip
             self.export_button.setEnabled(False)
-            worker.start()
+            self.session.launch(
+                worker,
+                (worker.returned, self._on_exported),
+                (worker.errored, self._on_error),
+                (worker.finished, self._on_finished),
+            )
+
+    def _on_error(self, err: Exception) -> None:
+        show_error(f"Export failed: {plain_error(err)}")
 
     def _on_finished(self) -> None:
-        self.worker = None
         self.export_button.setEnabled(True)
 
     def _on_exported(self, paths: dict[str, Path]) -> None:

@@ -318,6 +318,7 @@ def _crappify_2d() -> Config:
     m.z_down, m.load_checkpoint, m.checkpoint_file = (1, 2), True, "/ck/model.pth"
     t.optimizer, t.lr, t.weight_decay, t.batch_size = "SGD", 3e-3, 0.0, 3
     t.epochs, t.patience, t.loss, t.augment = 7, 4, "mse", False
+    t.lr_schedule, t.min_lr, t.plateau_factor, t.plateau_patience = "reduceonplateau", 1e-5, 0.2, 3
     cfg.test.enable, cfg.system.seed, cfg.system.num_workers = False, 42, 2
     return cfg
 
@@ -333,6 +334,8 @@ def _masking_2d() -> Config:
     m.mae_dec_hidden_size, m.mae_dec_num_layers, m.mae_dec_num_heads = 32, 1, 2
     m.mae_dec_mlp_dims = 64
     cfg.train.epochs, cfg.train.augment = 3, True
+    t = cfg.train  # warmupcosine as the Train dock fills it in: no decay fraction
+    t.lr_schedule, t.min_lr, t.warmup_epochs = "warmupcosine", 1e-6, 1
     return cfg
 
 
@@ -389,6 +392,10 @@ for path in sys.argv[2:]:
         "mask_ratio": cfg.MODEL.MAE_MASK_RATIO, "from_train": cfg.DATA.VAL.FROM_TRAIN,
         "val": cfg.DATA.VAL.PATH, "mean": list(cfg.DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL),
         "std": list(cfg.DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL),
+        "schedule": cfg.TRAIN.LR_SCHEDULER.NAME, "min_lr": list(cfg.TRAIN.LR_SCHEDULER.MIN_LR),
+        "warmup": cfg.TRAIN.LR_SCHEDULER.WARMUP_COSINE_DECAY_EPOCHS,
+        "plateau": [cfg.TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_FACTOR,
+                    cfg.TRAIN.LR_SCHEDULER.REDUCEONPLATEAU_PATIENCE],
     }
 print("RESULT" + json.dumps(result))
 """
@@ -421,3 +428,11 @@ def test_biapy_accepts_what_we_write(biapy_python: Path, tmp_path: Path) -> None
     assert crappify["from_train"] and crappify["mean"] == crappify["std"] == [-1.0]
     assert not masking["from_train"] and masking["val"].endswith("masking_mae/val/x")
     assert masking["mean"] == [110.0] and masking["std"] == [35.5]
+    assert (crappify["schedule"], crappify["min_lr"], crappify["plateau"]) == (
+        "reduceonplateau", [1e-5], [0.2, 3]
+    )  # fmt: skip
+    assert (masking["schedule"], masking["min_lr"], masking["warmup"]) == (
+        "warmupcosine",
+        [1e-6],
+        1,
+    )

@@ -366,9 +366,29 @@ def test_ctrl_c_stops_training_resumably(tmp_path: Path, sem_2d: np.ndarray) -> 
     stdout = "".join(lines) + rest
     layout = ResultsLayout(out, "job", 1)
     assert proc.returncode == 1, stdout + err
-    assert "stopping after this step (Ctrl-C again to quit at once)" in stdout
     assert f"; resume from {layout.last_checkpoint}" in stdout
-    assert "Traceback" not in err
-    assert err == "napari-ssl: interrupted (Ctrl-C): training stopped and saved, no test step\n"
+    assert err == (
+        "\nstopping after this step (Ctrl-C again to quit at once)\n"
+        "napari-ssl: interrupted (Ctrl-C): training stopped and saved, no test step\n"
+    )
     state = torch.load(layout.last_checkpoint, weights_only=False)["train_state"]
     assert state["epoch"] >= 1 and not list(layout.per_image_dir.glob("*"))  # no test step
+
+
+def test_rerunning_a_finished_run_with_load_checkpoint_tests_it(
+    tmp_path: Path, sem_2d: np.ndarray
+) -> None:
+    """BiaPy's re-test of a finished train+test YAML (MODEL.LOAD_CHECKPOINT, no file): nothing is
+    left to train, so the job says so and goes on to the test (``--resume`` would refuse)."""
+    data = write_dataset(tmp_path / "data", sem_2d)
+    args = ("--result_dir", tmp_path / "out", "--name", "job")
+    first = run_cli("--config", write_yaml(tmp_path / "a.yaml", data, epochs=1), *args)
+    assert first.code == 0, first.err
+    metrics = ResultsLayout(tmp_path / "out", "job", 1).run_dir / "test_results_metrics.csv"
+    metrics.unlink()
+    again = run_cli("--config", write_yaml(tmp_path / "b.yaml", data, epochs=1, load=True), *args)
+    assert again.code == 0, again.err
+    assert "has trained 1 epoch already (train.epochs 1): nothing left to train" in again.out
+    assert "testing 1 image(s)" in again.out and metrics.is_file()
+    refused = run_cli("--config", tmp_path / "a.yaml", *args, "--resume")
+    assert refused.code == 1 and "to continue it, raise train.epochs" in refused.err

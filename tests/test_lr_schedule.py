@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from biapy_peer import run_biapy
 from napari_ssl.biapy_config import from_biapy
 from napari_ssl.biapy_export import to_biapy
 from napari_ssl.config import Config, ConfigError, TrainConfig
 from napari_ssl.engine import events as ev
-from napari_ssl.engine.lr_schedule import warmup_cosine, warmup_table
+from napari_ssl.engine.lr_schedule import warmup_cosine, warmup_note, warmup_table
 from napari_ssl.engine.trainer import TrainingControl, train
 from napari_ssl.results import ResultsLayout
 from napari_ssl.validation import validate_config
@@ -26,7 +27,7 @@ from test_training import of_type, run_events, sem_crops, tiny_config
 
 COSINE_CASES = [  # (epochs, lr, min_lr, warmup_epochs, cosine_decay_fraction)
     (10, 1e-3, 1e-5, 3, -1.0),
-    (10, 1e-3, 0.0, -1, -1.0),
+    (10, 1e-3, 0.0, 0, -1.0),
     (20, 5e-4, 1e-6, 2, 0.5),
     (7, 1e-4, 1e-6, 0, 0.3),
 ]
@@ -207,6 +208,55 @@ def test_a_warm_up_longer_than_the_run_is_noted(
     cfg = tiny_config(epochs=2, lr=1e-3, **values)
     started = run_events(cfg, sem_crops(sem_2d), ResultsLayout(tmp_path, "job", 1))[0]
     assert (
-        f"the warm-up ({warm_up} epochs) is as long as the run or longer (2 epochs): the learning "
-        "rate never reaches 0.001" in started.notes
+        f"the warm-up ({warm_up} epochs) does not end before the run (2 epochs) does: the "
+        "learning rate never reaches 0.001" in started.notes
     )
+    assert warmup_note(dataclasses.replace(cfg.train, epochs=10)) is None  # it reaches lr then
+
+
+def _stopped_after(cfg, images, layout: ResultsLayout, step: int) -> None:
+    control = TrainingControl()
+    for event in train(cfg, images, layout=layout, control=control):
+        if isinstance(event, ev.Step) and event.step == step:
+            control.stop()
+
+
+def test_a_resumed_run_follows_the_schedule_it_is_given(sem_2d: np.ndarray, tmp_path: Path) -> None:
+    """Resumed with another schedule, rate or plateau settings, a run trains as its new config
+    says (the config files say so too): constant after warmupcosine runs at train.lr;
+    onecycle after constant is the cycle at the step reached; reduceonplateau's new factor and
+    floor count, its counters and reached rate carry over when it was reduceonplateau before."""
+    images = sem_crops(sem_2d)
+    warm = tiny_config(epochs=4, lr=1e-3, lr_schedule="warmupcosine", min_lr=1e-5, warmup_epochs=3)
+    part = ResultsLayout(tmp_path, "warm", 1)
+    _stopped_after(warm, images, part, 5)  # mid-warm-up, rate 1e-3 x 4/6
+    constant = tiny_config(epochs=4, lr=2e-3)
+    assert set(_lrs(run_events(constant, images, part, resume=part.last_checkpoint))) == {2e-3}
+
+    cycle = tiny_config(epochs=3, patches_per_epoch=12, lr=1e-3, lr_schedule="onecycle")
+    whole = _lrs(run_events(cycle, images, ResultsLayout(tmp_path, "whole", 1)))
+    flat = ResultsLayout(tmp_path, "flat", 1)
+    _stopped_after(tiny_config(epochs=3, patches_per_epoch=12, lr=1e-3), images, flat, 4)
+    assert _lrs(run_events(cycle, images, flat, resume=flat.last_checkpoint)) == pytest.approx(
+        whole[3:]
+    )
+
+    plateau = {"lr_schedule": "reduceonplateau", "plateau_patience": 0, "patience": 0}
+    first = tiny_config(epochs=2, lr=1e-3, min_lr=1e-6, plateau_factor=0.5, **plateau)
+    layout = ResultsLayout(tmp_path, "plateau", 1)
+    run_events(first, images, layout)
+    saved = torch.load(layout.last_checkpoint, weights_only=False)["train_state"]["lr_schedule"]
+    then = tiny_config(epochs=6, lr=1e-3, min_lr=2e-4, plateau_factor=0.1, **plateau)
+    events = run_events(then, images, layout, resume=layout.last_checkpoint)
+    written = yaml.safe_load(layout.config_file.read_text())["TRAIN"]["LR_SCHEDULER"]
+    assert (written["MIN_LR"], written["REDUCEONPLATEAU_FACTOR"]) == ([2e-4], 0.1)
+    val = [row["val_loss"] for row in events[0].history]
+    val += [e.val_loss for e in of_type(events, ev.Epoch)]
+    lr, best, per_epoch = saved["lr"], saved["best"], []
+    assert best == min(val[:2]) and lr == _lrs(events)[0]
+    for loss in val[2:]:  # the new factor (0.1) and floor (2e-4) from epoch 3
+        per_epoch.append(lr)
+        lr = lr if loss < best * (1 - 1e-4) else max(lr * 0.1, 2e-4)
+        best = min(best, loss)
+    steps = events[0].steps_per_epoch
+    assert _lrs(events) == pytest.approx([r for r in per_epoch for _ in range(steps)])

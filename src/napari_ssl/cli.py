@@ -163,11 +163,15 @@ def _free_run_id(layout: ResultsLayout) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``napari-ssl``: a subcommand, else a BiaPy-style job; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        from napari_ssl import cli_commands
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            from napari_ssl import cli_commands
 
-        return getattr(cli_commands, argv[0])(argv[1:])
-    return run_config(argv)
+            return getattr(cli_commands, argv[0])(argv[1:])
+        return run_config(argv)
+    except KeyboardInterrupt:  # a second Ctrl-C while training, or one outside it
+        print("napari-ssl: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ in the :class:`JobResult`, and :func:`exit_code` prints it once, on stderr.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -135,7 +136,7 @@ def run_job(
         if cfg.train.enable:
             images = images if images is not None else folder_images(cfg, "train", config_dir)
             control = TrainingControl()
-            with _stop_on_ctrl_c(control, log, alone=not distributed.launched_by_torchrun()):
+            with _stop_on_ctrl_c(control, alone=not distributed.launched_by_torchrun()):
                 for event in train(cfg, images, layout=layout, resume=resume, control=control):
                     if isinstance(event, ev.Failed):
                         return JobResult(False, event.message)
@@ -166,10 +167,11 @@ def run_job(
 
 
 INTERRUPTED = "interrupted (Ctrl-C): training stopped and saved, no test step"
+STOPPING = "\nstopping after this step (Ctrl-C again to quit at once)\n"
 
 
 @contextlib.contextmanager
-def _stop_on_ctrl_c(control: TrainingControl, log: Log, alone: bool) -> Iterator[None]:
+def _stop_on_ctrl_c(control: TrainingControl, alone: bool) -> Iterator[None]:
     """The first Ctrl-C stops training after its step (the last checkpoint saved, resumable);
     a second one quits at once. Only for a single process run from the main thread (under
     torchrun every process gets the signal, and they must stop at the same step)."""
@@ -180,7 +182,7 @@ def _stop_on_ctrl_c(control: TrainingControl, log: Log, alone: bool) -> Iterator
     def stop(signum: int, frame: Any) -> None:
         control.stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        log("stopping after this step (Ctrl-C again to quit at once)")
+        os.write(sys.stderr.fileno(), STOPPING.encode())  # no print: not safe in a handler
 
     previous = signal.signal(signal.SIGINT, stop)
     try:

@@ -206,6 +206,12 @@ def check_lr_schedule(cfg: Config) -> None:
         if fraction > 0 and t.warmup_epochs > (start := decay_start(t.epochs, fraction)):
             rule = f"must end by epoch {start}, where the decay starts (epochs x (1 - fraction))"
             _fail("train.warmup_epochs", f"{rule}; got {t.warmup_epochs!r}")
+        if fraction <= 0 and t.warmup_epochs == -1:  # BiaPy's rule: one of the two is given
+            _fail("train.warmup_epochs", "must be given for the 'warmupcosine' schedule (0: no "
+                  "warm-up), or train.cosine_decay_fraction instead")  # fmt: skip
+        if t.warmup_epochs > t.epochs:
+            rule = f"must be at most train.epochs (BiaPy TRAIN.EPOCHS, {t.epochs})"
+            _fail("train.warmup_epochs", f"{rule}; got {t.warmup_epochs!r}")
 
 
 def decay_start(epochs: int, fraction: float) -> int:

@@ -294,8 +294,7 @@ def test_removing_the_export_dock_mid_export_lets_the_files_finish(
     dock.export_button.click()
     assert dock.worker is not None
     viewer.window.remove_dock_widget(dock)  # at once: the export has just begun
-    assert dock.worker is None  # the dock let go of it ...
-    assert QThreadPool.globalInstance().waitForDone(30_000)  # ... the thread ended
+    assert QThreadPool.globalInstance().waitForDone(30_000)  # the thread ended
     qtbot.wait(300)
     assert dock.paths == {}  # nothing reached the removed dock
     assert (tmp_path / "export" / "pretrained.pth").is_file()  # the files were written whole

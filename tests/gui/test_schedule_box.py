@@ -91,12 +91,12 @@ def test_each_schedule_shows_its_fields_and_sets_the_config(qtbot, viewer, docks
         assert box.summary == f"Learning-rate schedule: {WORDS[name]}"
         assert box.section.text() == f"▼ {box.summary}"
         assert not box.message.isVisible(), box.message.text()  # every choice starts valid
-    t = state.cfg.train  # the defaults filled in: lr / 100 and under the patience of 20
+    t = state.cfg.train  # filled in: lr / 100, 5 warm-up epochs of 100, under the patience 20
     assert (t.min_lr, t.plateau_patience, t.warmup_epochs, t.cosine_decay_fraction) == (
-        3e-6, 10, -1, -1.0
+        3e-6, 10, 5, -1.0
     )  # fmt: skip
     _choose(box, "warmupcosine")
-    assert box.min_lr.text() == "3e-06" and box.warmup_epochs.text() == "none"
+    assert box.min_lr.text() == "3e-06" and box.warmup_epochs.text() == "5"
     assert box.cosine_decay_fraction.text() == "after warm-up"
     screenshot(viewer, "train_dock_schedule_warmupcosine", "Train")
     _type(qtbot, box.min_lr, "5e-7")

@@ -26,6 +26,9 @@ from napari_ssl.config import TrainConfig
 from napari_ssl.validation import decay_start
 
 WARMUP_TABLE_EPOCHS = 10  # warmupreduceonplateau: values in its linear ramp
+ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 25.0, 1e4  # torch OneCycleLR's defaults, which BiaPy keeps
+ONECYCLE_MOMENTUM = (0.85, 0.95)  # its base and max momentum (AdamW's beta1), also defaults
+PLATEAU_COUNTERS = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch")
 
 
 def warmup_cosine(tc: TrainConfig, epoch: float) -> float:
@@ -79,19 +82,28 @@ def describe(tc: TrainConfig) -> str:
 
 def warmup_note(tc: TrainConfig) -> str | None:
     """A note when the warm-up outlasts the run: the rate then never reaches ``lr``."""
-    warmup = {"warmupcosine": tc.warmup_epochs, "warmupreduceonplateau": WARMUP_TABLE_EPOCHS}
-    epochs = warmup.get(tc.lr_schedule, 0)
-    if epochs >= tc.epochs:
+    if tc.lr_schedule == "warmupcosine":  # the rate reaches lr at the end of the ramp
+        epochs, short = tc.warmup_epochs, tc.warmup_epochs >= tc.epochs
+    elif tc.lr_schedule == "warmupreduceonplateau":  # ... at its table's 10th epoch
+        epochs, short = WARMUP_TABLE_EPOCHS, tc.epochs < WARMUP_TABLE_EPOCHS
+    else:
+        return None
+    if short:
         return (
-            f"the warm-up ({epochs} epochs) is as long as the run or longer ({tc.epochs} "
-            f"epochs): the learning rate never reaches {tc.lr:.3g}"
+            f"the warm-up ({epochs} epochs) does not end before the run ({tc.epochs} epochs) "
+            f"does: the learning rate never reaches {tc.lr:.3g}"
         )
     return None
 
 
 class LrSchedule:
     """Sets the optimizer's learning rate as ``tc.lr_schedule`` says, at the points the loop
-    calls: :meth:`before_step`, :meth:`after_step`, :meth:`after_epoch`."""
+    calls: :meth:`before_step`, :meth:`after_step`, :meth:`after_epoch`.
+
+    A resumed run (``epoch`` > 0) follows the config it is given now (schedule, ``lr`` and the
+    schedule's values): ``reduceonplateau`` resumed as ``reduceonplateau`` keeps its counters and
+    the rate it had reached (:meth:`load_state_dict`); every other rate is computed afresh.
+    """
 
     def __init__(
         self, tc: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epoch: int
@@ -100,14 +112,31 @@ class LrSchedule:
         self.kind = tc.lr_schedule
         self.table = warmup_table(tc.lr, tc.epochs) if self.kind == "warmupreduceonplateau" else []
         self.torch_scheduler: Any = None
-        if self.kind == "onecycle":
-            done = epoch * steps_per_epoch  # a resumed run: the groups hold OneCycleLR's keys
+        self._set(tc.lr)  # where constant and reduceonplateau start, resumed or not
+        if self.kind != "onecycle":  # a checkpoint of a onecycle run left its momentum cycled
+            for group in optimizer.param_groups:
+                for key in ("betas", "momentum"):
+                    if key in optimizer.defaults:
+                        group[key] = optimizer.defaults[key]
+        if self.kind == "onecycle" and epoch < tc.epochs:
+            done = epoch * steps_per_epoch
+            if done:  # resumed: this config's cycle, at the step reached (torch reads the groups)
+                for group in optimizer.param_groups:
+                    group["initial_lr"] = tc.lr / ONECYCLE_DIV
+                    group["max_lr"] = tc.lr
+                    group["min_lr"] = group["initial_lr"] / ONECYCLE_FINAL_DIV
+                    group.setdefault("max_momentum", ONECYCLE_MOMENTUM[1])
+                    group.setdefault("base_momentum", ONECYCLE_MOMENTUM[0])
             self.torch_scheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
                 tc.lr,
                 epochs=tc.epochs,
                 steps_per_epoch=steps_per_epoch,
-                last_epoch=done - 1 if done and "initial_lr" in optimizer.param_groups[0] else -1,
+                div_factor=ONECYCLE_DIV,
+                final_div_factor=ONECYCLE_FINAL_DIV,
+                base_momentum=ONECYCLE_MOMENTUM[0],
+                max_momentum=ONECYCLE_MOMENTUM[1],
+                last_epoch=done - 1,
             )
         elif self.kind == "reduceonplateau":
             self.torch_scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -122,7 +151,9 @@ class LrSchedule:
             self._set(self.table[min(int(epoch), len(self.table) - 1)])
 
     def after_step(self) -> None:
-        if self.kind == "onecycle":
+        """onecycle moves on after every step (also one whose update a non-finite loss skipped,
+        so that a resumed run's position is its step count)."""
+        if self.kind == "onecycle" and self.torch_scheduler is not None:
             self.torch_scheduler.step()
 
     def after_epoch(self, val_loss: float) -> None:
@@ -130,12 +161,18 @@ class LrSchedule:
             self.torch_scheduler.step(val_loss)
 
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs beyond the epoch (reduceonplateau's counters)."""
-        return self.torch_scheduler.state_dict() if self.kind == "reduceonplateau" else {}
+        """The schedule and rate reached, and reduceonplateau's counters, for a resumed run."""
+        state = {"kind": self.kind, "lr": self.optimizer.param_groups[0]["lr"]}
+        if self.kind == "reduceonplateau":
+            state.update({key: getattr(self.torch_scheduler, key) for key in PLATEAU_COUNTERS})
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.kind == "reduceonplateau" and state:
-            self.torch_scheduler.load_state_dict(state)
+        """reduceonplateau resumed as reduceonplateau: its counters and the rate reached."""
+        if self.kind == "reduceonplateau" and state.get("kind") == "reduceonplateau":
+            for key in PLATEAU_COUNTERS:
+                setattr(self.torch_scheduler, key, state[key])
+            self._set(max(float(state["lr"]), self.tc.min_lr))
 
     def _set(self, lr: float) -> None:
         for group in self.optimizer.param_groups:

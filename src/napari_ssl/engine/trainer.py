@@ -178,6 +178,8 @@ def _loop(
         )
         run.state.skipped_before = run.state.skipped
         val_loss, metrics = run.validate(train_loss)
+        # one value on every process: the schedule, best checkpoint and early stop agree
+        val_loss = dist.mean_across_ranks(val_loss, run.device)
         schedule.after_epoch(val_loss)
         seconds = time.perf_counter() - t_epoch
         best = run.state.record(epoch + 1, train_loss, val_loss, metrics)

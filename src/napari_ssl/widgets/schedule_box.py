@@ -5,9 +5,9 @@ Each edit goes to the shared config as typed, one field at a time (the others ke
 values, also those a loaded config gave). A bad combination (a plateau patience not under the
 early-stopping patience, a warm-up that ends after the decay starts, ...) shows under the section,
 also when it is collapsed, and Start refuses it (:meth:`ScheduleBox.check`). Choosing a schedule
-that needs a minimum lr or a plateau patience fills them in when the config has none, so a choice
-never starts invalid. The dock's epochs and learning rate are read from its fields: they reach
-the config only at Start.
+that needs a minimum lr, a warm-up or a plateau patience fills them in when the config has none,
+so a choice never starts invalid (by BiaPy's rules too). The dock's epochs and learning rate are
+read from its fields: they reach the config only at Start.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ FIELDS = {  # config field -> (row label, the schedules that use it); labels as 
     "plateau_patience": ("Plateau patience", ("reduceonplateau",)),
 }
 PLATEAU_PATIENCE = 10  # filled in for reduceonplateau (below the early-stopping patience)
+WARMUP_EPOCHS = 5  # filled in for warmupcosine: at most a tenth of the epochs
 
 
 class ScheduleBox(QWidget):
@@ -169,6 +170,8 @@ class ScheduleBox(QWidget):
         changes: dict[str, Any] = {"lr_schedule": kind}
         if kind in FIELDS["min_lr"][1] and train.min_lr < 0:
             changes["min_lr"] = float(f"{self._lr.value() / 100:.3g}")
+        if kind == "warmupcosine" and train.warmup_epochs < 0 and train.cosine_decay_fraction <= 0:
+            changes["warmup_epochs"] = min(WARMUP_EPOCHS, self._epochs.value() // 10)
         if kind == "reduceonplateau" and train.plateau_patience < 0:
             patience = train.patience
             changes["plateau_patience"] = (

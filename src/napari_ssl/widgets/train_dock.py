@@ -125,7 +125,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             ("Device", self.device), ("Mixed precision", self.precision),
         ):  # fmt: skip
             form.addRow(label, widget)
-        form.insertRow(5, self.schedule)  # under the learning rate, across the form
+        form.insertRow(form.getWidgetPosition(self.lr)[0] + 1, self.schedule)  # across the form
         layout.addWidget(model)
         out = QGroupBox("Results and checkpoints")
         out_form = QFormLayout(out)

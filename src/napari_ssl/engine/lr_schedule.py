@@ -31,12 +31,17 @@ ONECYCLE_MOMENTUM = (0.85, 0.95)  # its base and max momentum (AdamW's beta1), a
 PLATEAU_COUNTERS = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch")
 
 
+def cosine_start(tc: TrainConfig) -> int:
+    """The epoch where ``warmupcosine``'s decay starts: the last ``cosine_decay_fraction`` of
+    the epochs when given, else right after the warm-up."""
+    if tc.cosine_decay_fraction > 0:
+        return decay_start(tc.epochs, tc.cosine_decay_fraction)
+    return max(tc.warmup_epochs, 0)
+
+
 def warmup_cosine(tc: TrainConfig, epoch: float) -> float:
     """``warmupcosine``'s learning rate at the fractional ``epoch`` (0-based)."""
-    warmup = max(tc.warmup_epochs, 0)
-    start = (
-        decay_start(tc.epochs, tc.cosine_decay_fraction) if tc.cosine_decay_fraction > 0 else warmup
-    )
+    warmup, start = max(tc.warmup_epochs, 0), cosine_start(tc)
     if epoch < warmup:
         return tc.lr * epoch / warmup
     if epoch < start:
@@ -62,10 +67,8 @@ def describe(tc: TrainConfig) -> str:
     """The schedule in one line, for the run's notes."""
     lr, kind = f"{tc.lr:.3g}", tc.lr_schedule
     if kind == "warmupcosine":
-        start = decay_start(tc.epochs, tc.cosine_decay_fraction)
-        start = start if tc.cosine_decay_fraction > 0 else max(tc.warmup_epochs, 0)
         ramp = f"from 0 to {lr} over {tc.warmup_epochs} epochs, " if tc.warmup_epochs > 0 else ""
-        return f"{ramp}a cosine decay from {lr} at epoch {start} to {tc.min_lr:.3g}"
+        return f"{ramp}a cosine decay from {lr} at epoch {cosine_start(tc)} to {tc.min_lr:.3g}"
     if kind == "reduceonplateau":
         return (
             f"{lr}, times {tc.plateau_factor:g} after {tc.plateau_patience + 1} epochs without a "

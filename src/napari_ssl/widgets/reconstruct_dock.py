@@ -119,7 +119,6 @@ class ReconstructDock(QWidget):
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
         self.session = WorkerSession()
-        self._cancel = threading.Event()  # the running reconstruction's
         self._sources: list[Any] = []
         self._build()
         explain(self)
@@ -214,7 +213,7 @@ class ReconstructDock(QWidget):
         except DataError as err:
             show_error(f"Cannot reconstruct: {err}")
             return
-        self._cancel = cancel = threading.Event()
+        cancel = threading.Event()
         relay = ProgressRelay()  # no parent: the worker holds it, whatever becomes of the dock
         options = {"overlap": float(self.overlap.value()), "degrade": self.degrade.isChecked()}
         set_progress(self.progress, 0, "loading the checkpoint…", maximum=1)
@@ -244,7 +243,8 @@ class ReconstructDock(QWidget):
             )
 
     def cancel(self) -> None:
-        self._cancel.set()
+        if self.worker is not None:
+            self.worker.stop_work()  # the reconstruction stops before its next tile
         self.cancel_button.setEnabled(False)
 
     def _inputs(self) -> tuple[str, list[_layers.LayerView]]:

@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from biapy_peer import run_biapy
-from napari_ssl.data.folders import load_folder, load_image, write_image
+from napari_ssl.data.folders import first_image, load_folder, load_image, write_image
 from napari_ssl.data.images import DataError, as_image
 from napari_ssl.results import save_tif
 from test_cli import run_cli, write_yaml
@@ -186,6 +186,21 @@ def test_written_images_read_back_identical(
         assert page.tags["XResolution"].value == (4, 1) and page.tags["YResolution"].value == (2, 1)
         assert tif.imagej_metadata["unit"] == "um"
         assert tif.imagej_metadata.get("spacing") == (2.0 if ndim == 3 else None)
+
+
+def test_first_image_gives_the_shape_as_read_from_the_header(
+    nuclei_3d: np.ndarray, tmp_path: Path
+) -> None:
+    """What the Data dock guesses a folder's axes from: the shape and axes :func:`load_image`
+    reads, without reading the pixels."""
+    data = np.stack([nuclei_3d[k : k + 5, :24, :32] for k in (0, 20)])  # C, Z, Y, X
+    write_image(as_image(data, "b", 3, 0), tmp_path)  # ImageJ ZCYX
+    tifffile.imwrite(tmp_path / "a.tif", data[:1])  # plain, a length-1 axis squeezed
+    assert first_image(tmp_path) == (tmp_path / "a.tif", (5, 24, 32), None)
+    (tmp_path / "a.tif").unlink()
+    assert first_image(tmp_path) == (tmp_path / "b.tif", (5, 2, 24, 32), 1)
+    np.save(tmp_path / "a.npy", data)
+    assert first_image(tmp_path) == (tmp_path / "a.npy", (2, 5, 24, 32), None)
 
 
 def test_default_scale_is_not_written_as_a_pixel_size(sem_2d: np.ndarray, tmp_path: Path) -> None:

@@ -139,7 +139,9 @@ def test_biapy_yaml_selects_its_train_folder(
     assert f"Training data: the folder {folder}" in message
     state = train.state
     assert state.folder == str(folder) and state.layers == ()  # the folder, not the layer
-    assert data.detected.text() == f"training data: the folder {folder}"
+    assert data.axes.detected.text() == (  # the config's 2D kept; the folder's first file read
+        f"detected: 2D, no channel axis (folder {folder}, 'a.tif': shape (128, 128)); edit if wrong"
+    )
     model = train._config().model  # what Start would train
     assert model.vit_preset is None  # the config's own sizes, not a preset
     assert (model.vit_embed_dim, model.vit_num_layers, model.mae_dec_hidden_size) == (96, 4, 64)

@@ -113,21 +113,43 @@ def read_array(path: str | Path) -> tuple[Any, int | None, str | None]:
     raise DataError(f"'{path}': unsupported file type; use one of {', '.join(EXTENSIONS)}.")
 
 
+def first_image(folder: str | Path) -> tuple[Path, tuple[int, ...], int | None]:
+    """The first image file of ``folder``, its shape as read and the channel axis its metadata
+    names (TIFF: from the header alone, nothing else is read)."""
+    path = list_images(folder)[0]
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        array, channel_axis, _ = read_array(path)
+        return path, tuple(array.shape), channel_axis
+    try:
+        shape, channel_axis, _ = _tiff_axes(path, read=False)[1:]
+    except Exception as err:
+        raise DataError(f"cannot read '{path}': {err}. Is the file complete and an image?") from err
+    return path, shape, channel_axis
+
+
 def _read_tiff(path: Path) -> tuple[np.ndarray, int | None, str | None]:
+    data, _, channel_axis, axes = _tiff_axes(path, read=True)
+    return data, channel_axis, axes
+
+
+def _tiff_axes(
+    path: Path, read: bool
+) -> tuple[np.ndarray | None, tuple[int, ...], int | None, str | None]:
+    """(data if ``read``, shape without axes of length 1 (2D kept), channel axis, axes)."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        axes = series.axes
-        data = series.asarray()
-    data = np.squeeze(data) if data.ndim > 2 and 1 in data.shape else data
-    if data.ndim != len(axes):  # squeezed: recompute axes of the kept dimensions
-        axes = "".join(a for a, s in zip(series.axes, series.shape, strict=True) if s != 1)
-    known = axes if len(axes) == data.ndim else None
+        data = series.asarray() if read else None
+    squeeze = len(series.shape) > 2 and 1 in series.shape
+    kept = [(a, s) for a, s in zip(series.axes, series.shape, strict=True) if s != 1 or not squeeze]
+    shape = tuple(s for _, s in kept)
+    data = data.reshape(shape) if data is not None else None
+    known = "".join(a for a, _ in kept) if len(series.axes) == len(series.shape) else None
     for name in ("C", "S"):
         if known and name in known:
-            return data, known.index(name), known
-    return data, None, known
+            return data, shape, known.index(name), known
+    return data, shape, None, known
 
 
 def write_image(image: Image, folder: str | Path) -> Path:

@@ -70,8 +70,14 @@ def layer_data(layer: ImageLayer) -> Any:
 def detect_axes(layer: ImageLayer) -> tuple[int, int | None]:
     """Guess (spatial ndim, channel axis) of a layer: RGB = 3 channels last; a small axis = C."""
     shape = tuple(layer_data(layer).shape)
-    if layer.rgb:
-        return len(shape) - 1, len(shape) - 1
+    return guess_axes(shape, len(shape) - 1 if layer.rgb else None)
+
+
+def guess_axes(shape: tuple[int, ...], named: int | None = None) -> tuple[int, int | None]:
+    """Guess (spatial ndim, channel axis) from a shape: the channel axis ``named`` (RGB, a
+    file's metadata) if any, else a small axis (at most :data:`MAX_CHANNELS`)."""
+    if named is not None:
+        return len(shape) - 1, named % len(shape)
     if len(shape) <= 2:
         return 2, None
     if len(shape) == 3:

@@ -39,6 +39,7 @@ from napari_ssl.config import Config, ConfigError
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import link
+from napari_ssl.widgets.axes_box import AxesBox
 from napari_ssl.widgets.normalization_box import NormalizationBox
 from napari_ssl.widgets.state import state_for, unwrap
 from napari_ssl.widgets.wording import explain, in_dock_words
@@ -71,6 +72,7 @@ class DataDock(QWidget):
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self._live_preview)
         self._writing = False  # True while this dock pushes its own values into the state
+        self._detected_folder: str | None = None  # the folder whose axes are shown
         self._build()
         explain(self)
         self._refresh_layers()
@@ -99,16 +101,9 @@ class DataDock(QWidget):
         row.addWidget(self.folder)
         row.addWidget(browse)
         form.addLayout(row)
-        axes = QFormLayout()
-        self.ndim = QComboBox()
-        self.ndim.addItems(["2D", "3D"])
-        self.channel_axis = QComboBox()
-        self.detected = QLabel("no layer selected")
-        self.detected.setWordWrap(True)
-        axes.addRow("Dimensions", self.ndim)
-        axes.addRow("Channel axis", self.channel_axis)
-        axes.addRow("", self.detected)
-        form.addLayout(axes)
+        self.axes = AxesBox()
+        self.ndim, self.channel_axis = self.axes.ndim, self.axes.channel_axis
+        form.addWidget(self.axes)
         self.normalization = NormalizationBox(self.viewer, self.state)
         form.addWidget(self.normalization)
         layout.addWidget(images)
@@ -243,26 +238,12 @@ class DataDock(QWidget):
             return
         self.select([layer.name for layer in chosen])
 
-    def _detect_axes(self) -> None:
-        layers = self.selected_layers()
-        if not layers:
-            folder = self.state.folder
-            self.detected.setText(f"training data: the folder {folder}" if folder else
-                                  "no layer selected")  # fmt: skip
-            return
-        ndim, axis = _layers.detect_axes(layers[0])
-        data = _layers.layer_data(layers[0])
-        self.channel_axis.blockSignals(True)
-        self.channel_axis.clear()
-        self.channel_axis.addItem("none", None)
-        for i in range(data.ndim):
-            self.channel_axis.addItem(f"axis {i} (size {data.shape[i]})", i)
-        self.channel_axis.setCurrentIndex(0 if axis is None else axis + 1)
-        self.channel_axis.blockSignals(False)
-        self.ndim.setCurrentIndex(ndim - 2)
-        what = "RGB: 3 channels" if layers[0].rgb else f"shape {tuple(data.shape)}"
-        channels = "no channel axis" if axis is None else f"channel axis {axis}"
-        self.detected.setText(f"detected: {ndim}D, {channels} ({what}); edit if wrong")
+    def _detect_axes(self, keep_ndim: bool = False) -> None:
+        """Guess the axes from the first selected layer, else from the folder's first file
+        (``keep_ndim``: the dimensions a loaded config gave stay)."""
+        self._detected_folder = self.state.folder
+        keep = self.state.ndim if keep_ndim else None
+        self.axes.detect(self.selected_layers(), self.state.folder, keep)
         self._read_params()
 
     def _browse_folder(self) -> None:
@@ -301,13 +282,17 @@ class DataDock(QWidget):
             mask_ratio=0.5 if self.mask_type.currentText() == "grid" else float(self.ratio.value()),
         )
         model = dataclasses.replace(cfg.model, vit_token_size=int(self.token.value()))
+        folder = self.folder.text().strip()
+        from_config = folder == self.state.folder  # a loaded config set it (and its dimensions)
         self.state.ndim = ndim
         self.state.channel_axis = self.channel_axis.currentData()
-        self.state.folder = folder = self.folder.text().strip()
+        self.state.folder = folder
         if folder and self.layer_list.selectedItems():  # layers or a folder: the last choice
-            self.layer_list.clearSelection()
-        elif not self.state.layers:
-            self._detect_axes()  # says which folder, if any
+            self.layer_list.clearSelection()  # the folder's axes are detected, read again
+            return
+        if not self.state.layers and folder != self._detected_folder:
+            self._detect_axes(keep_ndim=from_config)  # then the fields are read again
+            return
         self._writing = True
         try:
             self.state.update_cfg(data=data, pretext=pretext, model=model)

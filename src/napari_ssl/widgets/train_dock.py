@@ -284,10 +284,13 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
     def _images(self) -> list[Image]:
         state = self.state
         if state.folder:
-            from napari_ssl.data.folders import load_folder, resolve_dataset
+            from napari_ssl.data.folders import first_image, load_folder, resolve_dataset
 
             self._sources = []
-            return load_folder(resolve_dataset(state.folder, "train"), state.ndim)
+            folder = resolve_dataset(state.folder, "train")
+            shape, axis = first_image(folder)[1], state.channel_axis
+            channels = None if axis is None or axis >= len(shape) else shape[axis]
+            return load_folder(folder, state.ndim, channels)
         layers = [self.viewer.layers[n] for n in state.layers if n in self.viewer.layers]
         if not layers:
             raise DataError(

@@ -36,6 +36,7 @@ FIELDS = {  # (our key, BiaPy's key) -> the label of the field that sets it
     ("data.normalization_std", "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL"): "Fixed std",
     ("train.patience", "TRAIN.PATIENCE"): "the early-stopping patience",
 }
+CHANNELS_SET_BY = "last entry of DATA.PATCH_SIZE"  # in the docks, the Data dock's channel axis
 LOADED = {"train.patience"}  # no dock shows these: said in words, set with "Load config…"
 SET_WITH = "set with Load config…"
 _KEY = "|".join(re.escape(biapy) for _, biapy in FIELDS)
@@ -47,6 +48,7 @@ def in_dock_words(message: str) -> str:
     """``message`` with the keys of :data:`FIELDS` named by their fields, in quotes (those of
     :data:`LOADED` in words, with their value when the message gives it and where to set them).
     """
+    message = message.replace(CHANNELS_SET_BY, "the 'Channel axis' chosen")
     for (ours, biapy), label in FIELDS.items():  # "data.patch_size (BiaPy DATA.PATCH_SIZE)"
         pattern = rf"{re.escape(ours)} \((?:BiaPy )?{re.escape(biapy)}(?:, {_VALUE})?\)"
         message = re.sub(pattern, partial(_named, ours, label), message)

@@ -1,0 +1,72 @@
+"""The Data dock's axes rows: the dimensions, the channel axis and what was detected.
+
+The guess comes from the first selected layer, else from the first file of the dataset folder
+(a TIFF's header alone is read); the user corrects what is wrong. For a folder given by a loaded
+config, the config's dimensions stay and only the channel axis is guessed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QWidget
+
+from napari_ssl.data.images import DataError
+from napari_ssl.widgets import _layers
+
+
+class AxesBox(QWidget):
+    """ "Dimensions" and "Channel axis" fields, with the guess they were filled from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.ndim = QComboBox()
+        self.ndim.addItems(["2D", "3D"])
+        self.channel_axis = QComboBox()
+        self.detected = QLabel("no layer selected")
+        self.detected.setWordWrap(True)
+        form.addRow("Dimensions", self.ndim)
+        form.addRow("Channel axis", self.channel_axis)
+        form.addRow("", self.detected)
+
+    def detect(self, layers: list[Any], folder: str, keep_ndim: int | None = None) -> None:
+        """Fill the fields from the first of ``layers``, else from ``folder``'s first image
+        (``keep_ndim``: these dimensions stay, only the channel axis is guessed)."""
+        try:
+            shape, named, what = first_shape(layers, folder)
+        except DataError as err:
+            self.channel_axis.clear()
+            self.detected.setText(str(err))
+            return
+        ndim, axis = _layers.guess_axes(shape, named)
+        if keep_ndim is not None and ndim != keep_ndim:
+            ndim, axis = keep_ndim, None
+            if len(shape) == ndim + 1:  # the shorter end axis: channels first or last
+                axis = named if named is not None else (0 if shape[0] <= shape[-1] else ndim)
+        self.channel_axis.blockSignals(True)
+        self.channel_axis.clear()
+        self.channel_axis.addItem("none", None)
+        for i, size in enumerate(shape):
+            self.channel_axis.addItem(f"axis {i} (size {size})", i)
+        self.channel_axis.setCurrentIndex(0 if axis is None else axis + 1)
+        self.channel_axis.blockSignals(False)
+        self.ndim.setCurrentIndex(ndim - 2)
+        channels = "no channel axis" if axis is None else f"channel axis {axis}"
+        self.detected.setText(f"detected: {ndim}D, {channels} ({what}); edit if wrong")
+
+
+def first_shape(layers: list[Any], folder: str) -> tuple[tuple[int, ...], int | None, str]:
+    """(shape, the channel axis it names, in words) of the first layer, else of the first file
+    of the dataset ``folder``."""
+    if layers:
+        shape = tuple(_layers.layer_data(layers[0]).shape)
+        rgb = layers[0].rgb
+        return shape, len(shape) - 1 if rgb else None, "RGB" if rgb else f"shape {shape}"
+    if not folder:
+        raise DataError("no layer selected")
+    from napari_ssl.data.folders import first_image, resolve_dataset
+
+    path, shape, named = first_image(resolve_dataset(folder, "train"))
+    return shape, named, f"folder {folder}, '{path.name}': shape {shape}"

@@ -1,0 +1,81 @@
+"""A dataset folder in the Data dock: its axes read from its first file, as for a layer."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from gui_helpers import tiny
+
+pytestmark = pytest.mark.gui
+
+
+def _dataset(root: Path, images: list[np.ndarray]) -> Path:
+    folder = root / "dataset" / "train" / "x"
+    folder.mkdir(parents=True)
+    for i, pixels in enumerate(images):
+        tifffile.imwrite(folder / f"im{i}.tif", pixels)  # a plain TIFF: no axes metadata
+    return root / "dataset"
+
+
+def _choose(data, folder: Path | str) -> None:
+    data.folder.setText(str(folder))
+    data.folder.editingFinished.emit()  # as when the user presses Enter or leaves the field
+
+
+def test_a_channels_first_folder_trains_with_its_channels(
+    qtbot, viewer, docks, sem_2d, notes, tmp_path
+):
+    from napari_ssl.engine.checkpoints import load_trained
+
+    data, train = docks["Data and pretext"], docks["Train"]
+    crops = [np.stack([sem_2d[:64, :64], sem_2d[64:128, :64]]) for _ in range(2)]
+    dataset = _dataset(tmp_path, crops)
+    _choose(data, dataset)
+    assert (data.ndim.currentText(), data.channel_axis.currentData()) == ("2D", 0)
+    assert data.axes.detected.text() == (
+        f"detected: 2D, channel axis 0 (folder {dataset}, 'im0.tif': shape (2, 64, 64)); "
+        "edit if wrong"
+    )
+    assert (data.state.folder, data.state.ndim, data.state.channel_axis) == (str(dataset), 2, 0)
+    tiny(docks, epochs=1)
+    train.result_dir.setText(str(tmp_path / "out"))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    assert load_trained(train.state.checkpoint).in_channels == 2
+    data.channel_axis.setCurrentIndex(0)  # "none": the user says these are 2-slice stacks
+    train.start_button.click()
+    severity, message = notes[-1]
+    assert severity == "error" and "is a stack" in message and "choose 3D" in message
+    assert not train.state.running
+
+
+def test_a_volume_folder_is_3d_and_a_missing_one_is_said(viewer, docks, nuclei_3d, tmp_path):
+    data = docks["Data and pretext"]
+    dataset = _dataset(tmp_path, [nuclei_3d[:12, :64, :64]])
+    _choose(data, dataset)
+    assert (data.ndim.currentText(), data.channel_axis.currentData()) == ("3D", None)
+    assert data.state.cfg.data.ndim == 3 and data.patch_xy.value() == 128  # the 3D default
+    _choose(data, tmp_path / "nowhere")
+    assert data.axes.detected.text().startswith("folder not found:")
+    assert data.channel_axis.count() == 0
+    _choose(data, "")
+    assert data.axes.detected.text() == "no layer selected"
+
+
+def test_a_loaded_3d_config_keeps_its_dimensions(viewer, docks, nuclei_3d, tmp_path):
+    data = docks["Data and pretext"]
+    dataset = _dataset(tmp_path, [nuclei_3d[:5, :64, :64]])  # 5 slices: a guess would say C
+    state = data.state
+    cfg = state.cfg
+    state.folder, state.ndim = str(dataset), 3  # as "Load config…" sets a BiaPy 3D config
+    state.cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, ndim=3, patch_size=(4, 32, 32),
+                                      train_path=str(dataset)),
+    )  # fmt: skip
+    assert (data.ndim.currentText(), data.channel_axis.currentData()) == ("3D", None)
+    assert state.cfg.data.ndim == 3 and state.cfg.data.patch_size == (4, 32, 32)
+    assert "detected: 3D, no channel axis" in data.axes.detected.text()

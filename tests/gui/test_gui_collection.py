@@ -22,6 +22,12 @@ class _Cycle:
         self.data = bytearray(1 << 20)
 
 
+@pytest.fixture(autouse=True)
+def _settled(qtbot) -> None:
+    """An earlier test's run may still be giving collection back: start once it has."""
+    qtbot.waitUntil(lambda: not gui_collection.active(), timeout=10_000)
+
+
 def _restored(enabled: bool) -> bool:
     return not gui_collection.active() and gc.isenabled() == enabled and gc.get_freeze_count() == 0
 

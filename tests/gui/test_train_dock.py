@@ -176,16 +176,35 @@ def test_closing_viewer_stops_training(qtbot, viewer, docks, sem_layer, tmp_path
     assert not train.state.running
 
 
-def test_removing_dock_stops_training(qtbot, viewer, docks, sem_layer, tmp_path):
+def test_removing_dock_stops_training_without_freezing_the_viewer(
+    qtbot, viewer, docks, sem_layer, tmp_path, monkeypatch
+):
+    import threading
+
+    from napari_ssl.engine import checkpoints
+
     train = docks["Train"]
     tiny(docks, epochs=LONG)
     train.result_dir.setText(str(tmp_path))
+    opened, writing = threading.Event(), threading.Event()
+    save = checkpoints.save_checkpoint
+
+    def slow_save(payload, path):  # a checkpoint that takes as long as the test says
+        if threading.current_thread() is not threading.main_thread():
+            writing.set()
+            opened.wait(30)
+        return save(payload, path)
+
     train.start_button.click()
     qtbot.waitUntil(lambda: _steps(train) > 0, timeout=60_000)
     done = train.session.worker.done
-    viewer.window.remove_dock_widget(train)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", slow_save)
+    viewer.window.remove_dock_widget(train)  # stops the run; the last checkpoint is written...
+    assert writing.wait(30) and not opened.is_set()  # ... while the viewer goes on
+    assert not done.is_set() and train.state.running  # no second Start until it is saved
+    opened.set()
     assert done.wait(30)
-    assert not train.state.running
+    qtbot.waitUntil(lambda: not train.state.running, timeout=10_000)
     assert (tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth").is_file()
     train.deleteLater()  # napari hands a removed dock back without a parent: delete it in Qt
     qtbot.wait(50)

@@ -25,16 +25,17 @@ def _unlink(links: tuple[Link, ...], *_: Any) -> None:
         signal.disconnect(slot)
 
 
-def when_removed(widget: QWidget, callback: Callable[[], None]) -> None:
-    """Call ``callback`` when the dock ``widget`` leaves the viewer: removed (its close button,
-    ``remove_dock_widget``) or destroyed (the viewer closing).
+def when_removed(widget: QWidget, shutdown: Callable[[bool], None]) -> None:
+    """Call ``shutdown(wait)`` when the dock ``widget`` leaves the viewer: removed (its close
+    button, ``remove_dock_widget``: ``wait`` False, the GUI goes on while the work ends) or
+    destroyed (the viewer closing: ``wait`` True, the work ends before the process may exit).
 
     napari takes a removed dock's widget out of its frame without deleting it: Qt only tells the
-    widget that it has no parent any more. ``callback`` may run more than once, and must not use
+    widget that it has no parent any more. ``shutdown`` may run more than once, and must not use
     the widget: on ``destroyed`` its Python side is gone (bind what it needs with ``partial``).
     """
-    _RemovalWatch(widget, callback)
-    widget.destroyed.connect(partial(_call, callback))
+    _RemovalWatch(widget, partial(shutdown, False))
+    widget.destroyed.connect(partial(_call, partial(shutdown, True)))
 
 
 def _call(callback: Callable[[], None], *_: Any) -> None:

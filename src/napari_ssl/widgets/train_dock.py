@@ -56,10 +56,11 @@ PREVIEW_EVERY_S = 2.0  # the shortest; the engine waits longer when previews are
 PROBE_DELAY_MS = 200  # the device probe (torch import) starts after the dock is painted
 
 
-def _shutdown(session: TrainingSession, state: SslState) -> None:
-    """Stop the training and wait (the dock removed or the viewer closing)."""
-    session.shutdown()
-    state.running = False
+def _shutdown(session: TrainingSession, state: SslState, wait: bool) -> None:
+    """Stop the training (the dock removed, or ``wait``: the viewer closing). Without waiting,
+    another Start is refused until the engine has saved its last checkpoint and ended."""
+    if session.shutdown(wait) is None or wait:
+        state.running = False
 
 
 class TrainDock(TrainEvents, ConfigFile, QWidget):
@@ -69,7 +70,8 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         super().__init__()
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
-        self.session = TrainingSession(self._on_event, self._on_done)
+        ended = partial(setattr, self.state, "running", False)  # outlives the dock
+        self.session = TrainingSession(self._on_event, self._on_done, ended)
         self._plan = (1, 1, 0)  # epochs, steps per epoch, start epoch
         self._sources: list[Any] = []  # layers trained on (for the live reconstruction)
         self._region: tuple[slice, ...] = ()

@@ -6,8 +6,8 @@ at step boundaries), not through the worker, so a stop always ends with the engi
 ``Stopped`` event and a complete last checkpoint. When napari closes its window it cancels its
 registered tasks by calling ``worker.quit()``: a :class:`StoppableWorker` turns that into a clean
 stop (the Train dock's) or a cancel (the Reconstruct dock's) and waits for its thread to end; a
-dock removed or closed does the same through :meth:`WorkerSession.shutdown`. torch is imported
-only inside the worker thread or at Start.
+dock removed or closed stops its work through :meth:`WorkerSession.shutdown`, without waiting.
+torch is imported only inside the worker thread or at Start.
 """
 
 from __future__ import annotations
@@ -110,13 +110,14 @@ class WorkerSession:
     """One worker at a time, whose connections to a dock can be cut at once (:meth:`shutdown`).
 
     A dock's removal (napari takes the widget out without deleting it) and the viewer's closing
-    call :meth:`shutdown`: the work is stopped and waited for, no signal reaches the dock any
-    more, and the worker object stays alive until its thread has ended.
+    call :meth:`shutdown`: the work is told to stop, no signal reaches the dock any more, and the
+    worker object stays alive until its thread has ended.
     """
 
     def __init__(self) -> None:
         self.worker: Any = None
         self._slots: tuple[Slot, ...] = ()
+        self._ending: Any = None  # the worker last shut down (its thread may still run)
 
     @property
     def running(self) -> bool:
@@ -133,23 +134,32 @@ class WorkerSession:
     def _finished(self) -> None:
         self.worker, self._slots = None, ()
 
-    def shutdown(self) -> None:
-        """Stop and wait (dock removed or viewer closing): no signal reaches the dock any more."""
+    def shutdown(self, wait: bool = True) -> Any:
+        """Stop the work; no signal reaches the dock any more. ``wait``: until its thread has
+        ended (the viewer closing: napari's own close waits too); else the work ends on its
+        own (a removed dock: the GUI goes on at once). Returns the worker shut down, if any."""
         worker, slots = self.worker, self._slots
         self._finished()
-        if worker is None:
-            return
-        for signal, slot in slots:  # napari's own connections (its task list) stay
-            with contextlib.suppress(TypeError, RuntimeError):  # a deleted dock's: gone already
-                signal.disconnect(slot)
-        # keep the worker alive until its thread has really ended: collecting its signals
-        # object while the runnable still emits aborts the process (the slot holds its id, not
-        # the worker: no reference cycle through Qt, which Python could not collect)
-        for key in [key for key, old in _RETIRED.items() if old.ended.is_set()]:
-            del _RETIRED[key]
-        _RETIRED[id(worker)] = worker
-        worker.finished.connect(partial(_RETIRED.pop, id(worker), None))
-        worker.quit()
+        if worker is not None:
+            for signal, slot in slots:  # napari's own connections (its task list) stay
+                with contextlib.suppress(TypeError, RuntimeError):  # a deleted dock's: gone
+                    signal.disconnect(slot)
+            _retire(worker)
+            self._ending = worker
+        ending = self._ending
+        if ending is not None and not ending.ended.is_set():
+            ending.quit() if wait else ending.stop_work()
+        return worker
+
+
+def _retire(worker: StoppableWorker) -> None:
+    """Keep ``worker`` alive until its thread has really ended: collecting its signals object
+    while the runnable still emits aborts the process (the slot holds its id, not the worker: no
+    reference cycle through Qt, which Python could not collect)."""
+    for key in [key for key, old in _RETIRED.items() if old.ended.is_set()]:
+        del _RETIRED[key]
+    _RETIRED[id(worker)] = worker
+    worker.finished.connect(partial(_RETIRED.pop, id(worker), None))
 
 
 class TrainingWorker(StoppableWorker, GeneratorWorker):
@@ -162,10 +172,18 @@ class TrainingWorker(StoppableWorker, GeneratorWorker):
 class TrainingSession(WorkerSession):
     """One training at a time: start, pause, resume, stop, shut down (stop and wait)."""
 
-    def __init__(self, on_event: Callable[[ev.Event], None], on_done: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_event: Callable[[ev.Event], None],
+        on_done: Callable[[], None],
+        on_ended: Callable[[], None],
+    ) -> None:
+        """``on_event``, ``on_done``: the dock's (cut by :meth:`shutdown`); ``on_ended``: called
+        when the worker has finished, also after a shutdown (it must not use the dock)."""
         super().__init__()
         self._on_event = on_event
         self._on_done = on_done
+        self._on_ended = on_ended
 
     @property
     def paused(self) -> bool:
@@ -190,6 +208,7 @@ class TrainingSession(WorkerSession):
                 _ignore_errors=True,
             )
             worker.control, worker.done, worker.stop_work = control, done, control.stop
+            worker.finished.connect(self._on_ended)
             self.launch(
                 worker,
                 (worker.yielded, self._on_event),

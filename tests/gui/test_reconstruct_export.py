@@ -44,6 +44,20 @@ def checkpoints(tmp_path_factory, sem_2d) -> dict[str, str]:
     return {task: _train(tmp, crop, task) for task in ("crappify", "masking")}
 
 
+def _trained_on(state, checkpoint: str, layers: tuple[str, ...], channel_axis=None) -> None:
+    """As the Train dock records it at Start: the run's checkpoint folder and its layers."""
+    from napari_ssl.widgets.state import TrainingInputs
+
+    state.checkpoint = checkpoint
+    state.trained_on = TrainingInputs(str(Path(checkpoint).parent), layers, "", 2, channel_axis)
+
+
+def _export(qtbot, dock) -> None:
+    dock.paths = {}
+    dock.export_button.click()
+    qtbot.waitUntil(lambda: dock.worker is None and bool(dock.paths), timeout=60_000)
+
+
 def _run(qtbot, dock) -> None:
     dock.run_button.click()
     qtbot.waitUntil(lambda: dock.worker is None, timeout=120_000)
@@ -164,15 +178,14 @@ def test_export_and_reload(qtbot, viewer, docks, sem_layer, checkpoints, tmp_pat
     from napari_ssl.engine.checkpoints import load_trained
 
     dock = docks["Export"]
-    dock.state.checkpoint = checkpoints["crappify"]
+    _trained_on(dock.state, checkpoints["crappify"], ("sem",))
     dock.state.result_dir, dock.state.run_name = str(tmp_path / "runs"), "ssl"
     trained_run = tmp_path / "runs" / "ssl" / "checkpoints" / "ssl_1-checkpoint-best.pth"
     trained_run.parent.mkdir(parents=True)
     trained_run.write_bytes(Path(checkpoints["crappify"]).read_bytes())  # the run exported
     dock.out_dir.setText(str(tmp_path / "export"))
     dock.name.setText("pretrained")
-    dock.export_button.click()
-    qtbot.waitUntil(lambda: dock.worker is None and bool(dock.paths), timeout=60_000)
+    _export(qtbot, dock)
     pth = Path(dock.fields["pth"].text())
     assert pth.is_file() and Path(dock.fields["safetensors"].text()).is_file()
     trained = load_trained(pth)
@@ -206,12 +219,12 @@ def test_export_a_two_channel_layer(qtbot, viewer, docks, sem_2d, tmp_path):
     docks["Data and pretext"].select(["two"])
     dock = docks["Export"]
     assert dock.state.channel_axis == 2
-    dock.state.checkpoint = _train(tmp_path / "ckpt", cyx, "crappify", channels=2)
+    checkpoint = _train(tmp_path / "ckpt", cyx, "crappify", channels=2)
+    _trained_on(dock.state, checkpoint, ("two",), channel_axis=2)
     dock.state.result_dir, dock.state.run_name = str(tmp_path / "runs"), "two"
     dock.out_dir.setText(str(tmp_path / "export"))
     dock.name.setText("two")
-    dock.export_button.click()
-    qtbot.waitUntil(lambda: dock.worker is None and bool(dock.paths), timeout=60_000)
+    _export(qtbot, dock)
     cfg = load_yaml(dock.fields["yaml"].text())
     written = Path(cfg.data.train_path) / "train" / "x" / "two.tif"
     np.testing.assert_array_equal(load_image(written, 2, cfg.data.channels).read(), cyx)
@@ -231,6 +244,53 @@ def test_export_with_a_bad_name_writes_nothing(
     dock.export_button.click()
     assert notes[-1][0] == "error" and "is not a plain name" in notes[-1][1]
     assert dock.worker is None and not any(tmp_path.rglob("*.tif"))
+
+
+def test_export_saves_the_run_s_layers_and_keeps_earlier_exports(
+    qtbot, viewer, docks, sem_layer, sem_2d, checkpoints, tmp_path, notes
+):
+    from napari_ssl.widgets.export_dock import NO_DATA
+
+    viewer.add_image(sem_2d[:96, 96:192].copy(), name="other")
+    docks["Data and pretext"].select(["other"])  # selected now, but the run trained on "sem"
+    dock = docks["Export"]
+    _trained_on(dock.state, checkpoints["crappify"], ("sem",))
+    dock.out_dir.setText(str(tmp_path / "export"))
+    _export(qtbot, dock)
+    data = tmp_path / "export" / "pretrained_data" / "train" / "x"
+    assert sorted(p.name for p in data.iterdir()) == ["sem.tif"]
+    pth = (tmp_path / "export" / "pretrained.pth").read_bytes()
+    _trained_on(dock.state, checkpoints["crappify"], ("other",))  # a second run, on "other"
+    dock.export_button.click()  # the same name again: refused, nothing written
+    assert notes[-1][0] == "error" and "already exist" in notes[-1][1]
+    assert "pretrained.pth" in notes[-1][1] and "pretrained_data" in notes[-1][1]
+    assert dock.worker is None and sorted(p.name for p in data.iterdir()) == ["sem.tif"]
+    assert (tmp_path / "export" / "pretrained.pth").read_bytes() == pth
+    dock.replace.setChecked(True)
+    _export(qtbot, dock)
+    assert sorted(p.name for p in data.iterdir()) == ["other.tif"]  # not the earlier run's too
+    dock.save_data.setChecked(False)  # no data: the command would fail, so it is not shown
+    _export(qtbot, dock)
+    assert dock.fields["command"].toPlainText() == NO_DATA
+    dock.state.trained_on = None  # a checkpoint this viewer did not train: its layers unknown
+    dock.save_data.setChecked(True)
+    _export(qtbot, dock)
+    assert dock.fields["command"].toPlainText() == NO_DATA
+
+
+@pytest.mark.parametrize("where", ["relative", "file"])
+def test_export_to_a_bad_folder_is_refused_at_once(
+    qtbot, docks, sem_layer, checkpoints, tmp_path, notes, where, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("not a folder")
+    dock = docks["Export"]
+    dock.state.checkpoint = checkpoints["crappify"]
+    dock.out_dir.setText("export/here" if where == "relative" else str(tmp_path / "file" / "x"))
+    dock.export_button.click()
+    expected = "is a relative path: give a full path" if where == "relative" else "a file"
+    assert notes[-1][0] == "error" and expected in notes[-1][1]
+    assert dock.worker is None and sorted(tmp_path.iterdir()) == [tmp_path / "file"]
 
 
 def test_reconstruct_cancel(qtbot, viewer, docks, sem_2d, checkpoints, notes, capfd):

@@ -232,6 +232,17 @@ def test_start_errors_are_notifications(qtbot, viewer, docks, sem_layer, notes, 
     train.start_button.click()
     assert notes[-1][0] == "error" and "not found" in notes[-1][1]
     assert not train.state.running and not (tmp_path / "ssl").exists()
+    train.start_mode.setCurrentIndex(0)
+    (tmp_path / "a_file").write_text("")
+    for where, said in ((tmp_path / "a_file", "is, or lies inside, a file"),
+                        ("relative/runs", "is a relative path: give a full path")):  # fmt: skip
+        train.result_dir.setText(str(where))
+        train.start_button.click()  # refused before anything runs, not failed in the worker
+        severity, message = notes[-1]
+        assert severity == "error"
+        assert message.startswith(f"Cannot start training: the result folder '{where}' {said}")
+        assert not train.state.running and train.session.worker is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
 def test_small_image_is_noted_once(qtbot, viewer, docks, sem_2d, notes, tmp_path):

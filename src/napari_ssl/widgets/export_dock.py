@@ -2,8 +2,9 @@
 
 The written paths and the exact CLI command that reproduces the run headless are shown in
 read-only fields (select and copy, or use the Copy buttons). A run trained on napari layers has no
-data folder, so the training layers can be saved next to the export as ``train/x/*.tif`` and the
-YAML points there: the command then runs as shown.
+data folder, so the layers that run trained on (recorded at its Start) can be saved next to the
+export as ``<name>_data/train/x/*.tif`` and the YAML points there: the command then runs as shown.
+An earlier export of the same name is only written over when the user says so.
 """
 
 from __future__ import annotations
@@ -32,8 +33,14 @@ from napari_ssl.results import check_plain_name, next_run_id
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import when_removed
 from napari_ssl.widgets.gui_collection import holding
+from napari_ssl.widgets.output_folder import output_folder
 from napari_ssl.widgets.state import state_for, unwrap
 from napari_ssl.widgets.worker import StoppableWorker, WorkerSession, plain_error
+
+NO_DATA = (
+    "The config names no training data (the run trained on layers that were not saved): tick "
+    "'save the training layers' and export again, or set DATA.TRAIN.PATH in the YAML."
+)
 
 
 def cli_command(yaml_path: str | Path, result_dir: str | Path, name: str) -> str:
@@ -43,21 +50,35 @@ def cli_command(yaml_path: str | Path, result_dir: str | Path, name: str) -> str
     return shlex.join([*parts, "--name", name, "--run_id", str(next_run_id(result_dir, name))])
 
 
-def _export(path: str, out_dir: str, name: str, images: list[Image]) -> dict[str, Path]:
-    """Worker body: load the checkpoint, save the training images (if any), export."""
+def export_files(out_dir: Path, name: str, with_data: bool) -> list[Path]:
+    """The files and folder an export writes (the dataset folder when ``with_data``)."""
+    files = [out_dir / f"{name}{suffix}" for suffix in (".pth", ".safetensors", ".yaml")]
+    return [*files, data_folder(out_dir, name)] if with_data else files
+
+
+def data_folder(out_dir: Path, name: str) -> Path:
+    """Where an export saves the training layers: ``<name>_data/train/x``."""
+    return out_dir / f"{name}_data" / "train" / "x"
+
+
+def _export(path: str, out_dir: Path, name: str, images: list[Image]) -> tuple[dict, bool]:
+    """Worker body: load the checkpoint, save the training images (if any; an earlier export's
+    images are removed first), export. Returns the paths and whether the config has data."""
     from napari_ssl.data.folders import write_image
     from napari_ssl.engine.checkpoints import export_checkpoint, load_trained
 
     trained = load_trained(path)
     if images:
-        folder = Path(out_dir) / f"{name}_data" / "train" / "x"
+        folder = data_folder(out_dir, name)
         folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.tif"):  # replacing an export: its images only, as written
+            old.unlink()
         for image in images:  # as napari-ssl and BiaPy read them back: axes name the channels
             write_image(image, folder)
         trained.cfg.data.train_path = str(folder.parent.parent)
     # a run on layers has no test folder: the exported command then trains only
     trained.cfg.test.enable = bool(trained.cfg.data.test_path)
-    return export_checkpoint(trained, out_dir, name)
+    return export_checkpoint(trained, out_dir, name), bool(trained.cfg.data.train_path)
 
 
 class ExportWorker(StoppableWorker, FunctionWorker):
@@ -96,8 +117,14 @@ class ExportDock(QWidget):
         form.addRow("Name", self.name)
         self.save_data = QCheckBox("save the training layers as a dataset folder")
         self.save_data.setChecked(True)
-        self.save_data.setToolTip("So that the CLI command below finds the data")
+        self.save_data.setToolTip(
+            "The layers the checkpoint's run trained on, as <name>_data/train/x/*.tif, so that "
+            "the CLI command below finds the data"
+        )
         form.addRow("", self.save_data)
+        self.replace = QCheckBox("replace an earlier export of this name")
+        self.replace.setToolTip("Without it, Export refuses to write over existing files")
+        form.addRow("", self.replace)
         layout.addLayout(form)
         self.export_button = QPushButton("Export")
         self.export_button.clicked.connect(self.export)
@@ -143,12 +170,21 @@ class ExportDock(QWidget):
         if path:
             self.checkpoint.setText(path)
 
-    def _training_images(self) -> list[Image]:
-        state = self.state
-        if not self.save_data.isChecked() or state.folder:
+    def _training_images(self, path: str) -> list[Image]:
+        """The layers the checkpoint's run trained on, when this viewer trained it on layers."""
+        run = self.state.trained_on
+        if not self.save_data.isChecked() or run is None or not run.layers:
             return []
-        layers = [self.viewer.layers[n] for n in state.layers if n in self.viewer.layers]
-        return [_layers.to_image(lyr, state.ndim, state.channel_axis) for lyr in layers]
+        if Path(path).resolve().parent != Path(run.checkpoints_dir).resolve():
+            return []  # a checkpoint from elsewhere: which layers it saw is not known
+        missing = [name for name in run.layers if name not in self.viewer.layers]
+        if missing:
+            raise DataError(
+                f"the run trained on {', '.join(map(repr, missing))}, no longer in the viewer: "
+                "add the layer(s) back, or untick 'save the training layers'."
+            )
+        layers = [self.viewer.layers[name] for name in run.layers]
+        return [_layers.to_image(layer, run.ndim, run.channel_axis) for layer in layers]
 
     @property
     def worker(self) -> ExportWorker | None:
@@ -164,10 +200,12 @@ class ExportDock(QWidget):
         try:
             if not path or not Path(path).is_file():
                 raise DataError(f"checkpoint '{path}' not found: train first or pick a .pth file.")
-            if not out_dir or not name:
-                raise DataError("give an export folder and a name.")
+            if not name:
+                raise DataError("give a name.")
             check_plain_name(name, "Name")  # before anything is written
-            images = self._training_images()
+            images = self._training_images(path)
+            folder = output_folder(out_dir, "export folder")
+            self._check_earlier(folder, name, bool(images))
         except (DataError, ValueError) as err:
             show_error(f"Cannot export: {err}")
             return
@@ -175,7 +213,7 @@ class ExportDock(QWidget):
 
         with holding(_export) as export:
             worker = create_worker(
-                export, path, out_dir, name, images,
+                export, path, folder, name, images,
                 _worker_class=ExportWorker, _start_thread=False, _ignore_errors=True,
             )  # fmt: skip
             self.export_button.setEnabled(False)
@@ -186,19 +224,29 @@ class ExportDock(QWidget):
                 (worker.finished, self._on_finished),
             )
 
+    def _check_earlier(self, folder: Path, name: str, with_data: bool) -> None:
+        """Refuse to write over an earlier export unless "replace" is ticked."""
+        found = [p for p in export_files(folder, name, with_data) if p.exists()]
+        if found and not self.replace.isChecked():
+            names = ", ".join(str(p.relative_to(folder)) for p in found)
+            raise DataError(
+                f"{names} already exist(s) in {folder}: choose another name or folder, or tick "
+                "'replace an earlier export of this name'."
+            )
+
     def _on_error(self, err: Exception) -> None:
         show_error(f"Export failed: {plain_error(err)}")
 
     def _on_finished(self) -> None:
         self.export_button.setEnabled(True)
 
-    def _on_exported(self, paths: dict[str, Path]) -> None:
+    def _on_exported(self, result: tuple[dict[str, Path], bool]) -> None:
+        paths, with_data = result
         self.paths = paths
         for key, value in paths.items():
             if key in self.fields:
                 self.fields[key].setText(str(value))
-        result_dir = self.state.result_dir or str(Path(self.out_dir.text()) / "runs")
-        self.fields["command"].setPlainText(
-            cli_command(paths["yaml"], result_dir, self.state.run_name or self.name.text())
-        )
+        result_dir = self.state.result_dir or str(Path(paths["yaml"]).parent / "runs")
+        command = cli_command(paths["yaml"], result_dir, self.state.run_name or self.name.text())
+        self.fields["command"].setPlainText(command if with_data else NO_DATA)
         show_info(f"Exported to {Path(paths['pth']).parent}")

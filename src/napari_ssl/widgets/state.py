@@ -17,6 +17,17 @@ from psygnal import evented
 from napari_ssl.config import Config
 
 
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What the latest training of a viewer trained on (the Export dock saves these layers)."""
+
+    checkpoints_dir: str  # where its run writes its checkpoints
+    layers: tuple[str, ...]  # the layers' names, or () for a folder
+    folder: str
+    ndim: int
+    channel_axis: int | None
+
+
 @evented
 @dataclass
 class SslState:
@@ -29,6 +40,7 @@ class SslState:
     result_dir: str = ""  # result folder of the latest training
     run_name: str = ""
     running: bool = False  # a training is running (Start is refused meanwhile)
+    trained_on: TrainingInputs | None = None  # the inputs of the latest training
 
     def update_cfg(self, **sections: Any) -> None:
         """Replace whole config sections (``data=...``, ``pretext=...``) and emit one event."""

@@ -42,9 +42,10 @@ from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.config_file import ConfigFile
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors
 from napari_ssl.widgets.normalization_box import commit_inputs
+from napari_ssl.widgets.output_folder import output_folder
 from napari_ssl.widgets.schedule_box import ScheduleBox
 from napari_ssl.widgets.sci_spinbox import SciSpinBox
-from napari_ssl.widgets.state import SslState, state_for, unwrap
+from napari_ssl.widgets.state import SslState, TrainingInputs, state_for, unwrap
 from napari_ssl.widgets.train_events import TrainEvents
 from napari_ssl.widgets.validation_box import ValidationBox
 from napari_ssl.widgets.wording import explain, in_dock_words
@@ -268,13 +269,16 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         )
         cfg.validate()
         self.validation.check()  # as the engine lists the folder (it reads the images at Start)
-        result_dir, name = self.result_dir.text().strip(), self.run_name.text().strip()
-        if not result_dir:
-            raise DataError("no result folder: choose where checkpoints and charts go.")
+        name = self.run_name.text().strip()
+        result_dir = str(output_folder(self.result_dir.text(), "result folder"))
         same_run = self._layout is not None and Path(path).parent == self._layout.checkpoints_dir
         if not (mode == 1 and same_run):
             self._layout = ResultsLayout(result_dir, name, next_run_id(result_dir, name))
         self.state.result_dir, self.state.run_name = result_dir, name
+        self.state.trained_on = TrainingInputs(
+            str(self._layout.checkpoints_dir), tuple(layer.name for layer in self._sources),
+            self.state.folder, self.state.ndim, self.state.channel_axis,
+        )  # fmt: skip
         return {
             "cfg": cfg,
             "images": images,

@@ -22,6 +22,7 @@ from napari_ssl.data.sampling import (
 )
 from napari_ssl.engine import events as ev
 from napari_ssl.engine.checkpoints import load_trained
+from napari_ssl.engine.checks import size_notes
 from napari_ssl.engine.tasks import StatsTable, augment
 from napari_ssl.inference.reconstruct import reconstruct
 from napari_ssl.results import ResultsLayout
@@ -273,6 +274,21 @@ def test_small_image_is_reflect_padded(sem_2d: np.ndarray, tmp_path: Path) -> No
     notes = events[0].notes
     assert any("tiny (20, 24) is smaller than the patch (32, 32)" in n for n in notes)
     assert isinstance(events[-1], ev.Finished)
+
+
+def test_a_stack_is_not_taken_for_channels(nuclei_3d: np.ndarray) -> None:
+    """A 2D choice on a (Z, Y, X) stack: the hint says 3D; taken as channels, a note says so."""
+    stack = nuclei_3d[:20, :64, :64]
+    with pytest.raises(DataError, match=r"a stack of 20 slices\? choose 3D \(or set the channel"):
+        as_image(stack, "stack", 2)
+    with pytest.raises(DataError, match=r"axes but 2D without channels was chosen; set the chan"):
+        as_image(stack[:3], "three", 2)  # 3 along the extra axis: channels, likely
+    many = as_image(stack, "stack", 2, channel_axis=0)
+    assert size_notes([many], (32, 32)) == [
+        "stack is read as 20 channels of 2D images: if these are Z slices or time points, train "
+        "in 3D instead (PROBLEM.NDIM); a model of 20 channels only takes images of 20 channels."
+    ]
+    assert size_notes([as_image(stack[:8], "eight", 2, channel_axis=0)], (32, 32)) == []
 
 
 # ----- validation split and augmentation

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+MAX_CHANNELS = 8  # more than this along an extra axis: rather a stack (Z, T) than channels
+
 
 class DataError(ValueError):
     """Bad input data; the message names the file or layer and says how to fix it."""
@@ -85,11 +87,11 @@ def as_image(
     shape = tuple(array.shape)
     if channel_axis is None:
         if len(shape) != ndim:
-            hint = (
-                "set the channel axis"
-                if len(shape) == ndim + 1
-                else f"choose {len(shape)}D or pick a {ndim}D image"
-            )
+            hint = f"choose {len(shape)}D or pick a {ndim}D image"
+            if len(shape) == ndim + 1:
+                hint = "set the channel axis"
+                if ndim == 2 and min(shape[0], shape[-1]) > MAX_CHANNELS:  # not channels
+                    hint = f"a stack of {shape[0]} slices? choose 3D (or set the channel axis)"
             raise DataError(
                 f"{name}: shape {shape} has {len(shape)} axes but {ndim}D without channels "
                 f"was chosen; {hint}."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from napari_ssl.config import Config
-from napari_ssl.data.images import DataError, Image
+from napari_ssl.data.images import MAX_CHANNELS, DataError, Image
 from napari_ssl.engine.device import host_memory_available
 
 
@@ -25,12 +25,20 @@ def check_images(cfg: Config, images: list[Image]) -> None:
 
 
 def size_notes(images: list[Image], patch: tuple[int, ...]) -> list[str]:
-    """A note for each image smaller than the patch (it is padded, not refused)."""
-    return [
+    """A note for each image smaller than the patch (it is padded, not refused), and one when
+    the images have more channels than a microscope gives (a stack read as channels?)."""
+    notes = [
         f"{img.name} {img.spatial_shape} is smaller than the patch {patch}: it is reflect-padded."
         for img in images
         if any(s < p for s, p in zip(img.spatial_shape, patch, strict=True))
     ]
+    if images and images[0].channels > MAX_CHANNELS and len(patch) == 2:
+        notes.append(
+            f"{images[0].name} is read as {images[0].channels} channels of 2D images: if these "
+            "are Z slices or time points, train in 3D instead (PROBLEM.NDIM); a model of "
+            f"{images[0].channels} channels only takes images of {images[0].channels} channels."
+        )
+    return notes
 
 
 def check_memory(cfg: Config, device: torch.device, in_channels: int) -> None:

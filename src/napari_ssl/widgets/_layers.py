@@ -16,9 +16,8 @@ import numpy as np
 from napari.layers import Image as ImageLayer
 from qtpy.QtWidgets import QAbstractItemView, QListWidget
 
-from napari_ssl.data.images import DataError, Image, as_image
+from napari_ssl.data.images import MAX_CHANNELS, DataError, Image, as_image
 
-MAX_CHANNELS = 8  # a small axis up to this size is taken for channels when detecting axes
 PREVIEW_SUFFIXES = {"crappify": "[crappified]", "masking": "[masked]"}  # Data dock, per task
 LIVE_SUFFIX = "[live reconstruction]"  # the Train dock's preview of the network's output
 

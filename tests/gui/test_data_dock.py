@@ -50,6 +50,40 @@ def test_crappify_preview_updates_in_place(qtbot, viewer, docks, sem_layer):
     screenshot(viewer, "data_dock_crappify", "Data and pretext")
 
 
+def test_one_preview_per_layer_and_a_deleted_one_stays_deleted(
+    qtbot, viewer, docks, sem_layer, monkeypatch
+):
+    from napari_ssl.pretext import preview
+
+    reads = []  # the whole image's range is read once, not at every parameter change
+    real = preview.data_range
+    monkeypatch.setattr(preview, "data_range", lambda image: reads.append(1) or real(image))
+    data = docks["Data and pretext"]
+    data.run_preview()
+    data.noise.setValue(0.3)
+    qtbot.wait(500)  # the debounced live preview
+    assert len(reads) == 1 and "sem [crappified]" in viewer.layers
+    data.task.setCurrentText("masking")  # the preview follows the task: replaced, not added
+    qtbot.waitUntil(lambda: "sem [masked]" in viewer.layers, timeout=5000)
+    assert "sem [crappified]" not in viewer.layers
+    viewer.layers.remove("sem [masked]")  # the user deletes the preview: it stays deleted
+    data.ratio.setValue(0.6)
+    data.mask_type.setCurrentText("random")
+    qtbot.wait(500)
+    assert [layer.name for layer in viewer.layers] == ["sem"]
+
+
+def test_3d_masking_takes_cubic_patches(viewer, docks, nuclei_3d):
+    data = docks["Data and pretext"]
+    viewer.add_image(nuclei_3d[:, :128, :128], name="nuclei")
+    assert data.state.cfg.data.patch_size == (64, 128, 128) and data.patch_z.isEnabled()
+    data.task.setCurrentText("masking")
+    assert data.state.cfg.data.patch_size == (128, 128, 128) and not data.patch_z.isEnabled()
+    data.patch_xy.setValue(64)
+    assert data.state.cfg.data.patch_size == (64, 64, 64) and data.patch_z.value() == 64
+    docks["Train"]._config().validate()  # what Start checks: no "must be cubic"
+
+
 def test_masking_preview_3d(viewer, docks, nuclei_3d):
     data = docks["Data and pretext"]
     viewer.add_image(nuclei_3d, name="nuclei", scale=(0.29, 0.26, 0.26))

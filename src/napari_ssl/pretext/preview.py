@@ -8,24 +8,35 @@ from napari_ssl.config import Config
 from napari_ssl.data.images import DataError, Image
 
 
+def data_range(image: Image) -> tuple[float, float]:
+    """The whole image's (min, max), to which crappify's noise is scaled (a sample of a huge
+    image, as in training)."""
+    from napari_ssl.data.normalization import compute_stats
+
+    stats = compute_stats(image, "div")
+    return stats.data_min, stats.data_max
+
+
 def pretext_preview(
-    image: Image, cfg: Config, limits: tuple[int, ...]
+    image: Image,
+    cfg: Config,
+    limits: tuple[int, ...],
+    whole_range: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """The centred crop of ``image`` (at most ``limits`` per spatial axis), crappified or
-    masked as in training, ``(C, *crop)`` in raw units, and where the crop starts."""
+    masked as in training, ``(C, *crop)`` in raw units, and where the crop starts.
+    ``whole_range``: :func:`data_range` of ``image``, when known already."""
     shape = image.spatial_shape
     start = tuple(max(0, (s - m) // 2) for s, m in zip(shape, limits, strict=True))
     region = tuple(slice(b, b + min(s, m)) for b, s, m in zip(start, shape, limits, strict=True))
     crop = image.read(region)
     pretext = cfg.pretext
     if pretext.task == "crappify":
-        from napari_ssl.data.normalization import compute_stats
         from napari_ssl.pretext.crappify import crappify
 
-        whole = compute_stats(image, "div")  # the noise scales with the whole image's max
-        out = crappify(
+        out = crappify(  # the noise scales with the whole image's max
             crop, pretext.noise, pretext.resizing_factor, seed=0,
-            data_range=(whole.data_min, whole.data_max),
+            data_range=whole_range or data_range(image),
         )  # fmt: skip
         return np.asarray(out), start
     from napari_ssl.pretext.masking import preview_masked

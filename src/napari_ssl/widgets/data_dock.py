@@ -68,6 +68,7 @@ class DataDock(QWidget):
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
         self._previewed: set[str] = set()  # source layers with a preview layer to keep updated
+        self._ranges: dict[tuple, tuple[float, float]] = {}  # (layer, data, axes): its range
         self._shown_error = ""  # the last preview error shown, not repeated by live updates
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self._live_preview)
@@ -212,6 +213,7 @@ class DataDock(QWidget):
         self.layer_list.blockSignals(False)
         for old, name in renamed:  # once the list is rebuilt: renaming refreshes it again
             _layers.rename_outputs(self.viewer, old, name)
+        self._previewed = {name for name in self._previewed if self._preview_of(name)}
         new = event.value if event is not None and event.type == "inserted" else None
         if not selected and not self.state.folder and any(layer is new for layer in inputs):
             self.select([new.name])
@@ -263,11 +265,15 @@ class DataDock(QWidget):
         task = self.task.currentText()
         self.ratio.setEnabled(self.mask_type.currentText() == "random")
         ndim = self.ndim.currentIndex() + 2
-        self.patch_z.setEnabled(ndim == 3)
+        cubic = ndim == 3 and task == "masking"  # a 3D ViT takes cubic patches
+        self.patch_z.setEnabled(ndim == 3 and not cubic)
         if ndim != self.state.ndim and self.patch_xy.value() == DEFAULT_XY[self.state.ndim]:
             with QSignalBlocker(self.patch_xy):  # an untouched default follows the dimensions
                 self.patch_xy.setValue(DEFAULT_XY[ndim])
         xy = self.patch_xy.value()
+        if cubic and self.patch_z.value() != xy:
+            with QSignalBlocker(self.patch_z):
+                self.patch_z.setValue(xy)
         patch = (xy, xy) if ndim == 2 else (self.patch_z.value(), xy, xy)
         cfg = self.state.cfg
         data = dataclasses.replace(
@@ -358,13 +364,25 @@ class DataDock(QWidget):
         if self._previewed:
             self.run_preview(live=True)
 
+    def _preview_of(self, name: str) -> bool:
+        """Whether the layer ``name`` has a preview layer (the user may have deleted it)."""
+        return any(f"{name} {suffix}" in self.viewer.layers
+                   for suffix in _layers.PREVIEW_SUFFIXES.values())  # fmt: skip
+
     def _preview_one(self, layer: ImageLayer) -> None:
-        from napari_ssl.pretext.preview import pretext_preview
+        from napari_ssl.pretext.preview import data_range, pretext_preview
 
         state = self.state
         image = _layers.to_image(layer, state.ndim, state.channel_axis)
-        out, start = pretext_preview(image, state.cfg, PREVIEW_MAX[state.ndim])
+        key = (id(layer), id(_layers.layer_data(layer)), state.ndim, state.channel_axis)
+        if key not in self._ranges:  # the whole image's range: read once per layer and axes
+            self._ranges = {k: v for k, v in self._ranges.items() if k[0] != id(layer)}
+            self._ranges[key] = data_range(image)
+        out, start = pretext_preview(image, state.cfg, PREVIEW_MAX[state.ndim], self._ranges[key])
         pretext = state.cfg.pretext
+        for task, suffix in _layers.PREVIEW_SUFFIXES.items():  # one preview per layer
+            if task != pretext.task and f"{layer.name} {suffix}" in self.viewer.layers:
+                self.viewer.layers.remove(f"{layer.name} {suffix}")
         data = _layers.to_layer_layout(out, state.channel_axis)
         offset = list(start)
         if state.channel_axis is not None and not layer.rgb:

@@ -134,6 +134,23 @@ def test_reconstruct_puts_channels_back(qtbot, viewer, docks, sem_2d, checkpoint
     assert len(viewer.layers) == count
 
 
+def test_rgb_outputs_keep_the_source_type(qtbot, viewer, docks, sem_2d, tmp_path):
+    """napari draws float RGB as 0-1 (white thumbnails): RGB outputs are uint8 like the source."""
+    cyx = np.stack([sem_2d[:64, :64], sem_2d[64:128, :64], 255 - sem_2d[:64, :64]])
+    checkpoint = _train(tmp_path, cyx, "crappify", channels=3)
+    source = viewer.add_image(np.moveaxis(cyx, 0, -1).copy(), name="rgb", rgb=True)
+    data, dock = docks["Data and pretext"], docks["Reconstruct"]
+    data.select(["rgb"])
+    data.run_preview()
+    dock.checkpoint.setText(checkpoint)
+    dock.select(["rgb"])
+    _run(qtbot, dock)
+    for name in ("rgb [crappified]", "rgb [reconstruction]"):
+        layer = viewer.layers[name]
+        assert layer.rgb and layer.data.dtype == np.uint8 and layer.data.shape == (64, 64, 3)
+        assert abs(layer.thumbnail[..., :3].mean() - source.thumbnail[..., :3].mean()) < 40
+
+
 def test_reconstruct_follows_the_checkpoint_and_renamed_layers(
     qtbot, viewer, docks, sem_2d, checkpoints, notes
 ):

@@ -202,16 +202,20 @@ def upsert_image(
     data: np.ndarray,
     source: ImageLayer,
     offset: tuple[int, ...] | None = None,
-    **kwargs: Any,
 ) -> ImageLayer:
-    """Add ``name`` on the source's scale/translate, or update it in place if it exists.
+    """Add ``name`` on the source's scale/translate and contrast limits, or update its data in
+    place if it exists (the contrast the user set stays).
 
     ``offset`` (in pixels, one per axis of ``data`` minus RGB) shifts a crop to where it lies in
-    the source.
+    the source. RGB outputs take the source's integer type (napari draws float RGB as 0-1).
     """
     translate = np.asarray(source.translate, dtype=float)
     if offset is not None:
         translate = translate + np.asarray(offset, dtype=float) * np.asarray(source.scale)
+    dtype = np.dtype(layer_data(source).dtype)
+    if source.rgb and dtype.kind in "iu" and data.dtype != dtype:
+        info = np.iinfo(dtype)
+        data = np.clip(np.rint(data), info.min, info.max).astype(dtype)
     if name in viewer.layers and isinstance(viewer.layers[name], ImageLayer):
         layer = viewer.layers[name]
         if layer.data.shape == data.shape and layer.rgb == source.rgb:
@@ -229,5 +233,5 @@ def upsert_image(
         translate=translate,
         units=source.units,
         rgb=source.rgb,
-        **kwargs,
+        contrast_limits=source.contrast_limits,
     )

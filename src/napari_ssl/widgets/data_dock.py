@@ -387,12 +387,5 @@ class DataDock(QWidget):
         offset = list(start)
         if state.channel_axis is not None and not layer.rgb:
             offset.insert(state.channel_axis % data.ndim, 0)
-        kwargs = {} if layer.rgb else {"contrast_limits": layer.contrast_limits}
-        _layers.upsert_image(
-            self.viewer,
-            f"{layer.name} {_layers.PREVIEW_SUFFIXES[pretext.task]}",
-            data,
-            layer,
-            offset=tuple(offset),
-            **kwargs,
-        )
+        name = f"{layer.name} {_layers.PREVIEW_SUFFIXES[pretext.task]}"
+        _layers.upsert_image(self.viewer, name, data, layer, offset=tuple(offset))

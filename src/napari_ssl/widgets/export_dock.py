@@ -35,6 +35,7 @@ from napari_ssl.widgets._links import when_removed
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.output_folder import output_folder
 from napari_ssl.widgets.state import state_for, unwrap
+from napari_ssl.widgets.wording import CHECKPOINT_FILES
 from napari_ssl.widgets.worker import StoppableWorker, WorkerSession, plain_error
 
 NO_DATA = (
@@ -109,7 +110,9 @@ class ExportDock(QWidget):
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.checkpoint = QLineEdit(placeholderText="the run just trained, or a .pth file")
+        self.checkpoint = QLineEdit(
+            placeholderText="the run just trained, or a .pth / .safetensors file"
+        )
         form.addRow("Checkpoint", self._row(self.checkpoint, self._browse_checkpoint, "…"))
         self.out_dir = QLineEdit(str(Path.home() / "napari-ssl-export"))
         form.addRow("Folder", self._row(self.out_dir, self._browse_folder, "…"))
@@ -157,7 +160,7 @@ class ExportDock(QWidget):
         QApplication.clipboard().setText(_text(edit))
 
     def _browse_checkpoint(self) -> None:
-        path = QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.pth)")[0]
+        path = QFileDialog.getOpenFileName(self, "Checkpoint", "", CHECKPOINT_FILES)[0]
         if path:
             self.checkpoint.setText(path)
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 
 from napari_ssl.data.images import DataError
 
 
 def output_folder(text: str, what: str) -> Path:
-    """The folder ``text`` (``~`` expanded), created if missing, or a clear :class:`DataError`
-    (``what``: its field, "result folder") when it is relative, a file, or cannot be written."""
+    """The folder ``text`` (``~`` expanded), checked writable but not created, or a clear
+    :class:`DataError` (``what``: its field, "result folder") when it is relative, a file, or
+    cannot be written (a trial folder is made and removed in its nearest existing folder)."""
     text = text.strip()
     if not text:
         raise DataError(f"no {what}: choose where the files go.")
@@ -20,17 +21,14 @@ def output_folder(text: str, what: str) -> Path:
             f"the {what} '{text}' is a relative path: give a full path, such as "
             f"'{Path.home() / folder}'."
         )
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise DataError(f"the {what} '{folder}' is, or lies inside, a file: choose a folder.")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise DataError(
-            f"the {what} '{folder}' is, or lies inside, a file: choose a folder."
-        ) from None
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
     except OSError as err:
         raise DataError(
-            f"the {what} '{folder}' cannot be created ({err.strerror or err}): choose a folder "
+            f"the {what} '{folder}' cannot be written ({err.strerror or err}): choose a folder "
             "you can write to."
         ) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise DataError(f"the {what} '{folder}' is not writable: choose a folder you can write to.")
     return folder

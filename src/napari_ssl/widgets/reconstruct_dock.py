@@ -40,7 +40,7 @@ from napari_ssl.widgets._links import when_removed
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.state import state_for, unwrap
-from napari_ssl.widgets.wording import explain
+from napari_ssl.widgets.wording import CHECKPOINT_FILES, explain
 from napari_ssl.widgets.worker import ProgressRelay, StoppableWorker, WorkerSession, plain_error
 
 OUTPUT_NAMES = {  # in stacking order: the last one added ends on top
@@ -134,7 +134,9 @@ class ReconstructDock(QWidget):
         layout = QVBoxLayout(self)
         form = QFormLayout()
         row = QHBoxLayout()
-        self.checkpoint = QLineEdit(placeholderText="the run just trained, or a .pth file")
+        self.checkpoint = QLineEdit(
+            placeholderText="the run just trained, or a .pth / .safetensors file"
+        )
         browse = QPushButton("…")
         browse.setMaximumWidth(30)
         browse.clicked.connect(self._browse)
@@ -171,7 +173,7 @@ class ReconstructDock(QWidget):
         layout.addStretch(1)
 
     def _browse(self) -> None:
-        path = QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.pth)")[0]
+        path = QFileDialog.getOpenFileName(self, "Checkpoint", "", CHECKPOINT_FILES)[0]
         if path:
             self.checkpoint.setText(path)
 
@@ -287,10 +289,7 @@ class ReconstructDock(QWidget):
                 if key not in out:
                     continue
                 data = _layers.to_layer_layout(out[key], axis)
-                kwargs = {} if source.rgb else {"contrast_limits": source.contrast_limits}
-                _layers.upsert_image(
-                    self.viewer, output_name(source.name, key, task), data, source, **kwargs
-                )
+                _layers.upsert_image(self.viewer, output_name(source.name, key, task), data, source)
         self.updates.flush()
         set_progress(self.progress, self.progress.maximum(), "%p%")
         lines = [

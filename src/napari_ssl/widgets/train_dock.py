@@ -48,7 +48,7 @@ from napari_ssl.widgets.sci_spinbox import SciSpinBox
 from napari_ssl.widgets.state import SslState, TrainingInputs, state_for, unwrap
 from napari_ssl.widgets.train_events import TrainEvents
 from napari_ssl.widgets.validation_box import ValidationBox
-from napari_ssl.widgets.wording import explain, in_dock_words
+from napari_ssl.widgets.wording import CHECKPOINT_FILES, explain, in_dock_words
 from napari_ssl.widgets.worker import TrainingSession, start_device_probe
 
 MODELS = {"crappify": ("unet", "resunet"), "masking": ("mae",)}
@@ -176,7 +176,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             path = (
                 QFileDialog.getExistingDirectory(self, "Result folder")
                 if folder
-                else QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.pth)")[0]
+                else QFileDialog.getOpenFileName(self, "Checkpoint", "", CHECKPOINT_FILES)[0]
             )
             if path:
                 edit.setText(path)

@@ -67,7 +67,7 @@ class TrainEvents:
             f"{e.train_patches} patches per epoch. Results: {self._layout.root}",
         )
         if e.notes:
-            show_info("\n".join(e.notes))
+            show_info(in_dock_words("\n".join(e.notes)))
         for row in e.history:  # a resumed run's epochs so far: its curves go on where they were
             metrics = {key: value for key, value in row.items() if key not in EPOCH_COLUMNS}
             self.plot.add_step(row["epoch"], row["train_loss"])  # the epoch's mean, at its end
@@ -183,7 +183,4 @@ class TrainEvents:
         if axis is not None and not source.rgb:
             offset.insert(axis % data.ndim, 0)
         name = f"{source.name} {_layers.LIVE_SUFFIX}"
-        new = name not in self.viewer.layers
-        layer = _layers.upsert_image(self.viewer, name, data, source, offset=tuple(offset))
-        if new and not source.rgb:
-            layer.contrast_limits = source.contrast_limits
+        _layers.upsert_image(self.viewer, name, data, source, offset=tuple(offset))

@@ -35,9 +35,14 @@ FIELDS = {  # (our key, BiaPy's key) -> the label of the field that sets it
     ("data.normalization_mean", "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL"): "Fixed mean",
     ("data.normalization_std", "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL"): "Fixed std",
     ("train.patience", "TRAIN.PATIENCE"): "the early-stopping patience",
+    ("system.num_workers", "SYSTEM.NUM_WORKERS"): "the reader threads",
 }
+CHECKPOINT_FILES = "Checkpoints (*.pth *.safetensors)"  # the file dialogs' filter
 CHANNELS_SET_BY = "last entry of DATA.PATCH_SIZE"  # in the docks, the Data dock's channel axis
-LOADED = {"train.patience"}  # no dock shows these: said in words, set with "Load config…"
+LOADED = {
+    "train.patience",
+    "system.num_workers",
+}  # no dock shows these: said in words, set with "Load config…"
 SET_WITH = "set with Load config…"
 _KEY = "|".join(re.escape(biapy) for _, biapy in FIELDS)
 _VALUE = r"(?![A-Z][A-Z0-9_]*\.)([^()]+)"  # "(BiaPy TRAIN.PATIENCE, 20)": 20, not another key

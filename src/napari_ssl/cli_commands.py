@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,13 @@ def predict(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="napari-ssl predict", description=predict.__doc__)
     p.add_argument("--checkpoint", required=True, help="a .pth or .safetensors checkpoint")
     p.add_argument("--input", required=True, nargs="+", help="image files or folders")
-    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument(
+        "--output", required=True,
+        help="output folder: <name>.tif per input image (masking: and <name>_<view>.tif for the "
+        "four MAE views); files there from an earlier run are replaced (a line says how many); "
+        "refused, with nothing written, when an output would overwrite an input image or two "
+        "inputs would write the same file",
+    )  # fmt: skip
     p.add_argument("--gpu", default=None, help="GPU index, e.g. 0 (default: auto)")
     p.add_argument(
         "--overlap", type=float, default=None,
@@ -124,31 +131,109 @@ def predict(argv: list[str]) -> int:
         for path in args.input:
             _must_exist("--input", path, "file or folder")
         trained = load_trained(args.checkpoint)
-        files = [
+        files = _unique_files(
             f
             for i in args.input
             for f in (list_images(i, "--input") if _is_folder(i) else [Path(i)])
-        ]
-        for path in files:
+        )
+        masking = trained.cfg.pretext.task == "masking"
+        plan = {f: _outputs_of(f, Path(args.output), masking) for f in files}
+        replaced = _check_outputs(plan, args.output)
+        if replaced:
+            print(f"replacing {replaced} existing file(s) in {args.output}")
+        for path, planned in plan.items():
             image = load_image(path, trained.cfg.data.ndim, trained.in_channels, by_checkpoint=True)
             outputs = reconstruct(
                 trained, image, device=device, overlap=args.overlap, batch_size=args.batch
             )
-            out = Path(args.output) / f"{path.stem}.tif"
-            if "reconstruction_and_visible" not in outputs:  # crappify: the restored image
-                save_tif(out, outputs["reconstruction"])
+            for key, out in planned:
+                save_tif(out, outputs[key])
+            out = planned[0][1]
+            if not masking:  # crappify: the restored image
                 print(f"{path.name} -> {out}")
                 continue
             # masking: the stitched reconstruction and the four MAE views beside it
-            save_tif(out, outputs["reconstruction_and_visible"])
-            for view in MAE_CHECK_KINDS:
-                save_tif(out.with_name(f"{path.stem}_{view}.tif"), outputs[view])
             views = ", ".join(f"_{view}" for view in MAE_CHECK_KINDS)
             print(f"{path.name} -> {out} (and {path.stem}{{{views}}}.tif beside it)")
     except (CheckpointError, DataError, ValueError) as err:
         print(f"napari-ssl predict: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _unique_files(files: Iterable[Path]) -> list[Path]:
+    """``files`` in order, each file once (an image named twice, e.g. as a file and through its
+    folder, is predicted once)."""
+    seen: set[tuple[int, int]] = set()
+    unique = []
+    for path in files:
+        if _file_id(path) not in seen:
+            seen.add(_file_id(path))
+            unique.append(path)
+    return unique
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    """What ``os.path.samefile`` compares: the device and inode of an existing file."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def _outputs_of(path: Path, output: Path, masking: bool) -> list[tuple[str, Path]]:
+    """What predict writes for the input ``path``, as (output key, file), the main file first:
+    <stem>.tif; masking: the reconstruction with the visible pixels there and the four MAE views
+    in <stem>_<view>.tif."""
+    from napari_ssl.results import MAE_CHECK_KINDS
+
+    if not masking:
+        return [("reconstruction", output / f"{path.stem}.tif")]
+    views = [(view, output / f"{path.stem}_{view}.tif") for view in MAE_CHECK_KINDS]
+    return [("reconstruction_and_visible", output / f"{path.stem}.tif"), *views]
+
+
+def _check_outputs(plan: dict[Path, list[tuple[str, Path]]], output: str) -> int:
+    """Raise ``ValueError`` (nothing written yet) when a planned output is an input image or two
+    inputs would write the same file; else the number of existing files that will be replaced."""
+    if Path(output).exists() and not Path(output).is_dir():
+        raise ValueError(f"--output {output} is a file; give a folder for the predictions.")
+    inputs = {_file_id(path): path for path in plan}
+    writers: dict[str, Path] = {}  # resolved output -> the input writing it
+    shared: dict[tuple[Path, Path], Path] = {}  # (first input, second input) -> a shared file
+    overwritten: list[str] = []
+    existing = 0
+    for path, planned in plan.items():
+        for _, out in planned:
+            key = os.path.normcase(out.resolve())
+            if key in writers:
+                if writers[key] != path:
+                    shared.setdefault((writers[key], path), out)
+                continue
+            writers[key] = path
+            if out.exists():
+                hit = inputs.get(_file_id(out))
+                if hit is not None:
+                    overwritten.append(str(hit))
+                else:
+                    existing += 1
+    if overwritten:
+        raise ValueError(
+            f"--output {output} would overwrite input image(s) {_few(overwritten)} with "
+            f"predictions. Nothing was written; give an --output folder that holds no input "
+            f"images (e.g. {Path(output) / 'predicted'})."
+        )
+    if shared:
+        pairs = [f"{first} and {second} -> {out}" for (first, second), out in shared.items()]
+        raise ValueError(
+            f"two inputs would write the same output file: {_few(pairs)}. Nothing was written; "
+            "predict them into separate --output folders, or rename one of them."
+        )
+    return existing
+
+
+def _few(names: list[str], most: int = 4) -> str:
+    """``names`` joined, the first ``most`` of them and how many more."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _must_exist(option: str, value: str, kind: str) -> None:

@@ -291,6 +291,16 @@ def test_a_stack_is_not_taken_for_channels(nuclei_3d: np.ndarray) -> None:
     assert size_notes([as_image(stack[:8], "eight", 2, channel_axis=0)], (32, 32)) == []
 
 
+def test_a_constant_image_is_noted(sem_2d: np.ndarray, tmp_path: Path) -> None:
+    flat = as_image(np.full((64, 64), 7, np.uint8), "flat", 2)
+    events = run_events(
+        tiny_config(epochs=1), [flat, as_image(sem_2d[:64, :64].copy(), "sem", 2)],
+        ResultsLayout(tmp_path, "flat", 1),
+    )  # fmt: skip
+    assert "flat is constant (every pixel 7): there is nothing to learn from it." in events[0].notes
+    assert not any(note.startswith("sem is constant") for note in events[0].notes)
+
+
 # ----- validation split and augmentation
 
 

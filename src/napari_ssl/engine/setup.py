@@ -261,6 +261,11 @@ def prepare_run(
     notes = size_notes(images, patch)  # the validation folder's images too
     record = norm_record(data)
     stats = [stats_for(img, record) for img in images]
+    notes += [
+        f"{img.name} is constant (every pixel {st.data_min:g}): there is nothing to learn from it."
+        for img, st in zip(images, stats, strict=True)
+        if st.data_min == st.data_max
+    ]
     seed = cfg.system.seed + 1000 * dist.rank()  # each process draws its own patches
     sampler = PatchSampler(images, train_regions, patch, device, seed=seed)
     threads = sampler.reader_threads(cfg.system.num_workers)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from gui_helpers import tiny
+from gui_helpers import screenshot, tiny
 
 pytestmark = pytest.mark.gui
 
@@ -37,10 +37,13 @@ def test_a_channels_first_folder_trains_with_its_channels(
     _choose(data, dataset)
     assert (data.ndim.currentText(), data.channel_axis.currentData()) == ("2D", 0)
     assert data.axes.detected.text() == (
-        f"detected: 2D, channel axis 0 (folder {dataset}, 'im0.tif': shape (2, 64, 64)); "
+        "detected: 2D, channel axis 0 (the folder's first file, 'im0.tif': shape (2, 64, 64)); "
         "edit if wrong"
     )
     assert (data.state.folder, data.state.ndim, data.state.channel_axis) == (str(dataset), 2, 0)
+    viewer.window._wrapped_dock_widgets["Data and pretext"].raise_()
+    qtbot.wait(300)  # laid out once shown
+    screenshot(viewer, "data_dock_folder", "Data and pretext")
     tiny(docks, epochs=1)
     train.result_dir.setText(str(tmp_path / "out"))
     train.start_button.click()

@@ -140,7 +140,8 @@ def test_biapy_yaml_selects_its_train_folder(
     state = train.state
     assert state.folder == str(folder) and state.layers == ()  # the folder, not the layer
     assert data.axes.detected.text() == (  # the config's 2D kept; the folder's first file read
-        f"detected: 2D, no channel axis (folder {folder}, 'a.tif': shape (128, 128)); edit if wrong"
+        "detected: 2D, no channel axis (the folder's first file, 'a.tif': shape (128, 128)); "
+        "edit if wrong"
     )
     model = train._config().model  # what Start would train
     assert model.vit_preset is None  # the config's own sizes, not a preset

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
 
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets._hint import hint_label
 
 
 class AxesBox(QWidget):
@@ -25,8 +26,9 @@ class AxesBox(QWidget):
         self.ndim = QComboBox()
         self.ndim.addItems(["2D", "3D"])
         self.channel_axis = QComboBox()
-        self.detected = QLabel("no layer selected")
-        self.detected.setWordWrap(True)
+        self.detected = hint_label()  # wrapped, never squeezed below its lines
+        self.detected.setText("no layer selected")
+        self.detected.setVisible(True)
         form.addRow("Dimensions", self.ndim)
         form.addRow("Channel axis", self.channel_axis)
         form.addRow("", self.detected)
@@ -69,4 +71,4 @@ def first_shape(layers: list[Any], folder: str) -> tuple[tuple[int, ...], int | 
     from napari_ssl.data.folders import first_image, resolve_dataset
 
     path, shape, named = first_image(resolve_dataset(folder, "train"))
-    return shape, named, f"folder {folder}, '{path.name}': shape {shape}"
+    return shape, named, f"the folder's first file, '{path.name}': shape {shape}"

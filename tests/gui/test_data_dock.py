@@ -23,9 +23,15 @@ def test_detects_axes(viewer, docks, nuclei_3d):
     assert detect_axes(two_channels) == (2, 0)
     data.select(["cyx"])
     assert (data.state.ndim, data.state.channel_axis) == (2, 0)
+    assert data.axes.detected.text() == (
+        "detected: 2D, channel axis 0 (shape (2, 60, 70)); edit if wrong"
+    )
     data.ndim.setCurrentIndex(1)  # the user says: it is 3D after all
     data.channel_axis.setCurrentIndex(0)
     assert (data.state.ndim, data.state.channel_axis) == (3, None)
+    assert data.axes.detected.text() == (
+        "detected: 2D, channel axis 0 (shape (2, 60, 70)); you chose 3D, no channel axis"
+    )
     assert data.state.cfg.data.ndim == 3 and data.state.cfg.data.patch_size == (64, 128, 128)
     data.ndim.setCurrentIndex(0)  # an untouched default patch follows the dimensions back
     assert data.state.cfg.data.patch_size == (256, 256)

@@ -32,6 +32,9 @@ class AxesBox(QWidget):
         form.addRow("Dimensions", self.ndim)
         form.addRow("Channel axis", self.channel_axis)
         form.addRow("", self.detected)
+        self._guess: tuple[int, int | None, str] | None = None  # (ndim, axis, source in words)
+        self.ndim.currentIndexChanged.connect(self._describe)
+        self.channel_axis.currentIndexChanged.connect(self._describe)
 
     def detect(self, layers: list[Any], folder: str, keep_ndim: int | None = None) -> None:
         """Fill the fields from the first of ``layers``, else from ``folder``'s first image
@@ -39,6 +42,7 @@ class AxesBox(QWidget):
         try:
             shape, named, what = first_shape(layers, folder)
         except DataError as err:
+            self._guess = None
             self.channel_axis.clear()
             self.detected.setText(str(err))
             return
@@ -47,6 +51,7 @@ class AxesBox(QWidget):
             ndim, axis = keep_ndim, None
             if len(shape) == ndim + 1:  # the shorter end axis: channels first or last
                 axis = named if named is not None else (0 if shape[0] <= shape[-1] else ndim)
+        self._guess = (ndim, axis, what)
         self.channel_axis.blockSignals(True)
         self.channel_axis.clear()
         self.channel_axis.addItem("none", None)
@@ -55,8 +60,22 @@ class AxesBox(QWidget):
         self.channel_axis.setCurrentIndex(0 if axis is None else axis + 1)
         self.channel_axis.blockSignals(False)
         self.ndim.setCurrentIndex(ndim - 2)
-        channels = "no channel axis" if axis is None else f"channel axis {axis}"
-        self.detected.setText(f"detected: {ndim}D, {channels} ({what}); edit if wrong")
+        self._describe()
+
+    def _describe(self) -> None:
+        """Say what was detected, and what the user chose instead if they did."""
+        if self._guess is None:
+            return
+        ndim, axis, what = self._guess
+        chosen = (self.ndim.currentIndex() + 2, self.channel_axis.currentData())
+        text = f"detected: {_axes_words(ndim, axis)} ({what})"
+        if chosen != (ndim, axis):
+            text += f"; you chose {_axes_words(*chosen)}"
+        self.detected.setText(text if chosen != (ndim, axis) else f"{text}; edit if wrong")
+
+
+def _axes_words(ndim: int, axis: int | None) -> str:
+    return f"{ndim}D, " + ("no channel axis" if axis is None else f"channel axis {axis}")
 
 
 def first_shape(layers: list[Any], folder: str) -> tuple[tuple[int, ...], int | None, str]:

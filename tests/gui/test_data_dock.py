@@ -11,7 +11,7 @@ pytestmark = pytest.mark.gui
 
 
 def test_detects_axes(viewer, docks, nuclei_3d):
-    from napari_ssl.widgets._layers import detect_axes
+    from napari_ssl.widgets._layers import guess_axes
 
     data = docks["Data and pretext"]
     viewer.add_image(nuclei_3d, name="nuclei", scale=(0.29, 0.26, 0.26))
@@ -19,8 +19,10 @@ def test_detects_axes(viewer, docks, nuclei_3d):
     assert (data.state.ndim, data.state.channel_axis) == (3, None)
     rgb = viewer.add_image(np.zeros((40, 50, 3), np.uint8), name="rgb", rgb=True)
     two_channels = viewer.add_image(np.zeros((2, 60, 70), np.uint16), name="cyx")
-    assert detect_axes(rgb) == (2, 2)
-    assert detect_axes(two_channels) == (2, 0)
+    data.select([rgb.name])
+    assert (data.state.ndim, data.state.channel_axis) == (2, 2)
+    assert two_channels.name == "cyx"
+    assert guess_axes((2, 5, 3, 64, 64), named=2) == (3, 0)  # TZCYX: never 4D (the dock has 2)
     data.select(["cyx"])
     assert (data.state.ndim, data.state.channel_axis) == (2, 0)
     assert data.axes.detected.text() == (

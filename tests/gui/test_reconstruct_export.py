@@ -49,7 +49,9 @@ def _trained_on(state, checkpoint: str, layers: tuple[str, ...], channel_axis=No
     from napari_ssl.widgets.state import TrainingInputs
 
     state.checkpoint = checkpoint
-    state.trained_on = TrainingInputs(str(Path(checkpoint).parent), layers, "", 2, channel_axis)
+    state.trained_on = TrainingInputs(
+        str(Path(checkpoint).resolve().parent), layers, 2, channel_axis
+    )
 
 
 def _export(qtbot, dock) -> None:
@@ -288,11 +290,30 @@ def test_export_saves_the_run_s_layers_and_keeps_earlier_exports(
     assert sorted(p.name for p in data.iterdir()) == ["other.tif"]  # not the earlier run's too
     dock.save_data.setChecked(False)  # no data: the command would fail, so it is not shown
     _export(qtbot, dock)
-    assert dock.fields["command"].toPlainText() == NO_DATA
+    assert dock.fields["command"].toPlainText() == NO_DATA[0]
     dock.state.trained_on = None  # a checkpoint this viewer did not train: its layers unknown
     dock.save_data.setChecked(True)
     _export(qtbot, dock)
-    assert dock.fields["command"].toPlainText() == NO_DATA
+    assert dock.fields["command"].toPlainText() == NO_DATA[1]
+
+
+def test_export_after_training_saves_what_the_run_trained_on(
+    qtbot, viewer, docks, sem_layer, sem_2d, tmp_path
+):
+    from gui_helpers import tiny
+
+    train, data, dock = docks["Train"], docks["Data and pretext"], docks["Export"]
+    tiny(docks, epochs=1)
+    train.result_dir.setText(str(tmp_path / "runs"))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    assert dock.checkpoint.text() == train.state.checkpoint  # the run just trained
+    viewer.add_image(sem_2d[:64, :64].copy(), name="later")
+    data.select(["later"])  # chosen after the run: not what it trained on
+    dock.out_dir.setText(str(tmp_path / "export"))
+    _export(qtbot, dock)
+    saved = tmp_path / "export" / "pretrained_data" / "train" / "x"
+    assert sorted(p.name for p in saved.iterdir()) == ["sem.tif"]
 
 
 @pytest.mark.parametrize("where", ["relative", "file"])

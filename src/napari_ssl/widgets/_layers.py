@@ -66,16 +66,11 @@ def layer_data(layer: ImageLayer) -> Any:
     return layer.data[0] if layer.multiscale else layer.data
 
 
-def detect_axes(layer: ImageLayer) -> tuple[int, int | None]:
-    """Guess (spatial ndim, channel axis) of a layer: RGB = 3 channels last; a small axis = C."""
-    shape = tuple(layer_data(layer).shape)
-    return guess_axes(shape, len(shape) - 1 if layer.rgb else None)
-
-
 def guess_axes(shape: tuple[int, ...], named: int | None = None) -> tuple[int, int | None]:
-    """Guess (spatial ndim, channel axis) from a shape: the channel axis ``named`` (RGB, a
-    file's metadata) if any, else a small axis (at most :data:`MAX_CHANNELS`)."""
-    if named is not None:
+    """Guess (spatial ndim 2 or 3, channel axis) from a shape: the channel axis ``named`` (RGB,
+    a file's metadata) if the others are 2 or 3, else a small axis (at most
+    :data:`MAX_CHANNELS`)."""
+    if named is not None and len(shape) - 1 in (2, 3):
         return len(shape) - 1, named % len(shape)
     if len(shape) <= 2:
         return 2, None

@@ -38,9 +38,11 @@ from napari_ssl.widgets.state import state_for, unwrap
 from napari_ssl.widgets.wording import CHECKPOINT_FILES
 from napari_ssl.widgets.worker import StoppableWorker, WorkerSession, plain_error
 
-NO_DATA = (
+NO_DATA = (  # why the exported config names no training data, by cause
     "The config names no training data (the run trained on layers that were not saved): tick "
-    "'save the training layers' and export again, or set DATA.TRAIN.PATH in the YAML."
+    "'save the training layers' and export again, or set DATA.TRAIN.PATH in the YAML.",
+    "The config names no training data: this checkpoint was not trained in this viewer, so the "
+    "layers it trained on are unknown. Set DATA.TRAIN.PATH in the YAML to its training images.",
 )
 
 
@@ -62,7 +64,9 @@ def data_folder(out_dir: Path, name: str) -> Path:
     return out_dir / f"{name}_data" / "train" / "x"
 
 
-def _export(path: str, out_dir: Path, name: str, images: list[Image]) -> tuple[dict, bool]:
+def _export(
+    path: str, out_dir: Path, name: str, images: list[Image]
+) -> tuple[dict[str, Path], bool]:
     """Worker body: load the checkpoint, save the training images (if any; an earlier export's
     images are removed first), export. Returns the paths and whether the config has data."""
     from napari_ssl.data.folders import write_image
@@ -102,6 +106,7 @@ class ExportDock(QWidget):
         self.state = state_for(self.viewer)
         self.session = WorkerSession()
         self.paths: dict[str, Path] = {}
+        self._no_data = NO_DATA[0]
         self._build()
         when_removed(self, self.session.shutdown)  # closed mid-export: the writes end, quietly
         self.state.events.checkpoint.connect(self._on_checkpoint)
@@ -176,10 +181,10 @@ class ExportDock(QWidget):
     def _training_images(self, path: str) -> list[Image]:
         """The layers the checkpoint's run trained on, when this viewer trained it on layers."""
         run = self.state.trained_on
-        if not self.save_data.isChecked() or run is None or not run.layers:
+        mine = run is not None and str(Path(path).resolve().parent) == run.checkpoints_dir
+        self._no_data = NO_DATA[0] if mine else NO_DATA[1]  # shown if the config has no data
+        if not self.save_data.isChecked() or not mine or not run.layers:
             return []
-        if Path(path).resolve().parent != Path(run.checkpoints_dir).resolve():
-            return []  # a checkpoint from elsewhere: which layers it saw is not known
         missing = [name for name in run.layers if name not in self.viewer.layers]
         if missing:
             raise DataError(
@@ -251,5 +256,5 @@ class ExportDock(QWidget):
                 self.fields[key].setText(str(value))
         result_dir = self.state.result_dir or str(Path(paths["yaml"]).parent / "runs")
         command = cli_command(paths["yaml"], result_dir, self.state.run_name or self.name.text())
-        self.fields["command"].setPlainText(command if with_data else NO_DATA)
+        self.fields["command"].setPlainText(command if with_data else self._no_data)
         show_info(f"Exported to {Path(paths['pth']).parent}")

@@ -123,7 +123,7 @@ class ReconstructDock(QWidget):
         self._build()
         explain(self)
         self.updates = Coalescer(self, self._apply)  # the progress bar: one repaint per tick
-        when_removed(self, self.session.shutdown)  # cancel, wait; no layer added after
+        when_removed(self, self.session.shutdown)  # cancelled; no layer added after
         self.state.events.checkpoint.connect(self._on_checkpoint)
         for name in ("inserted", "removed", "moved", "renamed"):
             getattr(self.viewer.layers.events, name).connect(self._refresh_layers)

@@ -21,9 +21,8 @@ from napari_ssl.config import Config
 class TrainingInputs:
     """What the latest training of a viewer trained on (the Export dock saves these layers)."""
 
-    checkpoints_dir: str  # where its run writes its checkpoints
+    checkpoints_dir: str  # where its run writes its checkpoints (resolved)
     layers: tuple[str, ...]  # the layers' names, or () for a folder
-    folder: str
     ndim: int
     channel_axis: int | None
 

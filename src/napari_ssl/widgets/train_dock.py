@@ -59,8 +59,10 @@ PROBE_DELAY_MS = 200  # the device probe (torch import) starts after the dock is
 
 def _shutdown(session: TrainingSession, state: SslState, wait: bool) -> None:
     """Stop the training (the dock removed, or ``wait``: the viewer closing). Without waiting,
-    another Start is refused until the engine has saved its last checkpoint and ended."""
-    if session.shutdown(wait) is None or wait:
+    another Start is refused until the engine has saved its last checkpoint and ended (the
+    session's ``on_ended``)."""
+    session.shutdown(wait)
+    if wait:
         state.running = False
 
 
@@ -276,9 +278,11 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             self._layout = ResultsLayout(result_dir, name, next_run_id(result_dir, name))
         self.state.result_dir, self.state.run_name = result_dir, name
         self.state.trained_on = TrainingInputs(
-            str(self._layout.checkpoints_dir), tuple(layer.name for layer in self._sources),
-            self.state.folder, self.state.ndim, self.state.channel_axis,
-        )  # fmt: skip
+            str(self._layout.checkpoints_dir.resolve()),
+            tuple(layer.name for layer in self._sources),
+            self.state.ndim,
+            self.state.channel_axis,
+        )
         return {
             "cfg": cfg,
             "images": images,

@@ -5,9 +5,10 @@ events cross threads. Pause / resume / stop go through the engine's ``TrainingCo
 at step boundaries), not through the worker, so a stop always ends with the engine's own
 ``Stopped`` event and a complete last checkpoint. When napari closes its window it cancels its
 registered tasks by calling ``worker.quit()``: a :class:`StoppableWorker` turns that into a clean
-stop (the Train dock's) or a cancel (the Reconstruct dock's) and waits for its thread to end; a
-dock removed or closed stops its work through :meth:`WorkerSession.shutdown`, without waiting.
-torch is imported only inside the worker thread or at Start.
+stop (the Train dock's) or a cancel (the Reconstruct dock's) and waits for its thread to end.
+:meth:`WorkerSession.shutdown` does the same for a dock: removed, it stops its work without
+waiting; with the viewer closing, it stops and waits. torch is imported only inside the worker
+thread or at Start.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ class TrainingWorker(StoppableWorker, GeneratorWorker):
 
 
 class TrainingSession(WorkerSession):
-    """One training at a time: start, pause, resume, stop, shut down (stop and wait)."""
+    """One training at a time: start, pause, resume, stop, shut down (:meth:`shutdown`)."""
 
     def __init__(
         self,

@@ -79,6 +79,7 @@ def test_one_preview_per_layer_and_a_deleted_one_stays_deleted(
     data.mask_type.setCurrentText("random")
     qtbot.wait(500)
     assert [layer.name for layer in viewer.layers] == ["sem"]
+    assert len(reads) == 1  # masking's preview does not need the whole image's range
 
 
 def test_3d_masking_takes_cubic_patches(viewer, docks, nuclei_3d):

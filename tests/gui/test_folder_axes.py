@@ -62,9 +62,14 @@ def test_a_volume_folder_is_3d_and_a_missing_one_is_said(viewer, docks, nuclei_3
     _choose(data, dataset)
     assert (data.ndim.currentText(), data.channel_axis.currentData()) == ("3D", None)
     assert data.state.cfg.data.ndim == 3 and data.patch_xy.value() == 128  # the 3D default
-    _choose(data, tmp_path / "nowhere")
+    later = tmp_path / "later" / "dataset"
+    _choose(data, later)
     assert data.axes.detected.text().startswith("folder not found:")
     assert data.channel_axis.count() == 0
+    _dataset(later.parent, [nuclei_3d[:12, :64, :48]])  # made now; Enter pressed again
+    _choose(data, later)
+    assert data.axes.detected.text().startswith("detected: 3D, no channel axis")
+    assert "shape (12, 64, 48)" in data.axes.detected.text() and data.channel_axis.count() == 4
     _choose(data, "")
     assert data.axes.detected.text() == "no layer selected"
 

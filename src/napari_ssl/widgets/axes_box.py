@@ -13,7 +13,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
 
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._hint import hint_label
+from napari_ssl.widgets._hint import hint_label, set_hint
 
 
 class AxesBox(QWidget):
@@ -36,16 +36,17 @@ class AxesBox(QWidget):
         self.ndim.currentIndexChanged.connect(self._describe)
         self.channel_axis.currentIndexChanged.connect(self._describe)
 
-    def detect(self, layers: list[Any], folder: str, keep_ndim: int | None = None) -> None:
+    def detect(self, layers: list[Any], folder: str, keep_ndim: int | None = None) -> bool:
         """Fill the fields from the first of ``layers``, else from ``folder``'s first image
-        (``keep_ndim``: these dimensions stay, only the channel axis is guessed)."""
+        (``keep_ndim``: these dimensions stay, only the channel axis is guessed); False when
+        there is nothing to read (said in red for a folder)."""
         try:
             shape, named, what = first_shape(layers, folder)
         except DataError as err:
             self._guess = None
             self.channel_axis.clear()
-            self.detected.setText(str(err))
-            return
+            set_hint(self.detected, str(err), error=bool(folder))
+            return False
         ndim, axis = _layers.guess_axes(shape, named)
         if keep_ndim is not None and ndim != keep_ndim:
             ndim, axis = keep_ndim, None
@@ -61,6 +62,7 @@ class AxesBox(QWidget):
         self.channel_axis.blockSignals(False)
         self.ndim.setCurrentIndex(ndim - 2)
         self._describe()
+        return True
 
     def _describe(self) -> None:
         """Say what was detected, and what the user chose instead if they did."""
@@ -68,10 +70,8 @@ class AxesBox(QWidget):
             return
         ndim, axis, what = self._guess
         chosen = (self.ndim.currentIndex() + 2, self.channel_axis.currentData())
-        text = f"detected: {_axes_words(ndim, axis)} ({what})"
-        if chosen != (ndim, axis):
-            text += f"; you chose {_axes_words(*chosen)}"
-        self.detected.setText(text if chosen != (ndim, axis) else f"{text}; edit if wrong")
+        edited = f"you chose {_axes_words(*chosen)}" if chosen != (ndim, axis) else "edit if wrong"
+        set_hint(self.detected, f"detected: {_axes_words(ndim, axis)} ({what}); {edited}")
 
 
 def _axes_words(ndim: int, axis: int | None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from napari.layers import Image as ImageLayer
 from napari.utils.notifications import show_error
@@ -68,7 +69,7 @@ class DataDock(QWidget):
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
         self._previewed: set[str] = set()  # source layers with a preview layer to keep updated
-        self._ranges: dict[tuple, tuple[float, float]] = {}  # (layer, data, axes): its range
+        self._ranges: WeakKeyDictionary = WeakKeyDictionary()  # layer: (data, axes), range
         self._shown_error = ""  # the last preview error shown, not repeated by live updates
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self._live_preview)
@@ -243,10 +244,12 @@ class DataDock(QWidget):
     def _detect_axes(self, keep_ndim: bool = False) -> None:
         """Guess the axes from the first selected layer, else from the folder's first file
         (``keep_ndim``: the dimensions a loaded config gave stay)."""
-        self._detected_folder = self.state.folder
+        self._detected_folder = folder = self.state.folder
         keep = self.state.ndim if keep_ndim else None
-        self.axes.detect(self.selected_layers(), self.state.folder, keep)
+        found = self.axes.detect(self.selected_layers(), folder, keep)
         self._read_params()
+        if not found and folder:
+            self._detected_folder = None  # not found (yet): looked for again at the next change
 
     def _browse_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Dataset folder")
@@ -374,12 +377,15 @@ class DataDock(QWidget):
 
         state = self.state
         image = _layers.to_image(layer, state.ndim, state.channel_axis)
-        key = (id(layer), id(_layers.layer_data(layer)), state.ndim, state.channel_axis)
-        if key not in self._ranges:  # the whole image's range: read once per layer and axes
-            self._ranges = {k: v for k, v in self._ranges.items() if k[0] != id(layer)}
-            self._ranges[key] = data_range(image)
-        out, start = pretext_preview(image, state.cfg, PREVIEW_MAX[state.ndim], self._ranges[key])
         pretext = state.cfg.pretext
+        whole_range = None
+        if pretext.task == "crappify":  # its noise scales with the whole image's range
+            key = (id(_layers.layer_data(layer)), state.ndim, state.channel_axis)
+            cached = self._ranges.get(layer)
+            if cached is None or cached[0] != key:  # read once per layer, data and axes
+                cached = self._ranges[layer] = (key, data_range(image))
+            whole_range = cached[1]
+        out, start = pretext_preview(image, state.cfg, PREVIEW_MAX[state.ndim], whole_range)
         for task, suffix in _layers.PREVIEW_SUFFIXES.items():  # one preview per layer
             if task != pretext.task and f"{layer.name} {suffix}" in self.viewer.layers:
                 self.viewer.layers.remove(f"{layer.name} {suffix}")

@@ -167,8 +167,9 @@ def _unique_files(files: Iterable[Path]) -> list[Path]:
     seen: set[tuple[int, int]] = set()
     unique = []
     for path in files:
-        if _file_id(path) not in seen:
-            seen.add(_file_id(path))
+        key = _file_id(path)
+        if key not in seen:
+            seen.add(key)
             unique.append(path)
     return unique
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_ssl.data.images import DataError, Image, as_image
+from napari_ssl.data.images import CHANNELS_SET_BY, DataError, Image, as_image
 from napari_ssl.results import safe_filename, save_tif
 
 EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
@@ -109,7 +109,7 @@ def read_array(path: str | Path) -> tuple[Any, int | None, str | None]:
     except DataError:
         raise
     except Exception as err:  # corrupt or unreadable file: name it
-        raise DataError(f"cannot read '{path}': {err}. Is the file complete and an image?") from err
+        raise _unreadable(path, err) from err
     raise DataError(f"'{path}': unsupported file type; use one of {', '.join(EXTENSIONS)}.")
 
 
@@ -121,18 +121,22 @@ def first_image(folder: str | Path) -> tuple[Path, tuple[int, ...], int | None]:
         array, channel_axis, _ = read_array(path)
         return path, tuple(array.shape), channel_axis
     try:
-        shape, channel_axis, _ = _tiff_axes(path, read=False)[1:]
+        shape, channel_axis, _ = _tiff_series(path, read=False)[1:]
     except Exception as err:
-        raise DataError(f"cannot read '{path}': {err}. Is the file complete and an image?") from err
+        raise _unreadable(path, err) from err
     return path, shape, channel_axis
 
 
+def _unreadable(path: Path, err: Exception) -> DataError:
+    return DataError(f"cannot read '{path}': {err}. Is the file complete and an image?")
+
+
 def _read_tiff(path: Path) -> tuple[np.ndarray, int | None, str | None]:
-    data, _, channel_axis, axes = _tiff_axes(path, read=True)
+    data, _, channel_axis, axes = _tiff_series(path, read=True)
     return data, channel_axis, axes
 
 
-def _tiff_axes(
+def _tiff_series(
     path: Path, read: bool
 ) -> tuple[np.ndarray | None, tuple[int, ...], int | None, str | None]:
     """(data if ``read``, shape without axes of length 1 (2D kept), channel axis, axes)."""
@@ -231,7 +235,7 @@ def load_image(
         if by_checkpoint:
             expects += f" ({hint})" if hint else ""
         else:
-            expects += f" (last entry of DATA.PATCH_SIZE{'; ' + hint if hint else ''})"
+            expects += f" ({CHANNELS_SET_BY}{'; ' + hint if hint else ''})"
         raise DataError(
             f"'{path.name}' (shape {shape}) has {image.channels} channel(s) but {expects}."
         )
@@ -271,7 +275,7 @@ def _channel_axis_by_shape(
     if first != last:
         return 0 if first else -1
     takes = f"the {channels} channels {_taker(by_checkpoint)}"
-    source = "" if by_checkpoint else "last entry of DATA.PATCH_SIZE; "
+    source = "" if by_checkpoint else f"{CHANNELS_SET_BY}; "
     if first:
         raise DataError(
             f"'{name}' has shape {shape}: its first and its last axis both have length "

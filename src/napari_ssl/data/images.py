@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 MAX_CHANNELS = 8  # more than this along an extra axis: rather a stack (Z, T) than channels
+CHANNELS_SET_BY = "last entry of DATA.PATCH_SIZE"  # where a config sets its channel count
 
 
 class DataError(ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from napari_ssl.config import Config
-from napari_ssl.data.images import MAX_CHANNELS, DataError, Image
+from napari_ssl.data.images import CHANNELS_SET_BY, MAX_CHANNELS, DataError, Image
 from napari_ssl.engine.device import host_memory_available
 
 
@@ -20,7 +20,7 @@ def check_images(cfg: Config, images: list[Image]) -> None:
         if cfg.data.channels is not None and img.channels != cfg.data.channels:
             raise DataError(
                 f"{img.name} has {img.channels} channel(s); the config expects {cfg.data.channels} "
-                "(last entry of DATA.PATCH_SIZE)."
+                f"({CHANNELS_SET_BY})."
             )
 
 

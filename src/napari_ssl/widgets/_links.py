@@ -20,6 +20,15 @@ def link(widget: QObject, *links: Link) -> None:
     widget.destroyed.connect(partial(_unlink, links))
 
 
+def layer_list_changes(viewer: Any, slot: Callable[..., Any]) -> tuple[Link, ...]:
+    """Links of ``slot`` to every change of the viewer's layer list (added, removed, moved,
+    renamed), for :func:`link`."""
+    events = viewer.layers.events
+    return tuple(
+        (getattr(events, name), slot) for name in ("inserted", "removed", "moved", "renamed")
+    )
+
+
 def _unlink(links: tuple[Link, ...], *_: Any) -> None:
     for signal, slot in links:
         signal.disconnect(slot)

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 from napari_ssl.config import Config, ConfigError
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._links import link
+from napari_ssl.widgets._links import layer_list_changes, link
 from napari_ssl.widgets.axes_box import AxesBox
 from napari_ssl.widgets.normalization_box import NormalizationBox
 from napari_ssl.widgets.state import state_for, unwrap
@@ -78,10 +78,12 @@ class DataDock(QWidget):
         self._build()
         explain(self)
         self._refresh_layers()
-        for name in ("inserted", "removed", "moved", "renamed"):
-            getattr(self.viewer.layers.events, name).connect(self._refresh_layers)
         self._show_cfg(self.state.cfg)  # a config loaded before this dock opened stays
-        link(self, (self.state.events.cfg, self._show_cfg))  # until the dock is deleted
+        link(  # until the dock is deleted
+            self,
+            (self.state.events.cfg, self._show_cfg),
+            *layer_list_changes(self.viewer, self._refresh_layers),
+        )
 
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:

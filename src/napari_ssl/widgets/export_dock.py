@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.results import check_plain_name, next_run_id
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._links import when_removed
+from napari_ssl.widgets._links import link, when_removed
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.output_folder import output_folder
 from napari_ssl.widgets.state import state_for, unwrap
@@ -109,7 +109,7 @@ class ExportDock(QWidget):
         self._no_data = NO_DATA[0]
         self._build()
         when_removed(self, self.session.shutdown)  # closed mid-export: the writes end, quietly
-        self.state.events.checkpoint.connect(self._on_checkpoint)
+        link(self, (self.state.events.checkpoint, self._on_checkpoint))
         self._on_checkpoint(self.state.checkpoint)
 
     def _build(self) -> None:

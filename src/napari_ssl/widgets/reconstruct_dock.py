@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
 
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._links import when_removed
+from napari_ssl.widgets._links import layer_list_changes, link, when_removed
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.state import state_for, unwrap
@@ -124,9 +124,11 @@ class ReconstructDock(QWidget):
         explain(self)
         self.updates = Coalescer(self, self._apply)  # the progress bar: one repaint per tick
         when_removed(self, self.session.shutdown)  # cancelled; no layer added after
-        self.state.events.checkpoint.connect(self._on_checkpoint)
-        for name in ("inserted", "removed", "moved", "renamed"):
-            getattr(self.viewer.layers.events, name).connect(self._refresh_layers)
+        link(  # until the dock is deleted
+            self,
+            (self.state.events.checkpoint, self._on_checkpoint),
+            *layer_list_changes(self.viewer, self._refresh_layers),
+        )
         self._refresh_layers()
         self._on_checkpoint(self.state.checkpoint)
 

@@ -13,6 +13,8 @@ from functools import partial
 
 from qtpy.QtWidgets import QFormLayout, QWidget
 
+from napari_ssl.data.images import CHANNELS_SET_BY
+
 FIELDS = {  # (our key, BiaPy's key) -> the label of the field that sets it
     ("data.patch_size", "DATA.PATCH_SIZE"): "Patch size",
     ("model.vit_token_size", "MODEL.VIT_TOKEN_SIZE"): "Token size",
@@ -38,7 +40,6 @@ FIELDS = {  # (our key, BiaPy's key) -> the label of the field that sets it
     ("system.num_workers", "SYSTEM.NUM_WORKERS"): "the reader threads",
 }
 CHECKPOINT_FILES = "Checkpoints (*.pth *.safetensors)"  # the file dialogs' filter
-CHANNELS_SET_BY = "last entry of DATA.PATCH_SIZE"  # in the docks, the Data dock's channel axis
 LOADED = {
     "train.patience",
     "system.num_workers",
@@ -53,7 +54,7 @@ def in_dock_words(message: str) -> str:
     """``message`` with the keys of :data:`FIELDS` named by their fields, in quotes (those of
     :data:`LOADED` in words, with their value when the message gives it and where to set them).
     """
-    message = message.replace(CHANNELS_SET_BY, "the 'Channel axis' chosen")
+    message = message.replace(CHANNELS_SET_BY, "the 'Channel axis' chosen")  # in the docks
     for (ours, biapy), label in FIELDS.items():  # "data.patch_size (BiaPy DATA.PATCH_SIZE)"
         pattern = rf"{re.escape(ours)} \((?:BiaPy )?{re.escape(biapy)}(?:, {_VALUE})?\)"
         message = re.sub(pattern, partial(_named, ours, label), message)

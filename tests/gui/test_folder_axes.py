@@ -87,3 +87,23 @@ def test_a_loaded_3d_config_keeps_its_dimensions(viewer, docks, nuclei_3d, tmp_p
     assert (data.ndim.currentText(), data.channel_axis.currentData()) == ("3D", None)
     assert state.cfg.data.ndim == 3 and state.cfg.data.patch_size == (4, 32, 32)
     assert "detected: 3D, no channel axis" in data.axes.detected.text()
+
+
+def test_browse_buttons_fill_their_fields(viewer, docks, nuclei_3d, tmp_path, monkeypatch):
+    from qtpy.QtWidgets import QFileDialog, QPushButton
+
+    dataset = _dataset(tmp_path, [nuclei_3d[:12, :64, :64]])
+    checkpoint = tmp_path / "run.safetensors"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *_a, **_k: str(dataset))
+    picked = []
+    monkeypatch.setattr(
+        QFileDialog,
+        "getOpenFileName",
+        lambda *a, **_k: picked.append(a[-1]) or (str(checkpoint), ""),
+    )
+    data, dock = docks["Data and pretext"], docks["Reconstruct"]
+    data.folder.parent().findChild(QPushButton).click()  # "Browse…": as if typed, then Enter
+    assert data.state.folder == str(dataset) and data.ndim.currentText() == "3D"
+    dock.checkpoint.parent().findChild(QPushButton).click()  # "…"
+    assert dock.checkpoint.text() == str(checkpoint)
+    assert picked == ["Checkpoints (*.pth *.safetensors)"]

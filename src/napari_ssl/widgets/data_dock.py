@@ -21,10 +21,8 @@ from qtpy.QtCore import QSignalBlocker, Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidgetItem,
@@ -42,6 +40,7 @@ from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import layer_list_changes, link
 from napari_ssl.widgets.axes_box import AxesBox
 from napari_ssl.widgets.normalization_box import NormalizationBox
+from napari_ssl.widgets.path_field import path_row
 from napari_ssl.widgets.state import state_for, unwrap
 from napari_ssl.widgets.wording import explain, in_dock_words
 
@@ -97,14 +96,9 @@ class DataDock(QWidget):
         self.use_selection = QPushButton("Use layers selected in the viewer")
         self.use_selection.clicked.connect(self._use_viewer_selection)
         form.addWidget(self.use_selection)
-        row = QHBoxLayout()
         self.folder = QLineEdit(placeholderText="or a dataset folder (dataset/train/x)")
         self.folder.editingFinished.connect(self._read_params)
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse_folder)
-        row.addWidget(self.folder)
-        row.addWidget(browse)
-        form.addLayout(row)
+        form.addWidget(path_row(self.folder, "Dataset folder", folder=True, button="Browse…"))
         self.axes = AxesBox()
         self.ndim, self.channel_axis = self.axes.ndim, self.axes.channel_axis
         form.addWidget(self.axes)
@@ -252,12 +246,6 @@ class DataDock(QWidget):
         self._read_params()
         if not found and folder:
             self._detected_folder = None  # not found (yet): looked for again at the next change
-
-    def _browse_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Dataset folder")
-        if path:
-            self.folder.setText(path)
-            self._read_params()
 
     # ---- parameters -----------------------------------------------------------------------
     def _on_param(self) -> None:

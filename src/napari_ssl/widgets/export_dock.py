@@ -18,9 +18,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
-    QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -31,11 +29,11 @@ from qtpy.QtWidgets import (
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.results import check_plain_name, next_run_id
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._links import link, when_removed
+from napari_ssl.widgets._links import when_removed
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.output_folder import output_folder
+from napari_ssl.widgets.path_field import checkpoint_field, field_row, path_row
 from napari_ssl.widgets.state import state_for, unwrap
-from napari_ssl.widgets.wording import CHECKPOINT_FILES
 from napari_ssl.widgets.worker import StoppableWorker, WorkerSession, plain_error
 
 NO_DATA = (  # why the exported config names no training data, by cause
@@ -109,18 +107,14 @@ class ExportDock(QWidget):
         self._no_data = NO_DATA[0]
         self._build()
         when_removed(self, self.session.shutdown)  # closed mid-export: the writes end, quietly
-        link(self, (self.state.events.checkpoint, self._on_checkpoint))
-        self._on_checkpoint(self.state.checkpoint)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.checkpoint = QLineEdit(
-            placeholderText="the run just trained, or a .pth / .safetensors file"
-        )
-        form.addRow("Checkpoint", self._row(self.checkpoint, self._browse_checkpoint, "…"))
+        self.checkpoint, row = checkpoint_field(self, self.state)
+        form.addRow("Checkpoint", row)
         self.out_dir = QLineEdit(str(Path.home() / "napari-ssl-export"))
-        form.addRow("Folder", self._row(self.out_dir, self._browse_folder, "…"))
+        form.addRow("Folder", path_row(self.out_dir, "Export folder", folder=True))
         self.name = QLineEdit("pretrained")
         form.addRow("Name", self.name)
         self.save_data = QCheckBox("save the training layers as a dataset folder")
@@ -145,38 +139,13 @@ class ExportDock(QWidget):
             command = "the command that trains this config headless, after Export"
             edit.setPlaceholderText(command if key == "command" else "written by Export")
             self.fields[key] = edit
-            out.addRow(label, self._row(edit, lambda e=edit: self._copy(e), "Copy"))
+            out.addRow(label, field_row(edit, "Copy", lambda e=edit: self._copy(e)))
         self.fields["command"].setMaximumHeight(70)
         layout.addLayout(out)
         layout.addStretch(1)
 
-    def _row(self, edit: QLineEdit, action: Any, text: str) -> QWidget:
-        box = QWidget()
-        row = QHBoxLayout(box)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(edit)
-        button = QPushButton(text)
-        button.setMaximumWidth(50)
-        button.clicked.connect(lambda: action())
-        row.addWidget(button)
-        return box
-
     def _copy(self, edit: QLineEdit | QPlainTextEdit) -> None:
         QApplication.clipboard().setText(_text(edit))
-
-    def _browse_checkpoint(self) -> None:
-        path = QFileDialog.getOpenFileName(self, "Checkpoint", "", CHECKPOINT_FILES)[0]
-        if path:
-            self.checkpoint.setText(path)
-
-    def _browse_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Export folder")
-        if path:
-            self.out_dir.setText(path)
-
-    def _on_checkpoint(self, path: str) -> None:
-        if path:
-            self.checkpoint.setText(path)
 
     def _training_images(self, path: str) -> list[Image]:
         """The layers the checkpoint's run trained on, when this viewer trained it on layers."""

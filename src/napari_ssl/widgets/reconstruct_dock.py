@@ -22,11 +22,9 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidgetItem,
     QProgressBar,
     QPushButton,
@@ -39,8 +37,9 @@ from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import layer_list_changes, link, when_removed
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.gui_collection import holding
+from napari_ssl.widgets.path_field import checkpoint_field
 from napari_ssl.widgets.state import state_for, unwrap
-from napari_ssl.widgets.wording import CHECKPOINT_FILES, explain
+from napari_ssl.widgets.wording import explain
 from napari_ssl.widgets.worker import ProgressRelay, StoppableWorker, WorkerSession, plain_error
 
 OUTPUT_NAMES = {  # in stacking order: the last one added ends on top
@@ -124,26 +123,13 @@ class ReconstructDock(QWidget):
         explain(self)
         self.updates = Coalescer(self, self._apply)  # the progress bar: one repaint per tick
         when_removed(self, self.session.shutdown)  # cancelled; no layer added after
-        link(  # until the dock is deleted
-            self,
-            (self.state.events.checkpoint, self._on_checkpoint),
-            *layer_list_changes(self.viewer, self._refresh_layers),
-        )
+        link(self, *layer_list_changes(self.viewer, self._refresh_layers))  # until deleted
         self._refresh_layers()
-        self._on_checkpoint(self.state.checkpoint)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        row = QHBoxLayout()
-        self.checkpoint = QLineEdit(
-            placeholderText="the run just trained, or a .pth / .safetensors file"
-        )
-        browse = QPushButton("…")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.checkpoint)
-        row.addWidget(browse)
+        self.checkpoint, row = checkpoint_field(self, self.state)
         form.addRow("Checkpoint", row)
         self.layer_list = _layers.layer_list(self.viewer)
         form.addRow("Input layers", self.layer_list)
@@ -173,15 +159,6 @@ class ReconstructDock(QWidget):
         self.metrics.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.metrics)
         layout.addStretch(1)
-
-    def _browse(self) -> None:
-        path = QFileDialog.getOpenFileName(self, "Checkpoint", "", CHECKPOINT_FILES)[0]
-        if path:
-            self.checkpoint.setText(path)
-
-    def _on_checkpoint(self, path: str) -> None:
-        if path:
-            self.checkpoint.setText(path)
 
     def _selected_layers(self) -> list[Any]:
         return [item.data(Qt.ItemDataRole.UserRole) for item in self.layer_list.selectedItems()]

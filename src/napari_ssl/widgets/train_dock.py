@@ -20,7 +20,6 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -43,12 +42,13 @@ from napari_ssl.widgets.config_file import ConfigFile
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors
 from napari_ssl.widgets.normalization_box import commit_inputs
 from napari_ssl.widgets.output_folder import output_folder
+from napari_ssl.widgets.path_field import path_row
 from napari_ssl.widgets.schedule_box import ScheduleBox
 from napari_ssl.widgets.sci_spinbox import SciSpinBox
 from napari_ssl.widgets.state import SslState, TrainingInputs, state_for, unwrap
 from napari_ssl.widgets.train_events import TrainEvents
 from napari_ssl.widgets.validation_box import ValidationBox
-from napari_ssl.widgets.wording import CHECKPOINT_FILES, explain, in_dock_words
+from napari_ssl.widgets.wording import explain, in_dock_words
 from napari_ssl.widgets.worker import TrainingSession, start_device_probe
 
 MODELS = {"crappify": ("unet", "resunet"), "masking": ("mae",)}
@@ -135,7 +135,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         out = QGroupBox("Results and checkpoints")
         out_form = QFormLayout(out)
         self.result_dir = QLineEdit(str(DEFAULT_RESULT_DIR))
-        out_form.addRow("Result folder", self._with_browse(self.result_dir, folder=True))
+        out_form.addRow("Result folder", path_row(self.result_dir, "Result folder", folder=True))
         self.run_name = QLineEdit("ssl")
         out_form.addRow("Run name", self.run_name)
         self.start_mode = QComboBox()
@@ -143,7 +143,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.start_mode.currentIndexChanged.connect(self._update_buttons)
         out_form.addRow("Start as", self.start_mode)
         self.checkpoint = QLineEdit(placeholderText="checkpoint .pth to continue from")
-        out_form.addRow("Checkpoint", self._with_browse(self.checkpoint, folder=False))
+        out_form.addRow("Checkpoint", path_row(self.checkpoint, "Checkpoint", folder=False))
         layout.addWidget(out)
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
@@ -165,27 +165,6 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         layout.addWidget(self.status)
         self.plot = LossPlot(self, theme_colors(self.viewer))
         layout.addWidget(self.plot, stretch=1)
-
-    def _with_browse(self, edit: QLineEdit, folder: bool) -> QWidget:
-        box = QWidget()
-        row = QHBoxLayout(box)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(edit)
-        button = QPushButton("…")
-        button.setMaximumWidth(30)
-
-        def browse() -> None:
-            path = (
-                QFileDialog.getExistingDirectory(self, "Result folder")
-                if folder
-                else QFileDialog.getOpenFileName(self, "Checkpoint", "", CHECKPOINT_FILES)[0]
-            )
-            if path:
-                edit.setText(path)
-
-        button.clicked.connect(browse)
-        row.addWidget(button)
-        return box
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)

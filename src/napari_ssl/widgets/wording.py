@@ -39,7 +39,6 @@ FIELDS = {  # (our key, BiaPy's key) -> the label of the field that sets it
     ("train.patience", "TRAIN.PATIENCE"): "the early-stopping patience",
     ("system.num_workers", "SYSTEM.NUM_WORKERS"): "the reader threads",
 }
-CHECKPOINT_FILES = "Checkpoints (*.pth *.safetensors)"  # the file dialogs' filter
 LOADED = {
     "train.patience",
     "system.num_workers",

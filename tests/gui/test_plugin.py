@@ -114,3 +114,18 @@ def test_a_tab_raised_after_the_docks_were_added_stays_in_front(qtbot, viewer, d
     qtbot.waitUntil(lambda: not docks["Train"].visibleRegion().isEmpty(), timeout=5_000)
     qtbot.wait(200)  # nothing deferred brings another tab back
     assert docks["Data and pretext"].visibleRegion().isEmpty()
+
+
+def test_docks_scroll_on_a_laptop_screen(qtbot, viewer, docks):
+    """At 1280x760 the window keeps its size (the Train dock alone needs ~815 px): docks scroll."""
+    from gui_helpers import screenshot
+
+    window = viewer.window._qt_window
+    train = docks["Train"]
+    viewer.window._wrapped_dock_widgets["Train"].raise_()
+    train.schedule.section.expand(animate=False)  # the tallest the dock gets
+    viewer.window.resize(1280, 760)
+    qtbot.wait(300)
+    assert window.height() <= 760
+    assert train.height() < train.layout().itemAt(0).widget().widget().minimumSizeHint().height()
+    screenshot(viewer, "train_dock_laptop", "Train")

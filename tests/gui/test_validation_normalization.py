@@ -147,6 +147,12 @@ def test_fixed_normalisation_reaches_the_checkpoint(
     cfg = data.state.cfg.data
     assert (cfg.normalization_mean, cfg.normalization_std) == ((120.0,), (40.5,))
     assert cfg.percentile_clip == (1.0, 99.5) and not box.message.isVisible()
+    box.clip_lo.setValue(0.1)
+    box.clip_hi.setValue(99.0)
+    box.clip_hi.setValue(99.9)  # back to the first values shown: what the fields show trains
+    assert data.state.cfg.data.percentile_clip == (0.1, 99.9)
+    box.clip_lo.setValue(1.0)
+    box.clip_hi.setValue(99.5)
     title = "Normalisation: zero mean, unit variance, clip 1–99.5 %, mean 120, std 40.5"
     assert box.summary == title
     data.noise.setValue(0.3)  # other settings change: the fields keep their values

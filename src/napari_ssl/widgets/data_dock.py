@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 from napari_ssl.config import Config, ConfigError
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets._hint import scrolling
 from napari_ssl.widgets._links import layer_list_changes, link
 from napari_ssl.widgets.axes_box import AxesBox
 from napari_ssl.widgets.normalization_box import NormalizationBox
@@ -86,7 +87,7 @@ class DataDock(QWidget):
 
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scrolling(self))
         images = QGroupBox("Images")
         form = QVBoxLayout(images)
         self.layer_list = _layers.layer_list(self.viewer)

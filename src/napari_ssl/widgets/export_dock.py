@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.results import check_plain_name, next_run_id
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets._hint import scrolling
 from napari_ssl.widgets._links import when_removed
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.output_folder import output_folder
@@ -109,7 +110,7 @@ class ExportDock(QWidget):
         when_removed(self, self.session.shutdown)  # closed mid-export: the writes end, quietly
 
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scrolling(self))
         form = QFormLayout()
         self.checkpoint, row = checkpoint_field(self, self.state)
         form.addRow("Checkpoint", row)

@@ -92,7 +92,6 @@ class NormalizationBox(QWidget):
         # a long title is cut (its tooltip has it all): the dock does not widen for it
         title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self._shown: tuple[Any, ...] | None = None  # the config values the fields show
-        self._clip_shown: tuple[float, float] = DEFAULT_CLIP  # what the clip boxes show of them
         body = QWidget()
         form = QFormLayout(body)
         form.setContentsMargins(0, 0, 0, 0)
@@ -158,7 +157,10 @@ class NormalizationBox(QWidget):
         """The shared data config with the fields' values, checked; :class:`ConfigError` if bad."""
         zmuv = self.kind.currentData() == "zero_mean_unit_variance"
         clip, current = (self.clip_lo.value(), self.clip_hi.value()), self.state.cfg.data
-        if clip == self._clip_shown and current.percentile_clip:  # unedited: keep all decimals
+        shown = current.percentile_clip and tuple(
+            round(v, self.clip_lo.decimals()) for v in current.percentile_clip
+        )
+        if clip == shown:  # the config's values as the fields round them: keep all decimals
             clip = tuple(current.percentile_clip)
         data = dataclasses.replace(
             current,
@@ -209,7 +211,6 @@ class NormalizationBox(QWidget):
         self.clip.setChecked(clip is not None)
         self.clip_lo.setValue((clip or DEFAULT_CLIP)[0])
         self.clip_hi.setValue((clip or DEFAULT_CLIP)[1])
-        self._clip_shown = (self.clip_lo.value(), self.clip_hi.value())
         for widget in widgets:
             widget.blockSignals(False)
         if kind == "zero_mean_unit_variance":  # other kinds keep what was typed (unused)

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets._hint import scrolling
 from napari_ssl.widgets._links import layer_list_changes, link, when_removed
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.gui_collection import holding
@@ -127,7 +128,7 @@ class ReconstructDock(QWidget):
         self._refresh_layers()
 
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scrolling(self))
         form = QFormLayout()
         self.checkpoint, row = checkpoint_field(self, self.state)
         form.addRow("Checkpoint", row)

@@ -36,6 +36,7 @@ from napari_ssl.config import VIT_PRESETS, Config, ConfigError
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.results import DEFAULT_RESULT_DIR, ResultsLayout, next_run_id
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets._hint import scrolling
 from napari_ssl.widgets._links import link, when_removed
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.config_file import ConfigFile
@@ -92,7 +93,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
 
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scrolling(self))
         self.load_button = QPushButton("Load config…")
         self.load_button.setToolTip(
             "Read a napari-ssl or BiaPy self-supervised YAML: every setting, also those the docks "

@@ -164,3 +164,29 @@ def test_the_pretext_preview_is_a_bounded_centred_crop() -> None:
     cfg.pretext.task, cfg.model.vit_token_size = "masking", 64
     with pytest.raises(DataError, match=r"smaller than one token \(64\)"):
         pretext_preview(image, cfg, (40, 80))
+
+
+def test_hot_pixels_do_not_set_the_noise_when_clipped(nuclei_3d: np.ndarray) -> None:
+    """With percentile clipping, crappify's noise scales with the clipped maximum."""
+    from napari_ssl.config import Config
+    from napari_ssl.data.images import as_image
+    from napari_ssl.data.normalization import compute_stats
+    from napari_ssl.pretext.preview import pretext_preview
+
+    dim = (nuclei_3d[30, :128, :128] // 10).astype(np.uint16)
+    hot = dim.copy()
+    hot.flat[::1700] = 65535  # 10 hot pixels
+    image = as_image(hot, "hot", 2)
+    assert compute_stats(image, "zero_mean_unit_variance").data_max == 65535
+    clipped = compute_stats(image, "zero_mean_unit_variance", (0.1, 99.9))
+    assert clipped.data_max == pytest.approx(np.percentile(hot, 99.9))
+    assert compute_stats(image, "div", (0.1, 99.9)).scale[0] == 65535  # div: by the data's type
+    cfg = Config()
+    cfg.pretext.resizing_factor = 1.0  # noise only
+    errors = {}
+    for clip in (None, (0.1, 99.9)):
+        cfg.data.percentile_clip = clip
+        out, _ = pretext_preview(image, cfg, (128, 128))
+        errors[clip] = float(np.std((out[0].astype(float) - hot)[hot != 65535]))
+    assert errors[(0.1, 99.9)] < errors[None] / 5  # not drowned by the hot pixels
+    assert errors[(0.1, 99.9)] > 0.05 * dim.max()

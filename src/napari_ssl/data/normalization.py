@@ -16,7 +16,9 @@ images are estimated from a seeded sample of about :data:`N_BLOCKS` blocks sprea
 image, aligned to the chunk grid of zarr / dask arrays (bands of whole rows for memory-mapped
 ones), so one call reads a bounded number of chunks instead of the whole image: the NaN/inf
 check, ``data_min`` / ``data_max`` (hence crappify's noise range and ``div``'s 255 / 65535
-choice) and every statistic then describe that sample only.
+choice) and every statistic then describe that sample only. With percentile clipping,
+``data_min`` / ``data_max`` are the clipping bounds: crappify's noise then scales with the
+clipped maximum, so a few hot pixels do not drown the image in noise.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class NormStats:
     scale: np.ndarray
     clip_lo: np.ndarray | None  # percentile clipping bounds (raw units), or None
     clip_hi: np.ndarray | None
-    data_min: float  # raw range of the image, or of its sample when huge (crappify's noise)
+    data_min: float  # raw range (of a sample when huge; the clipping bounds when clipped)
     data_max: float
     out_lo: np.ndarray | None = None  # outputs are clipped to this raw range (per channel)
     out_hi: np.ndarray | None = None
@@ -114,10 +116,13 @@ def compute_stats(
             "Replace them (e.g. with np.nan_to_num) first."
         )
     data_min, data_max = float(sample.min()), float(sample.max())
+    div_scale = 255.0 if data_max <= 255 else 65535.0  # by the data as it is
     clip_lo = clip_hi = None
     if percentile_clip is not None:
         clip_lo, clip_hi = np.percentile(sample, percentile_clip, axis=1).astype(np.float32)
         np.clip(sample, clip_lo[:, None], clip_hi[:, None], out=sample)
+        # the range crappify scales its noise to and clips into: hot pixels do not set it
+        data_min, data_max = float(clip_lo.min()), float(clip_hi.max())
     if kind == "zero_mean_unit_variance":
         offset = _fixed(mean, image) if mean else sample.mean(axis=1, dtype=np.float64)
         scale = _fixed(std, image) if std else sample.std(axis=1, dtype=np.float64)
@@ -126,7 +131,7 @@ def compute_stats(
         scale = sample.max(axis=1) - offset
     elif kind == "div":
         offset = np.zeros(sample.shape[0])
-        scale = np.full(sample.shape[0], 255.0 if data_max <= 255 else 65535.0)
+        scale = np.full(sample.shape[0], div_scale)
     else:
         raise DataError(f"unknown normalisation '{kind}'")
     offset = offset.astype(np.float32)

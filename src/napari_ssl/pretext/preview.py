@@ -8,12 +8,14 @@ from napari_ssl.config import Config
 from napari_ssl.data.images import DataError, Image
 
 
-def data_range(image: Image) -> tuple[float, float]:
-    """The whole image's (min, max), to which crappify's noise is scaled (a sample of a huge
-    image, as in training)."""
+def data_range(
+    image: Image, percentile_clip: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """The whole image's (min, max), to which crappify's noise is scaled, as in training: of a
+    sample of a huge image; the clipping bounds with ``percentile_clip``."""
     from napari_ssl.data.normalization import compute_stats
 
-    stats = compute_stats(image, "div")
+    stats = compute_stats(image, "div", percentile_clip)
     return stats.data_min, stats.data_max
 
 
@@ -36,7 +38,7 @@ def pretext_preview(
 
         out = crappify(  # the noise scales with the whole image's max
             crop, pretext.noise, pretext.resizing_factor, seed=0,
-            data_range=whole_range or data_range(image),
+            data_range=whole_range or data_range(image, cfg.data.percentile_clip),
         )  # fmt: skip
         return np.asarray(out), start
     from napari_ssl.pretext.masking import preview_masked

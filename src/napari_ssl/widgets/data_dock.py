@@ -371,10 +371,11 @@ class DataDock(QWidget):
         pretext = state.cfg.pretext
         whole_range = None
         if pretext.task == "crappify":  # its noise scales with the whole image's range
-            key = (id(_layers.layer_data(layer)), state.ndim, state.channel_axis)
+            clip = state.cfg.data.percentile_clip
+            key = (id(_layers.layer_data(layer)), state.ndim, state.channel_axis, clip)
             cached = self._ranges.get(layer)
-            if cached is None or cached[0] != key:  # read once per layer, data and axes
-                cached = self._ranges[layer] = (key, data_range(image))
+            if cached is None or cached[0] != key:  # read once per layer, data, axes, clip
+                cached = self._ranges[layer] = (key, data_range(image, clip))
             whole_range = cached[1]
         out, start = pretext_preview(image, state.cfg, PREVIEW_MAX[state.ndim], whole_range)
         for task, suffix in _layers.PREVIEW_SUFFIXES.items():  # one preview per layer

@@ -233,6 +233,24 @@ def test_pause_resume_and_stop_while_paused(sem_2d: np.ndarray, layout: ResultsL
     assert torch.load(layout.last_checkpoint, weights_only=True)["train_state"]["partial_epoch"]
 
 
+def test_time_paused_counts_in_no_epoch_time_nor_eta(
+    sem_2d: np.ndarray, layout: ResultsLayout
+) -> None:
+    control = TrainingControl()
+    cfg = tiny_config(epochs=2, patches_per_epoch=8, batch_size=2, log_every=1)
+    events, t_epoch = [], time.perf_counter()
+    for event in train(cfg, sem_crops(sem_2d), layout=layout, control=control):
+        events.append(event)
+        if isinstance(event, ev.Step) and event.step == 1:
+            control.pause()
+            threading.Timer(2.0, control.resume).start()
+        if isinstance(event, ev.Epoch) and event.epoch == 1:
+            wall = time.perf_counter() - t_epoch
+    first, steps = of_type(events, ev.Epoch)[0], of_type(events, ev.Step)
+    assert wall > 2.0 and first.seconds < wall - 1.8  # the 2 s pause is not training time
+    assert steps[1].eta_s < steps[0].eta_s + 1.0  # the ETA after the pause did not jump by it
+
+
 def test_fine_tune_from_another_runs_checkpoint(sem_2d: np.ndarray, tmp_path: Path) -> None:
     images = sem_crops(sem_2d)
     source = ResultsLayout(tmp_path, "pretrained", 1)

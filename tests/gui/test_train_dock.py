@@ -88,6 +88,7 @@ def test_pause_resume_stop(qtbot, viewer, docks, sem_layer, tmp_path, notes):
     qtbot.waitUntil(lambda: _steps(train) > 2, timeout=60_000)
     train.pause_button.click()
     assert train.pause_button.text() == "Resume"
+    assert train.progress.format().endswith("(paused)") and train.progress.format().count("(") == 1
     qtbot.wait(500)  # the engine finishes at most the step it was in
     paused_at = _steps(train)
     qtbot.wait(1000)

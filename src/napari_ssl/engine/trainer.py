@@ -56,9 +56,12 @@ class TrainingControl:
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    def wait_while_paused(self) -> None:
+    def wait_while_paused(self) -> float:
+        """Block until resumed or stopped; the seconds spent paused."""
+        start = time.perf_counter()
         while not self._running.wait(timeout=0.1):
             pass
+        return time.perf_counter() - start
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,9 @@ def _loop(
         window_sum, window_n, window_t = torch.zeros((), device=run.device), 0, time.perf_counter()
         window_good = torch.zeros((), device=run.device, dtype=torch.long)
         for i in range(steps):
-            if control.paused:
-                control.wait_while_paused()
+            if control.paused:  # time paused counts in no rate, ETA or epoch time
+                paused = control.wait_while_paused()
+                t_start, t_epoch = t_start + paused, t_epoch + paused
                 window_t = time.perf_counter()
             if control.stopped:
                 run.write_charts()

@@ -223,11 +223,14 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         else:
             self.session.pause()
             self.pause_button.setText("Resume")
-            self.progress.setFormat(self.progress.format() + " (paused)")
+            self.updates.flush()  # the step reached now, not the one shown up to 2 s ago
+            if not self.progress.format().endswith(" (paused)"):
+                self.progress.setFormat(self.progress.format() + " (paused)")
 
     def stop(self) -> None:
         self.session.stop()
         self.stop_button.setEnabled(False)
+        self.updates.flush()
         self.progress.setFormat("stopping at the next step…")
 
     def _prepare(self) -> dict[str, Any]:

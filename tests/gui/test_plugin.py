@@ -104,9 +104,26 @@ def test_fields_explain_themselves(docks):
 def test_picked_layers_stand_out_in_the_theme_highlight(viewer, docks):
     from napari.utils.theme import get_theme
 
-    highlight = get_theme(viewer.theme).current.as_hex()
-    for title in ("Data and pretext", "Reconstruct"):
-        assert f"background-color: {highlight}" in docks[title].layer_list.styleSheet()
+    for theme in (viewer.theme, "light"):  # and they follow a change of theme
+        viewer.theme = theme
+        highlight = get_theme(theme).current.as_hex()
+        for title in ("Data and pretext", "Reconstruct"):
+            assert f"background-color: {highlight}" in docks[title].layer_list.styleSheet()
+
+
+def test_the_loss_plot_follows_the_theme(qtbot, viewer, docks):
+    from napari.utils.theme import get_theme
+
+    plot = docks["Train"].plot
+    viewer.window._wrapped_dock_widgets["Train"].raise_()
+    for step in range(20):
+        plot.add_step(step / 10, 1.0 / (step + 1))
+    for theme in ("dark", "light"):
+        viewer.theme = theme
+        redraws = plot.redraws
+        qtbot.waitUntil(lambda r=redraws: plot.redraws > r, timeout=10_000)
+        corner = plot.pixmap().toImage().pixelColor(2, 2).name()
+        assert corner == get_theme(theme).background.as_hex().lower()
 
 
 def test_a_tab_raised_after_the_docks_were_added_stays_in_front(qtbot, viewer, docks):

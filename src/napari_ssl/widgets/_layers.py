@@ -48,17 +48,28 @@ def reconstructable(layer: Any) -> bool:
 
 def layer_list(viewer: Any) -> QListWidget:
     """A list of layers to pick several from, its selection in the viewer theme's highlight."""
-    from napari.utils.theme import get_theme
-
     widget = QListWidget()
     widget.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
     widget.setMaximumHeight(110)
-    try:
-        highlight = get_theme(viewer.theme).current.as_hex()
-    except (ValueError, KeyError, AttributeError):  # an unknown theme: Qt's own colours
-        return widget
-    widget.setStyleSheet(f"QListWidget::item:selected {{ background-color: {highlight}; }}")
+    highlight(widget, viewer)
     return widget
+
+
+def theme_link(widget: QListWidget, viewer: Any) -> tuple[Any, Any]:
+    """A link (for ``_links.link``) keeping ``widget``'s highlight in the viewer's theme."""
+    return viewer.events.theme, lambda _event=None: highlight(widget, viewer)
+
+
+def highlight(widget: QListWidget, viewer: Any) -> None:
+    """Selected items in the highlight colour of the viewer's theme (Qt's own if unknown)."""
+    from napari.utils.theme import get_theme
+
+    try:
+        color = get_theme(viewer.theme).current.as_hex()
+    except (ValueError, KeyError, AttributeError):  # an unknown theme: Qt's own colours
+        widget.setStyleSheet("")
+        return
+    widget.setStyleSheet(f"QListWidget::item:selected {{ background-color: {color}; }}")
 
 
 def layer_data(layer: ImageLayer) -> Any:

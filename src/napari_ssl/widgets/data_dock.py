@@ -82,6 +82,10 @@ class DataDock(QWidget):
         link(  # until the dock is deleted
             self,
             (self.state.events.cfg, self._show_cfg),
+            (
+                self.viewer.events.theme,
+                lambda _=None: _layers.highlight(self.layer_list, self.viewer),
+            ),
             *layer_list_changes(self.viewer, self._refresh_layers),
         )
 

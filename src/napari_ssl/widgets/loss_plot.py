@@ -61,6 +61,11 @@ class LossPlot(QLabel):
         self.destroyed.connect(partial(_shutdown, self._executor))
         self.clear()
 
+    def set_colors(self, colors: tuple[str, str] | None) -> None:
+        """Follow napari's theme: (background, text), drawn from the next render on."""
+        self._renderer.colors = colors
+        self._dirty = True
+
     @property
     def step_points(self) -> int:
         return len(self._curves[0][0])
@@ -185,7 +190,8 @@ class _Renderer:
     """The figure, built and drawn only in the plot's worker thread (one render at a time)."""
 
     def __init__(self, colors: tuple[str, str] | None) -> None:
-        self.colors = colors
+        self.colors = colors  # set by the GUI thread, applied by the next render
+        self._applied: tuple[str, str] | None = None
         self.figure: Any = None
         self.laid_out: tuple = ()  # what the margins were fitted to (size, tick labels' lengths)
 
@@ -223,9 +229,6 @@ class _Renderer:
         for ax in (self.ax_loss, self.ax_psnr):
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-        if self.colors is not None:
-            _apply_colors(figure, *self.colors)
-            self.psnr_note.set_color(self.colors[1])
         figure.align_ylabels()
 
     def render(
@@ -240,7 +243,11 @@ class _Renderer:
     ) -> tuple[np.ndarray, float]:
         if self.figure is None:
             self._build()
-        figure = self.figure
+        figure, colors = self.figure, self.colors
+        if colors is not None and colors != self._applied:
+            _apply_colors(figure, *colors)
+            self.psnr_note.set_color(colors[1])
+            self._applied = colors
         figure.set_dpi(DPI * ratio)
         figure.set_size_inches(width / DPI, height / DPI)
         for line, (x, y) in zip(self.lines, curves, strict=True):

@@ -124,7 +124,14 @@ class ReconstructDock(QWidget):
         explain(self)
         self.updates = Coalescer(self, self._apply)  # the progress bar: one repaint per tick
         when_removed(self, self.session.shutdown)  # cancelled; no layer added after
-        link(self, *layer_list_changes(self.viewer, self._refresh_layers))  # until deleted
+        link(  # until the dock is deleted
+            self,
+            (
+                self.viewer.events.theme,
+                lambda _=None: _layers.highlight(self.layer_list, self.viewer),
+            ),
+            *layer_list_changes(self.viewer, self._refresh_layers),
+        )
         self._refresh_layers()
 
     def _build(self) -> None:

@@ -86,7 +86,12 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.updates = Coalescer(self, self._apply)  # progress, status, preview: once per tick
         self.updates.ticked.connect(self.plot.tick)  # the plot's image in the same repaint
         events = self.state.events  # connected until the dock is deleted
-        link(self, (events.cfg, self._sync_task), (events.running, self._update_buttons))
+        link(
+            self,
+            (events.cfg, self._sync_task),
+            (events.running, self._update_buttons),
+            (self.viewer.events.theme, self._follow_theme),
+        )
         when_removed(self, partial(_shutdown, self.session, self.state))
         self._sync_task()
         self._update_buttons()
@@ -166,6 +171,10 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         layout.addWidget(self.status)
         self.plot = LossPlot(self, theme_colors(self.viewer))
         layout.addWidget(self.plot, stretch=1)
+
+    def _follow_theme(self, event: Any = None) -> None:
+        self.plot.set_colors(theme_colors(self.viewer))
+        self.plot.tick()
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)

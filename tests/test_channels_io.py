@@ -84,7 +84,7 @@ def test_one_channel_reading_is_unchanged(sem_2d: np.ndarray, tmp_path: Path) ->
     tifffile.imwrite(tmp_path / "a.tif", crop)
     np.testing.assert_array_equal(load_image(tmp_path / "a.tif", 2, 1).read()[0], crop)
     tifffile.imwrite(tmp_path / "s.tif", np.stack([crop] * 5))  # a plain 3D stack in 2D
-    with pytest.raises(DataError, match=r"'s\.tif' is a stack \(axes QYX.*PROBLEM\.NDIM"):
+    with pytest.raises(DataError, match=r"'s\.tif' is a stack \(shape .*PROBLEM\.NDIM"):
         load_image(tmp_path / "s.tif", 2, 1)
     # a plain (y, x, 2) file for a 1-channel config: 2 channels (the shorter last axis)
     tifffile.imwrite(tmp_path / "b.tif", np.stack([crop] * 2, axis=-1))

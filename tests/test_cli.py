@@ -275,7 +275,7 @@ def _bad_train_folder(kind: str, folder: Path, sem: np.ndarray, nuclei: np.ndarr
         return r"cannot read '.*x\.tif'"
     if kind == "mixed_dims":
         tifffile.imwrite(folder / "b.tif", nuclei[:5, :64, :64])
-        return r"'b\.tif' is a stack \(axes QYX, shape \(5, 64, 64\)\).*PROBLEM\.NDIM"
+        return r"'b\.tif' is a stack \(shape \(5, 64, 64\)\).*PROBLEM\.NDIM"
     if kind == "mixed_channels":
         np.save(folder / "b.npy", np.stack([crop, crop], axis=-1))
         return r"'b\.npy' \(shape \(64, 64, 2\)\) has 2 channel\(s\).*expects 1 \(last entry"

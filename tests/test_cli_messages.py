@@ -162,7 +162,7 @@ def test_predict_3d_input_into_a_2d_model(
         assert ran.code == 1 and ran.out == ""
         messages[name] = ran.err
     assert messages["stack.tif"] == (
-        "napari-ssl predict: 'stack.tif' is a 3D stack (axes QYX, shape (5, 64, 64)) but the "
+        "napari-ssl predict: 'stack.tif' is a 3D stack (shape (5, 64, 64)) but the "
         "checkpoint's model is 2D: give 2D images, or a checkpoint trained in 3D.\n"
     )
     assert messages["stack.npy"] == (

@@ -294,3 +294,31 @@ def test_a_data_dock_opened_after_a_load_keeps_the_config(viewer, tmp_path, monk
     assert train.state.cfg == loaded
     assert data.patch_xy.value() == loaded.data.patch_size[-1]
     assert data.task.currentText() == loaded.pretext.task
+
+
+def test_a_config_s_test_part_and_dimensions_are_said(
+    qtbot, viewer, docks, sem_layer, tmp_path, monkeypatch, notes
+):
+    """The docks train only (TEST.ENABLE is said, its folder kept for exports); a 3D config
+    whose folder is missing, beside 2D layers, says to check the dimensions."""
+    test = tmp_path / "ds" / "test" / "x"
+    test.mkdir(parents=True)
+    path = tmp_path / "cfg" / "biapy.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "PROBLEM: {TYPE: SELF_SUPERVISED, NDIM: 3D}\n"
+        "DATA: {PATCH_SIZE: [32, 64, 64, 1], TRAIN: {PATH: ../nowhere}, "
+        "TEST: {PATH: ../ds/test/x}}\n"
+        "TEST: {ENABLE: True}\n"
+    )
+    train, data = docks["Train"], docks["Data and pretext"]
+    _load(train, monkeypatch, path)
+    severity, message = notes[-1]
+    assert severity == "warning"
+    assert "TEST.ENABLE: the docks train only. Score test images in the Reconstruct dock" in message
+    assert (
+        "The config is 3D but the selected layers were read as 2D: check 'Dimensions' in the "
+        "Data and pretext dock." in message
+    )
+    assert train.state.cfg.data.test_path == str(test.resolve())  # relative to the YAML
+    assert data.axes.detected.text().endswith("; you chose 3D, no channel axis")

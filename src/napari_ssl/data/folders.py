@@ -305,6 +305,8 @@ def _stack_message(
     by_checkpoint: bool,
 ) -> str:
     """The file's axes say its first axis is a stack (Z, T ...), not channels."""
+    # tifffile names the pages of a plain TIFF Q or I: they say nothing to a user
+    described = f"axes {axes}, shape {shape}" if axes[0] not in "QI" else f"shape {shape}"
     if by_checkpoint:
         with_channels = f" with {channels} channels" if channels and channels > 1 else ""
         fix = (
@@ -313,7 +315,7 @@ def _stack_message(
             else "split it into 3D stacks"
         )
         text = (
-            f"'{name}' is a {ndim + 1}D stack (axes {axes}, shape {shape}) but the checkpoint's "
+            f"'{name}' is a {ndim + 1}D stack ({described}) but the checkpoint's "
             f"model is {ndim}D{with_channels}: {fix}"
         )
     else:
@@ -321,10 +323,7 @@ def _stack_message(
             f"with {channels} channels" if channels and channels > 1 else "with channels"
         )
         fix = "choose 3D (PROBLEM.NDIM) or split it" if ndim == 2 else "split it into 3D stacks"
-        text = (
-            f"'{name}' is a stack (axes {axes}, shape {shape}), not a {ndim}D image "
-            f"{with_channels}: {fix}"
-        )
+        text = f"'{name}' is a stack ({described}), not a {ndim}D image {with_channels}: {fix}"
     if channels and channels > 1:
         text += (
             f"; if its first axis holds the channels, save it with axes "

@@ -33,8 +33,8 @@ class AxesBox(QWidget):
         form.addRow("Channel axis", self.channel_axis)
         form.addRow("", self.detected)
         self._guess: tuple[int, int | None, str] | None = None  # (ndim, axis, source in words)
-        self.ndim.currentIndexChanged.connect(self._describe)
-        self.channel_axis.currentIndexChanged.connect(self._describe)
+        self.ndim.currentIndexChanged.connect(self.describe)
+        self.channel_axis.currentIndexChanged.connect(self.describe)
 
     def detect(self, layers: list[Any], folder: str, keep_ndim: int | None = None) -> bool:
         """Fill the fields from the first of ``layers``, else from ``folder``'s first image
@@ -61,10 +61,10 @@ class AxesBox(QWidget):
         self.channel_axis.setCurrentIndex(0 if axis is None else axis + 1)
         self.channel_axis.blockSignals(False)
         self.ndim.setCurrentIndex(ndim - 2)
-        self._describe()
+        self.describe()
         return True
 
-    def _describe(self) -> None:
+    def describe(self) -> None:
         """Say what was detected, and what the user chose instead if they did."""
         if self._guess is None:
             return

@@ -128,12 +128,27 @@ class ConfigFile:
             cfg.data.val_path = str(val)
             if not val.is_dir():
                 notes.append(f"The config's validation folder {val} does not exist.")
+        if cfg.test.enable:  # kept for the exported config (relative to the YAML as well)
+            if cfg.data.test_path.strip():
+                test = Path(path).parent / Path(cfg.data.test_path).expanduser()
+                cfg.data.test_path = str(test.resolve())
+            notes.append(
+                "TEST.ENABLE: the docks train only. Score test images in the Reconstruct dock "
+                "(“degrade first and score”), or run the config with the CLI (the Export dock "
+                "shows the command)."
+            )
         folder = train_folder(cfg, path)
         if folder is not None:
             cfg.data.train_path = str(folder)
             return f"Training data: the folder {folder}."
         named, cfg.data.train_path = cfg.data.train_path.strip(), self.state.folder
         current = f"folder {self.state.folder}" if self.state.folder else "selected layers"
+        if cfg.data.ndim != self.state.ndim:
+            notes.append(
+                f"The config is {cfg.data.ndim}D but the {current} "
+                f"{'was' if self.state.folder else 'were'} read as {self.state.ndim}D: check "
+                "'Dimensions' in the Data and pretext dock."
+            )
         if named:
             notes.append(
                 f"The config's train folder '{named}' does not exist: training keeps the {current}."

@@ -330,6 +330,7 @@ class DataDock(QWidget):
             for widget in widgets:
                 widget.blockSignals(False)
         self._show_page(self.task.currentIndex())
+        self.axes.describe()  # the dimensions it sets, beside what was detected
         self._on_param()  # previews shown follow too
 
     # ---- preview --------------------------------------------------------------------------

@@ -156,12 +156,13 @@ class NormalizationBox(QWidget):
     def _read(self) -> DataConfig:
         """The shared data config with the fields' values, checked; :class:`ConfigError` if bad."""
         zmuv = self.kind.currentData() == "zero_mean_unit_variance"
-        clip, current = (self.clip_lo.value(), self.clip_hi.value()), self.state.cfg.data
-        shown = current.percentile_clip and tuple(
-            round(v, self.clip_lo.decimals()) for v in current.percentile_clip
-        )
-        if clip == shown:  # the config's values as the fields round them: keep all decimals
-            clip = tuple(current.percentile_clip)
+        boxes, current = (self.clip_lo, self.clip_hi), self.state.cfg.data
+        clip = tuple(box.value() for box in boxes)
+        if current.percentile_clip and all(  # the config's values as the fields show them
+            box.textFromValue(box.value()) == box.textFromValue(v)
+            for box, v in zip(boxes, current.percentile_clip, strict=True)
+        ):
+            clip = tuple(current.percentile_clip)  # keep all their decimals
         data = dataclasses.replace(
             current,
             normalization=self.kind.currentData(),

@@ -38,10 +38,14 @@ FIELDS = {  # (our key, BiaPy's key) -> the label of the field that sets it
     ("data.normalization_std", "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL"): "Fixed std",
     ("train.patience", "TRAIN.PATIENCE"): "the early-stopping patience",
     ("system.num_workers", "SYSTEM.NUM_WORKERS"): "the reader threads",
+    ("model.feature_maps", "MODEL.FEATURE_MAPS"): "the U-Net's feature maps",
+    ("model.z_down", "MODEL.Z_DOWN"): "its Z downsampling",
 }
 LOADED = {
     "train.patience",
     "system.num_workers",
+    "model.feature_maps",
+    "model.z_down",
 }  # no dock shows these: said in words, set with "Load config…"
 SET_WITH = "set with Load config…"
 _KEY = "|".join(re.escape(biapy) for _, biapy in FIELDS)

@@ -65,7 +65,7 @@ def test_one_preview_per_layer_and_a_deleted_one_stays_deleted(
 
     reads = []  # the whole image's range is read once, not at every parameter change
     real = preview.data_range
-    monkeypatch.setattr(preview, "data_range", lambda image: reads.append(1) or real(image))
+    monkeypatch.setattr(preview, "data_range", lambda *a: reads.append(1) or real(*a))
     data = docks["Data and pretext"]
     data.run_preview()
     data.noise.setValue(0.3)

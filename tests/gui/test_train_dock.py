@@ -37,6 +37,7 @@ def test_train_updates_plot_files_and_live_layer(qtbot, viewer, docks, sem_layer
     qtbot.waitUntil(lambda: train.plot.redraws > 0, timeout=10_000)  # 2 s ticks
     ckpt = Path(train.state.checkpoint)
     assert ckpt.is_file() and ckpt.name == "ssl_1-checkpoint-best.pth"
+    assert Path(train.checkpoint.text()).name == "ssl_1-checkpoint-last.pth"  # to continue it
     assert (tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth").is_file()
     live = viewer.layers["sem [live reconstruction]"]
     assert live.data.shape == (64, 64) and tuple(live.scale) == SCALE

@@ -113,10 +113,12 @@ def read_array(path: str | Path) -> tuple[Any, int | None, str | None]:
     raise DataError(f"'{path}': unsupported file type; use one of {', '.join(EXTENSIONS)}.")
 
 
-def first_image(folder: str | Path) -> tuple[Path, tuple[int, ...], int | None]:
-    """The first image file of ``folder``, its shape as read and the channel axis its metadata
-    names (TIFF: from the header alone, nothing else is read)."""
-    path = list_images(folder)[0]
+def first_image(
+    folder: str | Path, key: str = PATH_KEYS
+) -> tuple[Path, tuple[int, ...], int | None]:
+    """The first image file of ``folder`` (given by the config key ``key``), its shape as read
+    and the channel axis its metadata names (TIFF: from the header alone, nothing else read)."""
+    path = list_images(folder, key)[0]
     if path.suffix.lower() not in (".tif", ".tiff"):
         array, channel_axis, _ = read_array(path)
         return path, tuple(array.shape), channel_axis

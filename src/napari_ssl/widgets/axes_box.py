@@ -14,6 +14,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._hint import hint_label, set_hint
+from napari_ssl.widgets.wording import in_dock_words
 
 
 class AxesBox(QWidget):
@@ -45,7 +46,7 @@ class AxesBox(QWidget):
         except DataError as err:
             self._guess = None
             self.channel_axis.clear()
-            set_hint(self.detected, str(err), error=bool(folder))
+            set_hint(self.detected, in_dock_words(str(err)), error=bool(folder))
             return False
         ndim, axis = _layers.guess_axes(shape, named)
         if keep_ndim is not None and ndim != keep_ndim:
@@ -87,7 +88,7 @@ def first_shape(layers: list[Any], folder: str) -> tuple[tuple[int, ...], int | 
         return shape, len(shape) - 1 if rgb else None, "RGB" if rgb else f"shape {shape}"
     if not folder:
         raise DataError("no layer selected")
-    from napari_ssl.data.folders import first_image, resolve_dataset
+    from napari_ssl.data.folders import first_image, resolve_dataset, split_key
 
-    path, shape, named = first_image(resolve_dataset(folder, "train"))
+    path, shape, named = first_image(resolve_dataset(folder, "train"), split_key("train"))
     return shape, named, f"the folder's first file, '{path.name}': shape {shape}"

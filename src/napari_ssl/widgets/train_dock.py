@@ -286,13 +286,13 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
     def _images(self) -> list[Image]:
         state = self.state
         if state.folder:
-            from napari_ssl.data.folders import first_image, load_folder, resolve_dataset
+            from napari_ssl.data.folders import first_image, load_folder, resolve_dataset, split_key
 
             self._sources = []
-            folder = resolve_dataset(state.folder, "train")
-            shape, axis = first_image(folder)[1], state.channel_axis
+            folder, key = resolve_dataset(state.folder, "train"), split_key("train")
+            shape, axis = first_image(folder, key)[1], state.channel_axis
             channels = None if axis is None or axis >= len(shape) else shape[axis]
-            return load_folder(folder, state.ndim, channels)
+            return load_folder(folder, state.ndim, channels, key)
         layers = [self.viewer.layers[n] for n in state.layers if n in self.viewer.layers]
         if not layers:
             raise DataError(

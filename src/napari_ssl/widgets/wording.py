@@ -110,6 +110,22 @@ TIPS = {  # the tooltip of a form row, by its label
     "(optimizer and epoch too); fine-tune: the weights of a checkpoint, a new run",
     "Tile overlap": "The fraction of each tile shared with its neighbours when stitching: more "
     "overlap, smoother seams, slower",
+    "Task": "crappify: restore the image from a noisy, down- and up-sampled copy (a U-Net); "
+    "masking: fill in hidden patches (a masked autoencoder, ViT)",
+    "Model": "The network to pretrain: U-Nets for crappify, mae (a vision transformer) for masking",
+    "ViT preset": "The masked autoencoder's size: tiny trains fast on a CPU; base is BiaPy's "
+    "ViT-B (111 M parameters, a GPU)",
+    "Augmentation": "Random flips and 90° rotations of the training patches (and Z flips in 3D)",
+    "Device": "Where to train: auto takes a GPU when there is one",
+    "Mixed precision": "bf16 or fp16 arithmetic where it is safe: faster on GPUs",
+    "Result folder": "Where each run writes its checkpoints, charts and config "
+    "(<folder>/<run name>/…, as BiaPy)",
+    "Run name": "The name of the run's folder and files; runs of one name are numbered",
+    "Checkpoint": "A .pth (or .safetensors) checkpoint: the run just trained fills it in",
+    "Input layers": "The layers to reconstruct (Ctrl/Shift-click for several); degraded copies "
+    "are listed too",
+    "Folder": "Where the exported files go",
+    "Name": "The exported files' name: <name>.pth, .safetensors, .yaml",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -166,7 +168,9 @@ def test_the_pretext_preview_is_a_bounded_centred_crop() -> None:
         pretext_preview(image, cfg, (40, 80))
 
 
-def test_hot_pixels_do_not_set_the_noise_when_clipped(nuclei_3d: np.ndarray) -> None:
+def test_hot_pixels_do_not_set_the_noise_when_clipped(
+    nuclei_3d: np.ndarray, tmp_path: Path
+) -> None:
     """With percentile clipping, crappify's noise scales with the clipped maximum."""
     from napari_ssl.config import Config
     from napari_ssl.data.images import as_image
@@ -190,3 +194,17 @@ def test_hot_pixels_do_not_set_the_noise_when_clipped(nuclei_3d: np.ndarray) -> 
         errors[clip] = float(np.std((out[0].astype(float) - hot)[hot != 65535]))
     assert errors[(0.1, 99.9)] < errors[None] / 5  # not drowned by the hot pixels
     assert errors[(0.1, 99.9)] > 0.05 * dim.max()
+    # the Reconstruct dock's "degrade first and score" degrades as training did
+    from napari_ssl.engine.checkpoints import load_trained
+    from napari_ssl.inference.reconstruct import reconstruct
+    from napari_ssl.results import ResultsLayout
+    from test_training import run_events, tiny_config
+
+    train_cfg = tiny_config(epochs=1)
+    train_cfg.data.percentile_clip = (0.1, 99.9)
+    train_cfg.pretext.resizing_factor = 1.0
+    layout = ResultsLayout(tmp_path, "hot", 1)
+    run_events(train_cfg, [image], layout)
+    degraded = reconstruct(load_trained(layout.best_checkpoint), image, degrade=True)["degraded"]
+    error = float(np.std((degraded[0] - hot)[hot != 65535]))
+    assert error == pytest.approx(errors[(0.1, 99.9)], rel=0.2)

@@ -238,9 +238,11 @@ def test_time_paused_counts_in_no_epoch_time_nor_eta(
 ) -> None:
     control = TrainingControl()
     cfg = tiny_config(epochs=2, patches_per_epoch=8, batch_size=2, log_every=1)
-    events, t_epoch = [], time.perf_counter()
+    events = []
     for event in train(cfg, sem_crops(sem_2d), layout=layout, control=control):
         events.append(event)
+        if isinstance(event, ev.Started):
+            t_epoch = time.perf_counter()
         if isinstance(event, ev.Step) and event.step == 1:
             control.pause()
             threading.Timer(2.0, control.resume).start()

@@ -53,7 +53,7 @@ class DataConfig:
 @dataclass
 class PretextConfig:
     task: PretextTask = "crappify"
-    noise: float = 0.2  # Gaussian std as a fraction of the image max
+    noise: float = 0.2  # Gaussian std as a fraction of the image max (clipped, with PERC_CLIP)
     resizing_factor: float = 4.0  # area factor: each axis is scaled by 1/sqrt(factor)
     mask_type: MaskType = "grid"
     mask_ratio: float = 0.5

@@ -315,7 +315,10 @@ def test_a_config_s_test_part_and_dimensions_are_said(
     _load(train, monkeypatch, path)
     severity, message = notes[-1]
     assert severity == "warning"
-    assert "TEST.ENABLE: the docks train only. Score test images in the Reconstruct dock" in message
+    assert (
+        "TEST.ENABLE: the docks train only. To test, run the config with the CLI (the Export dock "
+        "shows the command), or score test images in the Reconstruct dock" in message
+    )
     assert (
         "The config is 3D but the selected layers were read as 2D: check 'Dimensions' in the "
         "Data and pretext dock." in message

@@ -25,6 +25,7 @@ from napari_ssl.results import safe_filename, save_tif
 EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
 PATH_KEYS = "DATA.TRAIN.PATH / DATA.TEST.PATH"
 VAL_KEY = "data.val_path (BiaPy DATA.VAL.PATH)"  # a key of ours: BiaPy reads it only when told
+PAGE_AXES = "QI"  # tifffile's names for the pages of a plain TIFF: they say nothing of the axes
 
 
 def list_images(folder: str | Path, key: str = PATH_KEYS) -> list[Path]:
@@ -268,7 +269,7 @@ def _channel_axis_by_shape(
     # which say nothing: with C > 1 the shape decides; with one channel (or none given) a first
     # axis no longer than the last is a stack, as before, and a shorter last axis is channels
     # (BiaPy's (y, x, c), as its reader takes the shortest axis for channels)
-    unnamed = bool(axes) and axes[0] in "QI"
+    unnamed = bool(axes) and axes[0] in PAGE_AXES
     if (axes and axes[0] in "ZT") or (unnamed and not many and shape[-1] >= shape[0]):
         raise DataError(_stack_message(name, shape, axes, ndim, channels, by_checkpoint))
     if not many:
@@ -307,8 +308,7 @@ def _stack_message(
     by_checkpoint: bool,
 ) -> str:
     """The file's axes say its first axis is a stack (Z, T ...), not channels."""
-    # tifffile names the pages of a plain TIFF Q or I: they say nothing to a user
-    described = f"axes {axes}, shape {shape}" if axes[0] not in "QI" else f"shape {shape}"
+    described = f"axes {axes}, shape {shape}" if axes[0] not in PAGE_AXES else f"shape {shape}"
     if by_checkpoint:
         with_channels = f" with {channels} channels" if channels and channels > 1 else ""
         fix = (

@@ -48,8 +48,9 @@ def split_regions(
 ) -> tuple[list[Region], list[Region]]:
     """Hold out ``val_fraction`` for validation: whole images when there are enough, else a slab.
 
-    With several images (at least ``1 / val_fraction``), whole images are held out; otherwise the
-    last slab of each image along its longest axis (at least one patch deep, at most half).
+    When ``round(len(images) * val_fraction)`` is at least one (and leaves one to train on), whole
+    images are held out; otherwise the last slab of each image along its longest axis (at least
+    one patch deep, at most half).
     """
     full = whole_regions(images)
     if val_fraction <= 0:

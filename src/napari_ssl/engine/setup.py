@@ -262,7 +262,8 @@ def prepare_run(
     record = norm_record(data)
     stats = [stats_for(img, record) for img in images]
     notes += [
-        f"{img.name} is constant (every pixel {st.data_min:g}): there is nothing to learn from it."
+        f"{img.name} is constant{' after percentile clipping' * (st.clip_lo is not None)} "
+        f"(every pixel {st.data_min:g}): there is nothing to learn from it."
         for img, st in zip(images, stats, strict=True)
         if st.data_min == st.data_max
     ]

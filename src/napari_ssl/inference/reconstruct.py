@@ -91,7 +91,7 @@ def reconstruct_region(
     """Live preview during training: the reconstruction of one region (C, *S), raw units, in
     the precision of inference (bf16 on an AMX CPU too, as the Reconstruct dock)."""
     if cfg.pretext.task == "crappify":
-        p, whole = cfg.pretext, (stats.data_min, stats.data_max)  # noise follows the image max
+        p, whole = cfg.pretext, (stats.data_min, stats.data_max)  # as in training
         raw = crappify(raw, p.noise, p.resizing_factor, seed=cfg.system.seed, data_range=whole)
     outputs = _run(model, cfg, Image(raw, "preview"), stats, device, _autocast(device, cfg),
                    cfg.system.seed, **_tiling(cfg, None, None))  # fmt: skip
@@ -139,12 +139,15 @@ def reconstruct(
     norm = {**norm_record(cfg.data), **trained.normalization}  # older files lack some keys
     extra: dict[str, np.ndarray] = {}
     source = image
-    if cfg.pretext.task == "crappify" and degrade:
-        degraded = crappify(image.read(), cfg.pretext.noise, cfg.pretext.resizing_factor, seed=seed)
-        source = Image(degraded, image.name, image.scale, image.translate)
-        extra["degraded"] = degraded.astype(np.float32)
     # as in training, a degraded copy is normalised with the clean image's statistics
     stats = stats_for(image, norm)
+    if cfg.pretext.task == "crappify" and degrade:  # noise scaled to the range training used
+        degraded = crappify(
+            image.read(), cfg.pretext.noise, cfg.pretext.resizing_factor, seed=seed,
+            data_range=(stats.data_min, stats.data_max),
+        )  # fmt: skip
+        source = Image(degraded, image.name, image.scale, image.translate)
+        extra["degraded"] = degraded.astype(np.float32)
     outputs = _run(
         model, cfg, source, stats, dev, _autocast(dev, cfg), seed,
         batch_size=batch_size, progress=progress, cancelled=cancelled,

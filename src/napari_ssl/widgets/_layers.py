@@ -79,10 +79,9 @@ def layer_data(layer: ImageLayer) -> Any:
 
 def guess_axes(shape: tuple[int, ...], named: int | None = None) -> tuple[int, int | None]:
     """Guess (spatial ndim 2 or 3, channel axis) from a shape: the channel axis ``named`` (RGB,
-    a file's metadata) if the others are 2 or 3, else a small axis (at most
-    :data:`MAX_CHANNELS`)."""
-    if named is not None and len(shape) - 1 in (2, 3):
-        return len(shape) - 1, named % len(shape)
+    a file's metadata) if any, else a small axis (at most :data:`MAX_CHANNELS`)."""
+    if named is not None:
+        return min(max(len(shape) - 1, 2), 3), named % len(shape)
     if len(shape) <= 2:
         return 2, None
     if len(shape) == 3:

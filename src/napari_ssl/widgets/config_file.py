@@ -47,8 +47,13 @@ def train_folder(cfg: Config, yaml_path: str) -> Path | None:
     """The config's training folder if it exists (a relative one is read from the YAML's folder)."""
     if not cfg.data.train_path.strip():
         return None
-    folder = Path(yaml_path).parent / Path(cfg.data.train_path).expanduser()
-    return folder.resolve() if folder.is_dir() else None
+    folder = _beside(yaml_path, cfg.data.train_path)
+    return folder if folder.is_dir() else None
+
+
+def _beside(yaml_path: str, value: str) -> Path:
+    """A config's path, a relative one read from the YAML's folder."""
+    return (Path(yaml_path).parent / Path(value).expanduser()).resolve()
 
 
 def differences(wanted: Any, used: Any, key: str = "") -> list[str]:
@@ -124,18 +129,17 @@ class ConfigFile:
     def _data_source(self, cfg: Config, path: str, notes: list[str]) -> str:
         """Train on the config's folder if it exists, else keep the current data (noted)."""
         if cfg.data.val_path.strip():  # relative to the YAML, as the train folder
-            val = (Path(path).parent / Path(cfg.data.val_path).expanduser()).resolve()
+            val = _beside(path, cfg.data.val_path)
             cfg.data.val_path = str(val)
             if not val.is_dir():
                 notes.append(f"The config's validation folder {val} does not exist.")
         if cfg.test.enable:  # kept for the exported config (relative to the YAML as well)
             if cfg.data.test_path.strip():
-                test = Path(path).parent / Path(cfg.data.test_path).expanduser()
-                cfg.data.test_path = str(test.resolve())
+                cfg.data.test_path = str(_beside(path, cfg.data.test_path))
+            score = ", or score test images in the Reconstruct dock (“degrade first and score”)"
             notes.append(
-                "TEST.ENABLE: the docks train only. Score test images in the Reconstruct dock "
-                "(“degrade first and score”), or run the config with the CLI (the Export dock "
-                "shows the command)."
+                "TEST.ENABLE: the docks train only. To test, run the config with the CLI (the "
+                f"Export dock shows the command){score * (cfg.pretext.task == 'crappify')}."
             )
         folder = train_folder(cfg, path)
         if folder is not None:
@@ -143,7 +147,7 @@ class ConfigFile:
             return f"Training data: the folder {folder}."
         named, cfg.data.train_path = cfg.data.train_path.strip(), self.state.folder
         current = f"folder {self.state.folder}" if self.state.folder else "selected layers"
-        if cfg.data.ndim != self.state.ndim:
+        if cfg.data.ndim != self.state.ndim and (self.state.folder or self.state.layers):
             notes.append(
                 f"The config is {cfg.data.ndim}D but the {current} "
                 f"{'was' if self.state.folder else 'were'} read as {self.state.ndim}D: check "

@@ -37,8 +37,8 @@ from qtpy.QtWidgets import (
 from napari_ssl.config import Config, ConfigError
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._hint import scrolling
 from napari_ssl.widgets._links import layer_list_changes, link
+from napari_ssl.widgets._scroll import scrolling
 from napari_ssl.widgets.axes_box import AxesBox
 from napari_ssl.widgets.normalization_box import NormalizationBox
 from napari_ssl.widgets.path_field import path_row
@@ -82,10 +82,7 @@ class DataDock(QWidget):
         link(  # until the dock is deleted
             self,
             (self.state.events.cfg, self._show_cfg),
-            (
-                self.viewer.events.theme,
-                lambda _=None: _layers.highlight(self.layer_list, self.viewer),
-            ),
+            _layers.theme_link(self.layer_list, self.viewer),
             *layer_list_changes(self.viewer, self._refresh_layers),
         )
 
@@ -139,7 +136,10 @@ class DataDock(QWidget):
         crap_form = QFormLayout(crap)
         crap_form.setContentsMargins(0, 0, 0, 0)
         self.noise = _spin(0.0, 1.0, 0.2, 0.05, decimals=3)
-        self.noise.setToolTip("Gaussian noise std as a fraction of the image maximum")
+        self.noise.setToolTip(
+            "Gaussian noise std as a fraction of the image maximum (the upper clipping bound "
+            "when Normalisation clips percentiles)"
+        )
         self.factor = _spin(1.0, 64.0, 4.0, 1.0, decimals=2)
         self.factor.setToolTip("Area down-sampling factor: 4 = half size per axis, then back up")
         crap_form.addRow("Noise", self.noise)

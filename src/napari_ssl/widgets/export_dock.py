@@ -29,8 +29,8 @@ from qtpy.QtWidgets import (
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.results import check_plain_name, next_run_id
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._hint import scrolling
 from napari_ssl.widgets._links import when_removed
+from napari_ssl.widgets._scroll import scrolling
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.output_folder import output_folder
 from napari_ssl.widgets.path_field import checkpoint_field, field_row, path_row
@@ -140,7 +140,7 @@ class ExportDock(QWidget):
             command = "the command that trains this config headless, after Export"
             edit.setPlaceholderText(command if key == "command" else "written by Export")
             self.fields[key] = edit
-            out.addRow(label, field_row(edit, "Copy", lambda e=edit: self._copy(e)))
+            out.addRow(label, field_row(edit, "Copy", lambda e=edit: self._copy(e), 50))
         self.fields["command"].setMaximumHeight(70)
         layout.addLayout(out)
         layout.addStretch(1)
@@ -148,13 +148,14 @@ class ExportDock(QWidget):
     def _copy(self, edit: QLineEdit | QPlainTextEdit) -> None:
         QApplication.clipboard().setText(_text(edit))
 
-    def _training_images(self, path: str) -> list[Image]:
-        """The layers the checkpoint's run trained on, when this viewer trained it on layers."""
+    def _training_images(self, path: str) -> tuple[list[Image], str]:
+        """The layers the checkpoint's run trained on, when this viewer trained it on layers, and
+        what to say if the exported config then names no training data."""
         run = self.state.trained_on
         mine = run is not None and str(Path(path).resolve().parent) == run.checkpoints_dir
-        self._no_data = NO_DATA[0] if mine else NO_DATA[1]  # shown if the config has no data
+        no_data = NO_DATA[0] if mine else NO_DATA[1]
         if not self.save_data.isChecked() or not mine or not run.layers:
-            return []
+            return [], no_data
         missing = [name for name in run.layers if name not in self.viewer.layers]
         if missing:
             raise DataError(
@@ -162,7 +163,7 @@ class ExportDock(QWidget):
                 "add the layer(s) back, or untick 'save the training layers'."
             )
         layers = [self.viewer.layers[name] for name in run.layers]
-        return [_layers.to_image(layer, run.ndim, run.channel_axis) for layer in layers]
+        return [_layers.to_image(lyr, run.ndim, run.channel_axis) for lyr in layers], no_data
 
     @property
     def worker(self) -> ExportWorker | None:
@@ -181,7 +182,7 @@ class ExportDock(QWidget):
             if not name:
                 raise DataError("give a name.")
             check_plain_name(name, "Name")  # before anything is written
-            images = self._training_images(path)
+            images, self._no_data = self._training_images(path)
             folder = output_folder(out_dir, "export folder")
             self._check_earlier(folder, name, bool(images))
         except (DataError, ValueError) as err:

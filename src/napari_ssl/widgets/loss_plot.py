@@ -62,7 +62,8 @@ class LossPlot(QLabel):
         self.clear()
 
     def set_colors(self, colors: tuple[str, str] | None) -> None:
-        """Follow napari's theme: (background, text), drawn from the next render on."""
+        """Follow napari's theme: (background, text), drawn from the next render on (None, an
+        unknown theme: the colours stay)."""
         self._renderer.colors = colors
         self._dirty = True
 

@@ -14,15 +14,17 @@ from napari_ssl.widgets.state import SslState
 CHECKPOINT_FILES = "Checkpoints (*.pth *.safetensors)"  # the file dialogs' filter
 
 
-def field_row(edit: QLineEdit, text: str, action: Callable[[], Any]) -> QWidget:
-    """``edit`` with a button ``text`` beside it that calls ``action``."""
+def field_row(
+    edit: QWidget, text: str, action: Callable[[], Any], width: int | None = None
+) -> QWidget:
+    """``edit`` with a button ``text`` (at most ``width`` wide) beside it that calls ``action``."""
     box = QWidget()
     row = QHBoxLayout(box)
     row.setContentsMargins(0, 0, 0, 0)
     row.addWidget(edit)
     button = QPushButton(text)
-    if text == "…":
-        button.setMaximumWidth(30)
+    if width is not None:
+        button.setMaximumWidth(width)
     button.clicked.connect(lambda: action())
     row.addWidget(button)
     return box
@@ -42,7 +44,7 @@ def path_row(edit: QLineEdit, title: str, folder: bool, button: str = "…") -> 
             edit.setText(path)
             edit.editingFinished.emit()
 
-    return field_row(edit, button, browse)
+    return field_row(edit, button, browse, 30 if button == "…" else None)
 
 
 def checkpoint_field(dock: QWidget, state: SslState) -> tuple[QLineEdit, QWidget]:

@@ -34,8 +34,8 @@ from qtpy.QtWidgets import (
 
 from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._hint import scrolling
 from napari_ssl.widgets._links import layer_list_changes, link, when_removed
+from napari_ssl.widgets._scroll import scrolling
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.path_field import checkpoint_field
@@ -126,10 +126,7 @@ class ReconstructDock(QWidget):
         when_removed(self, self.session.shutdown)  # cancelled; no layer added after
         link(  # until the dock is deleted
             self,
-            (
-                self.viewer.events.theme,
-                lambda _=None: _layers.highlight(self.layer_list, self.viewer),
-            ),
+            _layers.theme_link(self.layer_list, self.viewer),
             *layer_list_changes(self.viewer, self._refresh_layers),
         )
         self._refresh_layers()

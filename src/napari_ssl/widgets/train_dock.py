@@ -36,8 +36,8 @@ from napari_ssl.config import VIT_PRESETS, Config, ConfigError
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.results import DEFAULT_RESULT_DIR, ResultsLayout, next_run_id
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._hint import scrolling
 from napari_ssl.widgets._links import link, when_removed
+from napari_ssl.widgets._scroll import scrolling
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.config_file import ConfigFile
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors

@@ -107,7 +107,8 @@ class TrainEvents:
     def _on_finished(self, e: ev.Finished) -> None:
         self.updates.flush()
         self.state.checkpoint = e.best_checkpoint or e.last_checkpoint
-        self.checkpoint.setText(e.last_checkpoint)  # to continue it with more epochs
+        if self.start_mode.currentIndex() != 2:  # not the file the user fine-tunes from
+            self.checkpoint.setText(e.last_checkpoint)  # to continue it with more epochs
         early = " (early stop: validation loss stopped improving)" if e.early_stopped else ""
         set_progress(self.progress, fmt=f"finished: {e.epochs_run} epochs{early}")
         show_info(

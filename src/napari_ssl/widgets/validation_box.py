@@ -46,9 +46,9 @@ class ValidationBox(QWidget):
         self.use_fraction.setToolTip("Validate on a part of the training images, held out")
         self.fraction = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.5, singleStep=0.05)
         self.fraction.setToolTip(
-            "Fraction held out for validation: whole images when it makes at least one (0.1 of "
-            "10 or more images), else the last slab of every image, at least one patch deep "
-            "(BiaPy DATA.VAL.SPLIT_TRAIN)"
+            "Fraction held out for validation: whole images when it rounds to at least one (at "
+            "0.1: with 6 images or more), else the last slab of every image, at least one patch "
+            "deep (BiaPy DATA.VAL.SPLIT_TRAIN)"
         )
         self.use_folder = QRadioButton("folder")
         self.use_folder.setToolTip(

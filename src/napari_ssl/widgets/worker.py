@@ -135,10 +135,10 @@ class WorkerSession:
     def _finished(self) -> None:
         self.worker, self._slots = None, ()
 
-    def shutdown(self, wait: bool = True) -> Any:
+    def shutdown(self, wait: bool = True) -> None:
         """Stop the work; no signal reaches the dock any more. ``wait``: until its thread has
         ended (the viewer closing: napari's own close waits too); else the work ends on its
-        own (a removed dock: the GUI goes on at once). Returns the worker shut down, if any."""
+        own (a removed dock: the GUI goes on at once)."""
         worker, slots = self.worker, self._slots
         self._finished()
         if worker is not None:
@@ -150,7 +150,6 @@ class WorkerSession:
         ending = self._ending
         if ending is not None and not ending.ended.is_set():
             ending.quit() if wait else ending.stop_work()
-        return worker
 
 
 def _retire(worker: StoppableWorker) -> None:

@@ -51,6 +51,22 @@ def test_train_updates_plot_files_and_live_layer(qtbot, viewer, docks, sem_layer
     assert Path(train.state.checkpoint).name == "ssl_2-checkpoint-best.pth"
 
 
+def test_continuing_a_finished_run_without_more_epochs_is_refused(
+    qtbot, viewer, docks, sem_layer, tmp_path, notes
+):
+    train = docks["Train"]
+    tiny(docks, epochs=1)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    train.start_mode.setCurrentIndex(1)  # continue: the field holds the run's last checkpoint
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=60_000)
+    severity, message = notes[-1]
+    assert severity == "error" and message.startswith("Cannot start training:")
+    assert "raise 'Epochs' (1)" in message and train.progress.format() == "not started"
+
+
 def test_garbage_collection_stays_on_the_gui_thread(
     qtbot, docks, sem_layer, tmp_path, collector_threads
 ):

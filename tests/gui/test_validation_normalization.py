@@ -123,7 +123,7 @@ def test_a_bad_validation_folder_starts_nothing(
     train.start_button.click()
     qtbot.waitUntil(lambda: not train.state.running, timeout=60_000)
     severity, message = notes[-1]
-    assert severity == "error" and "Training failed: validation image 'two.npy'" in message
+    assert severity == "error" and "Cannot start training: validation image 'two.npy'" in message
     assert "2 channel(s)" in message and "training images have 1" in message
     assert not results.exists() and same(sem_layer.data, original)
     assert [layer.name for layer in viewer.layers] == ["sem"]

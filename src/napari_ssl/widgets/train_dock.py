@@ -77,6 +77,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         ended = partial(setattr, self.state, "running", False)  # outlives the dock
         self.session = TrainingSession(self._on_event, self._on_done, ended)
         self._plan = (1, 1, 0)  # epochs, steps per epoch, start epoch
+        self._started = False  # the engine has started the current run
         self._sources: list[Any] = []  # layers trained on (for the live reconstruction)
         self._region: tuple[slice, ...] = ()
         self._layout: Any = None  # ResultsLayout of the latest run
@@ -222,6 +223,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.plot.clear()
         set_progress(self.progress, 0, "starting…")
         self.status.setText(f"results: {self._layout.root}")
+        self._started = False  # until the engine's Started: a failure is a refusal to start
         self.session.start(**job)
 
     def toggle_pause(self) -> None:

@@ -55,6 +55,7 @@ class TrainEvents:
 
     def _on_started(self, e: ev.Started) -> None:
         self._plan = (e.epochs, e.steps_per_epoch, e.start_epoch)
+        self._started = True
         set_progress(
             self.progress,
             e.start_epoch * e.steps_per_epoch,
@@ -141,11 +142,13 @@ class TrainEvents:
         return f"at epoch {e.epoch}, step {done} of {steps}", f"epoch {e.epoch} runs again whole"
 
     def _on_failed(self, e: ev.Failed) -> None:
+        """Refused while setting up (a check of the data or checkpoint), or failed mid-run."""
         self.updates.flush()
-        set_progress(self.progress, fmt="failed")
         message = in_dock_words(e.message)
-        show_error(f"Training failed: {message}")
-        self._add_status(f"failed: {message}")
+        what = "failed" if self._started else "not started"
+        set_progress(self.progress, fmt=what)
+        show_error(f"{'Training failed' if self._started else 'Cannot start training'}: {message}")
+        self._add_status(f"{what}: {message}")
 
     def _add_status(self, line: str) -> None:
         """The end of a run also in the dock (a notification shows its first line only)."""

@@ -272,6 +272,7 @@ def test_small_image_is_noted_once(qtbot, viewer, docks, sem_2d, notes, tmp_path
     qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
     small = [msg for _, msg in notes if "smaller than the patch" in msg]
     assert small == ["small (24, 40) is smaller than the patch (32, 32): it is reflect-padded."]
+    assert f"note: {small[0]}" in train.status.text().splitlines()  # still readable in the dock
 
 
 def test_without_validation_data_no_validation_curve_is_drawn(

@@ -78,6 +78,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.session = TrainingSession(self._on_event, self._on_done, ended)
         self._plan = (1, 1, 0)  # epochs, steps per epoch, start epoch
         self._started = False  # the engine has started the current run
+        self._notes: list[str] = []  # the current run's notes, shown under its status
         self._sources: list[Any] = []  # layers trained on (for the live reconstruction)
         self._region: tuple[slice, ...] = ()
         self._layout: Any = None  # ResultsLayout of the latest run

@@ -62,10 +62,10 @@ class TrainEvents:
             f"epoch {e.start_epoch + 1}/{e.epochs}",
             maximum=e.epochs * e.steps_per_epoch,
         )
-        self.updates.put(
-            "status",
+        self._notes = [f"note: {in_dock_words(note)}" for note in e.notes]
+        self._put_status(
             f"{e.model} ({e.parameters:,} parameters) on {e.device}, {e.precision}; "
-            f"{e.train_patches} patches per epoch. Results: {self._layout.root}",
+            f"{e.train_patches} patches per epoch. Results: {self._layout.root}"
         )
         if e.notes:
             show_info(in_dock_words("\n".join(e.notes)))
@@ -89,11 +89,14 @@ class TrainEvents:
         psnr = self._plot_epoch(e.epoch, e.val_loss, e.metrics)
         val = f"val loss {e.val_loss:.4g}" if e.metrics else "no validation data"
         extra = f", val PSNR {psnr:.2f} dB" if psnr is not None else ""
-        self.updates.put(
-            "status",
+        self._put_status(
             f"epoch {e.epoch}: train loss {e.train_loss:.4g}, {val}{extra}"
-            f" ({e.seconds:.1f} s, {e.patches_per_s:.0f} patches/s)",
+            f" ({e.seconds:.1f} s, {e.patches_per_s:.0f} patches/s)"
         )
+
+    def _put_status(self, line: str) -> None:
+        """The run's status line, with its notes under it (a notification shows one line)."""
+        self.updates.put("status", "\n".join([line, *self._notes]))
 
     def _on_preview(self, e: ev.Preview) -> None:
         self.updates.put("preview", e)

@@ -230,11 +230,13 @@ def test_removing_dock_stops_training_without_freezing_the_viewer(
 
 def test_start_errors_are_notifications(qtbot, viewer, docks, sem_layer, notes, tmp_path):
     train, data = docks["Train"], docks["Data and pretext"]
+    assert train.progress.text() == "idle"
     tiny(docks)
     train.result_dir.setText(str(tmp_path))
     data.select([])
     train.start_button.click()
     assert notes[-1][0] == "error" and "select image layers" in notes[-1][1]
+    assert train.progress.format() == "not started"
     assert not train.state.running and train.start_button.isEnabled()
     data.select(["sem"])
     data.task.setCurrentText("masking")

@@ -164,6 +164,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             buttons.addWidget(button)
         layout.addLayout(buttons)
         self.progress = QProgressBar()
+        self.progress.setValue(0)  # Qt draws no text before a value is set
         self.progress.setFormat("idle")
         self.progress.setTextVisible(True)
         layout.addWidget(self.progress)
@@ -219,6 +220,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             job = self._prepare()
         except (ConfigError, DataError, ValueError, OSError) as err:
             self.state.running = False
+            set_progress(self.progress, 0, "not started", maximum=1)  # not an earlier run's end
             show_error(f"Cannot start training: {in_dock_words(str(err))}")
             return
         self.plot.clear()

@@ -6,6 +6,7 @@ import torch
 
 from napari_ssl.config import Config
 from napari_ssl.data.images import CHANNELS_SET_BY, MAX_CHANNELS, DataError, Image
+from napari_ssl.data.normalization import NormStats
 from napari_ssl.engine.device import host_memory_available
 
 
@@ -39,6 +40,16 @@ def size_notes(images: list[Image], patch: tuple[int, ...]) -> list[str]:
             f"{images[0].channels} channels only takes images of {images[0].channels} channels."
         )
     return notes
+
+
+def constant_notes(images: list[Image], stats: list[NormStats]) -> list[str]:
+    """A note for each image that is constant (after percentile clipping, when on)."""
+    return [
+        f"{img.name} is constant{' after percentile clipping' * (st.clip_lo is not None)} "
+        f"(every pixel {st.data_min:g}): there is nothing to learn from it."
+        for img, st in zip(images, stats, strict=True)
+        if st.data_min == st.data_max
+    ]
 
 
 def check_memory(cfg: Config, device: torch.device, in_channels: int) -> None:

@@ -27,7 +27,7 @@ from napari_ssl.data.splits import split_train_val
 from napari_ssl.engine import checkpoints as ckpt
 from napari_ssl.engine import distributed as dist
 from napari_ssl.engine import events as ev
-from napari_ssl.engine.checks import check_images, check_memory, size_notes
+from napari_ssl.engine.checks import check_images, check_memory, constant_notes, size_notes
 from napari_ssl.engine.device import autocast_dtype, precision_name
 from napari_ssl.engine.lr_schedule import LrSchedule, describe, warmup_note
 from napari_ssl.engine.resume import checkpoint_to_load, restore, write_start_outputs
@@ -261,12 +261,7 @@ def prepare_run(
     notes = size_notes(images, patch)  # the validation folder's images too
     record = norm_record(data)
     stats = [stats_for(img, record) for img in images]
-    notes += [
-        f"{img.name} is constant{' after percentile clipping' * (st.clip_lo is not None)} "
-        f"(every pixel {st.data_min:g}): there is nothing to learn from it."
-        for img, st in zip(images, stats, strict=True)
-        if st.data_min == st.data_max
-    ]
+    notes += constant_notes(images, stats)
     seed = cfg.system.seed + 1000 * dist.rank()  # each process draws its own patches
     sampler = PatchSampler(images, train_regions, patch, device, seed=seed)
     threads = sampler.reader_threads(cfg.system.num_workers)

@@ -62,13 +62,14 @@ class TrainEvents:
             f"epoch {e.start_epoch + 1}/{e.epochs}",
             maximum=e.epochs * e.steps_per_epoch,
         )
-        self._notes = [f"note: {in_dock_words(note)}" for note in e.notes]
+        notes = [in_dock_words(note) for note in e.notes]
+        self._notes = [f"note: {note}" for note in notes]
         self._put_status(
             f"{e.model} ({e.parameters:,} parameters) on {e.device}, {e.precision}; "
             f"{e.train_patches} patches per epoch. Results: {self._layout.root}"
         )
-        if e.notes:
-            show_info(in_dock_words("\n".join(e.notes)))
+        if notes:
+            show_info("\n".join(notes))
         for row in e.history:  # a resumed run's epochs so far: its curves go on where they were
             metrics = {key: value for key, value in row.items() if key not in EPOCH_COLUMNS}
             self.plot.add_step(row["epoch"], row["train_loss"])  # the epoch's mean, at its end

@@ -202,6 +202,25 @@ def test_stop_then_resume(sem_2d: np.ndarray, layout: ResultsLayout) -> None:
     assert float(rows[0]["val_loss"]) == pytest.approx(first.val_loss)
 
 
+def test_a_stop_between_two_epochs_resumes_after_the_finished_one(
+    sem_2d: np.ndarray, tmp_path: Path
+) -> None:
+    images = sem_crops(sem_2d)
+    whole = run_events(tiny_config(epochs=2), images, ResultsLayout(tmp_path, "whole", 1))
+    part, control = ResultsLayout(tmp_path, "part", 1), TrainingControl()
+    first = []
+    for event in train(tiny_config(epochs=2), images, layout=part, control=control):
+        first.append(event)
+        if isinstance(event, ev.Epoch):
+            control.stop()  # before epoch 2's first step
+    assert isinstance(first[-1], ev.Stopped) and first[-1].epoch == 2
+    state = torch.load(part.last_checkpoint, weights_only=True)["train_state"]
+    assert (state["epoch"], state["partial_epoch"]) == (1, False)
+    rest = run_events(tiny_config(epochs=2), images, part, resume=part.last_checkpoint)
+    assert f"resumed from {part.last_checkpoint.name} after epoch 1" in rest[0].notes
+    assert step_losses(first) + step_losses(rest) == step_losses(whole)
+
+
 def test_resume_at_an_epoch_boundary_matches_an_uninterrupted_run(
     sem_2d: np.ndarray, tmp_path: Path
 ) -> None:

@@ -83,7 +83,8 @@ def restore(run: Run, path: Path, full: bool, explicit: bool) -> dict[str, Any]:
     run.notes.append(
         f"resumed from {path.name}: epoch {done + 1}, stopped part-way, runs again whole from the "
         "weights it had reached" if state.get("partial_epoch") else
-        f"resumed from {path.name} after epoch {done}"
+        f"resumed from {path.name} after epoch {done}" if done else
+        f"resumed from {path.name}: no epoch had finished, starts from epoch 1"
     )  # fmt: skip
     return state
 

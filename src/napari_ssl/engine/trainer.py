@@ -129,7 +129,7 @@ def _loop(
                 window_t = time.perf_counter()
             if control.stopped:
                 run.write_charts()
-                path = run.save_last(epoch, partial=True)
+                path = run.save_last(epoch, partial=i > 0)  # at i == 0: after epoch `epoch`
                 return ev.Stopped(epoch + 1, step, str(path))
             step += 1
             schedule.before_step(epoch + i / steps)

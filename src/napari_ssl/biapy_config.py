@@ -28,7 +28,7 @@ from napari_ssl.biapy_values import (
     convert,
     literal,
 )
-from napari_ssl.config import Config, ConfigError
+from napari_ssl.config import Config, ConfigError, enable_training
 
 _MODEL_SAME_NAME = (
     "architecture", "feature_maps", "kernel_size", "activation", "upsample_layer", "z_down",
@@ -152,21 +152,25 @@ def _leaves(node: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
     return out
 
 
-def from_biapy(data: dict[str, Any], source: str = "config", warn: bool = True) -> Config:
+def from_biapy(
+    data: dict[str, Any], source: str = "config", warn: bool = True, train: bool = False
+) -> Config:
     """Read a BiaPy 3.7.1 self-supervised config; raise :class:`ConfigError` if it is invalid.
 
-    ``warn=False`` skips the unused-keys warning (e.g. a checkpoint's full BiaPy dump).
+    ``warn=False`` skips the unused-keys warning (e.g. a checkpoint's full BiaPy dump);
+    ``train``: training is enabled (:func:`~napari_ssl.config.enable_training`).
     """
     from napari_ssl.validation import validate_config
 
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of BiaPy sections, got {type(data)}")
     r = _Reader(data)
-    problem = as_text("PROBLEM.TYPE", r.get("PROBLEM.TYPE", "SEMANTIC_SEG"))
+    problem = as_text("PROBLEM.TYPE", r.get("PROBLEM.TYPE", None) or "")
     if problem != "SELF_SUPERVISED":
+        got = repr(problem) if problem else "no PROBLEM.TYPE (BiaPy's default: 'SEMANTIC_SEG')"
         raise ConfigError(
             f"{source}: PROBLEM.TYPE must be 'SELF_SUPERVISED' (napari-ssl runs BiaPy's "
-            f"self-supervised workflow only); got {problem!r}"
+            f"self-supervised workflow only); got {got}"
         )
     model_source = as_text("MODEL.SOURCE", r.get("MODEL.SOURCE", "biapy"))
     if model_source != "biapy":
@@ -188,6 +192,8 @@ def from_biapy(data: dict[str, Any], source: str = "config", warn: bool = True) 
     _tidy(r, cfg)
     if warn:
         _warn(r, source)
+    if train:
+        enable_training(cfg, source)
     validate_config(cfg)
     return cfg
 

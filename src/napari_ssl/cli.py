@@ -10,6 +10,7 @@ Subcommands: ``demo`` (bundled sample, a few epochs), ``predict``, ``export``, `
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -98,6 +99,26 @@ def _check_cuda(gpu: str, index: int) -> None:
         )
 
 
+def check_output_folder(path: str | Path, option: str) -> None:
+    """Raise ``ValueError`` naming ``option`` when ``path`` cannot be a folder to write into:
+    it, or the nearest part of it that exists, is a file, or that folder is not writable."""
+    given = Path(path)
+    existing = given
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        part = "" if existing == given else f" ({existing} is a file)"
+        raise ValueError(
+            f"{option} {path} is not a folder{part}. Nothing was written; give a folder "
+            "(new or existing) to write into."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{option} {path}: no permission to write in {existing}. Nothing was written; "
+            "give a folder you can write to."
+        )
+
+
 def run_config(argv: list[str]) -> int:
     """The BiaPy-style job: ``--config`` with ``--result_dir/--name/--run_id``, exit code."""
     from napari_ssl.config import ConfigError, load_yaml
@@ -108,13 +129,17 @@ def run_config(argv: list[str]) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cfg = load_yaml(args.config)
-        for w in caught:  # near-miss keys come first, each on a line of its own
-            print(f"warning: {w.message}", file=sys.stderr)
+            try:
+                cfg = load_yaml(args.config)
+            finally:  # also before an error they may explain (a typo, a key given twice)
+                for w in caught:  # near-miss keys come first, each on a line of its own
+                    print(f"warning: {w.message}", file=sys.stderr)
         device = device_from_gpu(args.gpu)
         if device is not None:
             cfg.system.device = device
         layout = ResultsLayout(args.result_dir, args.name, str(args.run_id))
+        for folder in (args.result_dir, layout.root):  # its job folder <name> too
+            check_output_folder(folder, "--result_dir")
     except (ConfigError, ValueError) as err:
         print(f"napari-ssl: {err}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_ssl.cli import device_from_gpu
+from napari_ssl.cli import check_output_folder, device_from_gpu
 from napari_ssl.config import Config
 
 SAMPLES = Path(__file__).parent / "sample_data"
@@ -130,6 +130,7 @@ def predict(argv: list[str]) -> int:
         _must_exist("--checkpoint", args.checkpoint, "file")
         for path in args.input:
             _must_exist("--input", path, "file or folder")
+        check_output_folder(args.output, "--output")
         trained = load_trained(args.checkpoint)
         files = _unique_files(
             f
@@ -195,8 +196,6 @@ def _outputs_of(path: Path, output: Path, masking: bool) -> list[tuple[str, Path
 def _check_outputs(plan: dict[Path, list[tuple[str, Path]]], output: str) -> int:
     """Raise ``ValueError`` (nothing written yet) when a planned output is an input image or two
     inputs would write the same file; else the number of existing files that will be replaced."""
-    if Path(output).exists() and not Path(output).is_dir():
-        raise ValueError(f"--output {output} is a file; give a folder for the predictions.")
     inputs = {_file_id(path): path for path in plan}
     writers: dict[str, Path] = {}  # resolved output -> the input writing it
     shared: dict[tuple[Path, Path], Path] = {}  # (first input, second input) -> a shared file
@@ -258,18 +257,42 @@ def export(argv: list[str]) -> int:
     p.add_argument("--name", default=None, help="file name stem (default: the checkpoint's)")
     args = p.parse_args(argv)
 
-    from napari_ssl.engine.checkpoints import CheckpointError, export_checkpoint, load_trained
+    from napari_ssl.engine.checkpoints import (
+        CheckpointError,
+        export_checkpoint,
+        export_paths,
+        load_trained,
+    )
 
     try:
         _must_exist("--checkpoint", args.checkpoint, "file")
+        check_output_folder(args.output, "--output")
+        name = args.name or Path(args.checkpoint).stem
+        replaced = _check_export(export_paths(args.output, name), Path(args.checkpoint))
         trained = load_trained(args.checkpoint)
-        paths = export_checkpoint(trained, args.output, args.name or Path(args.checkpoint).stem)
+        if replaced:
+            print(f"replacing {replaced} existing file(s) in {args.output}")
+        paths = export_checkpoint(trained, args.output, name)
     except (CheckpointError, ValueError) as err:
         print(f"napari-ssl export: {err}", file=sys.stderr)
         return 1
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0
+
+
+def _check_export(targets: dict[str, Path], checkpoint: Path) -> int:
+    """Raise ``ValueError`` (nothing written) when an export would overwrite the checkpoint it
+    reads (an export keeps no optimizer state: a -last.pth could no longer be resumed); else
+    the number of existing files that will be replaced."""
+    existing = [path for path in targets.values() if path.exists()]
+    source = _file_id(checkpoint)
+    if any(_file_id(path) == source for path in existing):
+        raise ValueError(
+            f"exporting to {targets['pth']} would overwrite the checkpoint being exported "
+            f"({checkpoint}). Nothing was written; give another --output folder or a --name."
+        )
+    return len(existing)
 
 
 def gui(argv: list[str]) -> int:

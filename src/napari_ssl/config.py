@@ -8,6 +8,7 @@ One :class:`Config` describes a whole job. It saves to and loads from our own YA
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -190,22 +191,61 @@ def save_yaml(cfg: Config, path: str | Path) -> Path:
     return path
 
 
-def load_yaml(path: str | Path) -> Config:
-    """Load our YAML layout, or BiaPy's (detected by its upper-case sections)."""
+def _duplicate_keys(node: yaml.Node | None, prefix: str = "") -> list[str]:
+    """Dotted keys that a YAML mapping in ``node`` gives more than once (``DATA`` twice)."""
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    seen: set[str] = set()
+    found: list[str] = []
+    for key_node, value_node in node.value:
+        key = f"{prefix}{key_node.value}"
+        if key in seen and key not in found:
+            found.append(key)
+        seen.add(key)
+        found.extend(_duplicate_keys(value_node, f"{key}."))
+    return found
+
+
+def enable_training(cfg: Config, source: str) -> Config:
+    """``cfg`` with TRAIN.ENABLE on, said in a warning when it was off (BiaPy's default)."""
+    if not cfg.train.enable:
+        cfg.train.enable = True
+        warnings.warn(f"{source}: TRAIN.ENABLE is off in the file: the docks train", stacklevel=2)
+    return cfg
+
+
+def load_yaml(path: str | Path, train: bool = False) -> Config:
+    """Load our YAML layout, or BiaPy's (detected by its upper-case sections); ``train``: the
+    caller always trains (the docks), so training is enabled, with a warning if it was off."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a config file: give the YAML file itself")
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
+        raise ConfigError(f"config file not found: {path}{where}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        data = yaml.safe_load(text) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not a text file: give a YAML config ({err.reason})") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    for key in _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader)):
+        warnings.warn(
+            f"{path}: {key} is given twice: only its last value is read (YAML keeps the last; "
+            "BiaPy does the same, silently). Merge the two into one.",
+            UserWarning,
+            stacklevel=2,
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
         if any(isinstance(k, str) and k.isupper() for k in data):
             from napari_ssl.biapy_config import from_biapy
 
-            return from_biapy(data, source=str(path))
-        return Config.from_dict(data)
+            return from_biapy(data, source=str(path), train=train)
+        return (
+            enable_training(Config.from_dict(data), str(path)) if train else Config.from_dict(data)
+        )
     except (TypeError, AttributeError) as err:  # e.g. a section that is a number, not a mapping
         raise ConfigError(f"{path}: a section or value has the wrong kind ({err})") from err

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_ssl.config import Config
-from napari_ssl.data.folders import dataset_folder, load_folder, split_key
+from napari_ssl.data.folders import dataset_folder, list_images, load_folder, split_key
 from napari_ssl.data.images import Image
 from napari_ssl.engine import events as ev
 from napari_ssl.results import ResultsLayout
@@ -84,10 +84,33 @@ def describe(event: ev.Event) -> str | None:
 
 
 def folder_images(cfg: Config, split: str, config_dir: str | Path | None = None) -> list[Image]:
-    """The images of DATA.TRAIN.PATH (``split="train"``) or DATA.TEST.PATH (``"test"``)."""
+    """The images of DATA.TRAIN.PATH (``split="train"``) or DATA.TEST.PATH (``"test"``); test
+    images must have names of their own (their outputs are named after them)."""
     path = cfg.data.train_path if split == "train" else cfg.data.test_path
     folder = dataset_folder(path, split, config_dir)
-    return load_folder(folder, cfg.data.ndim, cfg.data.channels, split_key(split))
+    images = load_folder(folder, cfg.data.ndim, cfg.data.channels, split_key(split))
+    if split == "test":
+        _check_output_names(folder, images)
+    return images
+
+
+def _check_output_names(folder: Path, images: list[Image]) -> None:
+    """Raise :class:`DataError` when two test images (``t.tif``, ``t.png``) would write the same
+    ``per_image/<name>.tif`` and metrics row."""
+    from napari_ssl.data.images import DataError
+    from napari_ssl.results import safe_filename
+
+    names: dict[str, list[str]] = {}
+    for path, image in zip(list_images(folder), images, strict=True):
+        names.setdefault(safe_filename(image.name), []).append(path.name)
+    shared = {name: files for name, files in names.items() if len(files) > 1}
+    if shared:
+        name, files = next(iter(shared.items()))
+        raise DataError(
+            f"test images {', '.join(files)} in '{folder}' share the name '{name}': their "
+            f"reconstructions would overwrite each other (per_image/{name}.tif) and the metrics "
+            "could not be told apart. Rename or move all but one (DATA.TEST.PATH)."
+        )
 
 
 def check_folders(cfg: Config, *, train: bool, test: bool, config_dir: str | Path | None) -> None:
@@ -113,7 +136,43 @@ def run_job(
 ) -> JobResult:
     """Train (when TRAIN.ENABLE) and test (when TEST.ENABLE); print progress; never raise on
     user errors (the message comes back in the result, unprinted). ``config_dir``: the YAML's
-    folder, named in the error when a relative data path is found there but not here."""
+    folder, named in the error when a relative data path is found there but not here. A job
+    that fails removes the run folders it made and left empty."""
+    new = _missing_folders(layout)
+    result = _run_job(cfg, layout, images, test, resume, config_dir, log)
+    if not result.ok:
+        _remove_empty(new)
+    return result
+
+
+def _missing_folders(layout: ResultsLayout) -> list[Path]:
+    """The folders of the run's layout that do not exist yet, the deepest first."""
+    run = layout.run_dir
+    folders = [
+        layout.result_dir, layout.root, layout.config_dir, layout.checkpoints_dir, run.parent,
+        run, layout.per_image_dir, layout.mae_checks_dir, layout.charts_dir, layout.aug_dir,
+        layout.train_logs_dir, layout.tensorboard_dir,
+    ]  # fmt: skip
+    return [folder for folder in reversed(folders) if not folder.exists()]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` that is (now) empty; keep the others as they are."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _run_job(
+    cfg: Config,
+    layout: ResultsLayout,
+    images: list[Image] | None,
+    test: list[Image] | None,
+    resume: str | None,
+    config_dir: str | Path | None,
+    log: Log,
+) -> JobResult:
+    """:func:`run_job` itself."""
     from napari_ssl.data.images import DataError
     from napari_ssl.engine import distributed
     from napari_ssl.engine.checkpoints import CheckpointError, load_trained
@@ -200,8 +259,10 @@ def _checkpoint_for_test(cfg: Config, layout: ResultsLayout, result: JobResult) 
         if candidate and Path(candidate).is_file():
             return candidate
     raise ValueError(
-        "TEST.ENABLE is set but there is no checkpoint to test: enable TRAIN.ENABLE or set "
-        "MODEL.LOAD_CHECKPOINT and PATHS.CHECKPOINT_FILE."
+        f"TEST.ENABLE is set but there is no checkpoint to test: this run has none "
+        f"({layout.best_checkpoint.name} or -last.pth in {layout.checkpoints_dir}; give the "
+        "--name and --run_id of the run that trained). Or enable TRAIN.ENABLE, or set "
+        "MODEL.LOAD_CHECKPOINT: True and PATHS.CHECKPOINT_FILE to the checkpoint to test."
     )
 
 

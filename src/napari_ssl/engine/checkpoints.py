@@ -264,16 +264,21 @@ def export_safetensors(trained: TrainedModel, path: str | Path) -> Path:
     return Path(path)
 
 
-def export_checkpoint(trained: TrainedModel, out_dir: str | Path, name: str) -> dict[str, Path]:
-    """``<name>.pth`` (BiaPy layout), ``<name>.safetensors`` and ``<name>.yaml`` in ``out_dir``."""
+def export_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
+    """The files :func:`export_checkpoint` writes, by kind; ``name`` must be a plain name."""
     from napari_ssl.results import check_plain_name
 
     check_plain_name(name, "name")
-    out_dir = Path(out_dir)
+    return {kind: Path(out_dir) / f"{name}.{kind}" for kind in ("pth", "safetensors", "yaml")}
+
+
+def export_checkpoint(trained: TrainedModel, out_dir: str | Path, name: str) -> dict[str, Path]:
+    """``<name>.pth`` (BiaPy layout), ``<name>.safetensors`` and ``<name>.yaml`` in ``out_dir``."""
+    paths = export_paths(out_dir, name)
     payload = make_payload(trained.model, trained.cfg, trained.in_channels, trained.epoch)
     payload["normalization"] = trained.normalization or payload["normalization"]
     return {
-        "pth": save_checkpoint(payload, out_dir / f"{name}.pth"),
-        "safetensors": export_safetensors(trained, out_dir / f"{name}.safetensors"),
-        "yaml": save_yaml(trained.cfg, out_dir / f"{name}.yaml"),
+        "pth": save_checkpoint(payload, paths["pth"]),
+        "safetensors": export_safetensors(trained, paths["safetensors"]),
+        "yaml": save_yaml(trained.cfg, paths["yaml"]),
     }

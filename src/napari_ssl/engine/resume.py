@@ -39,6 +39,46 @@ def checkpoint_to_load(
     )
 
 
+_COMPARED = ("architecture", "feature_maps", "kernel_size", "norm", "upsample_layer")
+_COMPARED_MAE = ("vit_token_size", "vit_mlp_ratio", "mae_dec_hidden_size", "mae_dec_num_layers",
+                 "mae_dec_num_heads", "mae_dec_mlp_dims")  # fmt: skip
+
+
+def model_differences(data: dict[str, Any], cfg: Config, in_channels: int) -> list[str]:
+    """The model settings, in BiaPy's keys, of the checkpoint ``data`` that differ from ``cfg``
+    (e.g. "MODEL.ARCHITECTURE: checkpoint 'unet', config 'resunet'"); [] when unknown."""
+    from napari_ssl.biapy_config import BIAPY_KEYS
+    from napari_ssl.models.mae import vit_dims
+
+    try:
+        theirs = ckpt.config_of(data)
+        channels = ckpt.in_channels_of(data, theirs)
+    except (ckpt.CheckpointError, KeyError, TypeError, ValueError):
+        return []
+    pairs = {
+        "PROBLEM.NDIM": (f"{theirs.data.ndim}D", f"{cfg.data.ndim}D"),
+        "DATA.PATCH_SIZE channels": (channels, in_channels),
+    }
+    mae = theirs.model.architecture == cfg.model.architecture == "mae"
+    for name in _COMPARED + (_COMPARED_MAE if mae else ()):
+        key = BIAPY_KEYS[f"model.{name}"]
+        pairs[key] = (getattr(theirs.model, name), getattr(cfg.model, name))
+    if mae:
+        vit = ("MODEL.VIT_EMBED_DIM", "MODEL.VIT_NUM_LAYERS", "MODEL.VIT_NUM_HEADS")
+        for key, a, b in zip(vit, vit_dims(theirs.model), vit_dims(cfg.model), strict=True):
+            pairs[key] = (a, b)
+    return [
+        f"{key}: checkpoint {_shown(a)}, config {_shown(b)}"
+        for key, (a, b) in pairs.items()
+        if _shown(a) != _shown(b)
+    ]
+
+
+def _shown(value: Any) -> str:
+    """A setting as a config shows it (tuples as lists)."""
+    return repr(list(value)) if isinstance(value, (tuple, list)) else repr(value)
+
+
 def restore(run: Run, path: Path, full: bool, explicit: bool) -> dict[str, Any]:
     """Load weights; with ``full`` (same run) also optimizer, epoch, history and RNG states,
     and return that training state (empty when only the weights are loaded).
@@ -47,7 +87,15 @@ def restore(run: Run, path: Path, full: bool, explicit: bool) -> dict[str, Any]:
     error rather than a silent fine-tune.
     """
     data = ckpt.read_checkpoint(path)
-    ckpt.load_weights(run.core_model, data["model"], f"'{path.name}'")
+    try:
+        ckpt.load_weights(run.core_model, data["model"], f"'{path.name}'")
+    except ckpt.CheckpointError as err:
+        differences = model_differences(data, run.cfg, run.in_channels)
+        if not differences:
+            raise
+        raise ckpt.CheckpointError(
+            f"{err} The checkpoint and this config differ in: {'; '.join(differences)}."
+        ) from err
     state = data.get("train_state")
     if explicit and (state is None or "optimizer" not in data):
         raise ckpt.CheckpointError(

@@ -37,6 +37,12 @@ from napari_ssl.results import ResultsLayout
 
 VAL_BATCH = 8
 CHARTS_EVERY_S = 30.0
+NO_VALIDATION = (
+    "no validation data (data.val_fraction (BiaPy DATA.VAL.SPLIT_TRAIN) 0, or images too small "
+    "to hold a part out): "
+    "'val loss' is the training loss, and the best checkpoint, early stopping and the "
+    "learning-rate schedule follow it"
+)
 
 
 @dataclass
@@ -259,6 +265,8 @@ def prepare_run(
     patch = tuple(data.patch_size)
     images, train_regions, val_regions = split_train_val(data, images, patch)
     notes = size_notes(images, patch)  # the validation folder's images too
+    if not val_regions:
+        notes.append(NO_VALIDATION)
     record = norm_record(data)
     stats = [stats_for(img, record) for img in images]
     notes += constant_notes(images, stats)

@@ -2,8 +2,9 @@
 # Masking (MAE) quality after the same epochs at a larger batch, on a CPU: a proxy for the GPU row
 # of issue #5 (benchmarks/gpu_next.sh measures ViT-B). One small MAE (ViT 192/4/3, token 16, BiaPy's
 # 512/8/16 decoder), patch 64, 32 SEM crops of 256², 10 epochs, one thread; batch 4 at BiaPy's lr
-# against batch 32 with the linear rule (with and without a warm-up) and the square-root rule.
-# Prints each run's test line. Usage: bash benchmarks/masking_batch_cpu.sh [EPOCHS]  (~15 min)
+# against batches 12 and 16 with the linear rule, and 32 with the linear rule (with and without a
+# warm-up) and the square-root rule.
+# Prints each run's test line. Usage: bash benchmarks/masking_batch_cpu.sh [EPOCHS]  (~20 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=${1:-10}
@@ -35,6 +36,8 @@ YAML
     echo "$1: wall $(( $(date +%s) - s )) s"
 }
 run b4_lr1e-4 4 1.0e-4
+run b12_linear 12 3.0e-4
+run b16_linear 16 4.0e-4
 run b32_linear 32 8.0e-4
 run b32_linear_warmup 32 8.0e-4 "{NAME: warmupcosine, MIN_LR: 1.0e-5, WARMUP_COSINE_DECAY_EPOCHS: 2}"
 run b32_sqrt 32 2.83e-4

@@ -84,8 +84,9 @@ def test_failed_job_leaves_no_empty_folders(run: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     fresh = run_cli("--config", config, "--result_dir", tmp_path / "new", "--name", "f")
     line = _one_paragraph(fresh.err)
-    assert fresh.code == 1 and "does not fit this model" in line
-    assert line.endswith("differ in: MODEL.ARCHITECTURE: checkpoint 'unet', config 'resunet'.")
+    assert fresh.code == 1 and "'p_1-checkpoint-best.pth' does not fit this model: the " in line
+    assert "differ in MODEL.ARCHITECTURE: checkpoint 'unet', config 'resunet'. Use the" in line
+    assert "missing:" not in line  # the cause, not the state dict's keys
     assert not (tmp_path / "new").exists()
     ran = run_cli("--config", config, "--result_dir", run.parent, "--name", "p", "--run_id", 7)
     assert ran.code == 1 and not (run / "results" / "p_7").exists()
@@ -99,6 +100,10 @@ def test_config_that_is_not_a_yaml_file(run: Path, tmp_path: Path) -> None:
     binary = run_cli("--config", image, "--result_dir", tmp_path / "o")
     assert binary.code == 2 and f"{image} is not a text file" in _one_paragraph(binary.err)
     assert sorted(tmp_path.iterdir()) == []
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    ran = run_cli("--config", empty, "--result_dir", tmp_path / "o")
+    assert ran.code == 2 and f"{empty} is empty: give a napari-ssl or BiaPy" in ran.err
 
 
 def test_missing_problem_type_is_named(tmp_path: Path) -> None:

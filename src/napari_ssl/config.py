@@ -225,7 +225,7 @@ def load_yaml(path: str | Path, train: bool = False) -> Config:
         raise ConfigError(f"config file not found: {path}{where}")
     try:
         text = path.read_text()
-        data = yaml.safe_load(text) or {}
+        data = yaml.safe_load(text)
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path} is not a text file: give a YAML config ({err.reason})") from err
     except yaml.YAMLError as err:
@@ -237,6 +237,8 @@ def load_yaml(path: str | Path, train: bool = False) -> Config:
             UserWarning,
             stacklevel=2,
         )
+    if data is None:
+        raise ConfigError(f"{path} is empty: give a napari-ssl or BiaPy self-supervised config")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:

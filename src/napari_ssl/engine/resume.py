@@ -94,7 +94,8 @@ def restore(run: Run, path: Path, full: bool, explicit: bool) -> dict[str, Any]:
         if not differences:
             raise
         raise ckpt.CheckpointError(
-            f"{err} The checkpoint and this config differ in: {'; '.join(differences)}."
+            f"'{path.name}' does not fit this model: the checkpoint and this config differ in "
+            f"{'; '.join(differences)}. Use the checkpoint's settings, or another checkpoint."
         ) from err
     state = data.get("train_state")
     if explicit and (state is None or "optimizer" not in data):

@@ -151,6 +151,7 @@ def crappify_session(tmp: Path) -> None:
     data.noise.setValue(0.2)
     data.factor.setValue(4.0)
     data.preview.click()
+    wait_until(lambda: "sem [crappified]" in viewer.layers, 60, "the preview")
     show_only(viewer, ["sem", "sem [crappified]"], grid=True)
     shot(viewer, "data_dock_crappify", "Data and pretext")
 
@@ -210,9 +211,10 @@ def nuclei_session() -> None:
     data.token.setValue(16)
     data.patch_xy.setValue(64)
     data.patch_z.setValue(32)
-    data.preview.click()
     viewer.dims.ndisplay = 2
     viewer.dims.set_point(0, 30 * viewer.layers["nuclei (3D)"].scale[0])
+    data.preview.click()  # a crop around slice 30, computed in the background
+    wait_until(lambda: "nuclei (3D) [masked]" in viewer.layers, 60, "the preview")
     show_only(viewer, ["nuclei (3D)", "nuclei (3D) [masked]"], grid=True)
     shot(viewer, "data_dock_masking_3d", "Data and pretext")
     viewer.close()

@@ -92,14 +92,15 @@ def test_3d_masking_takes_cubic_patches(viewer, docks, nuclei_3d):
     docks["Train"]._config().validate()  # what Start checks: no "must be cubic"
 
 
-def test_masking_preview_3d(viewer, docks, nuclei_3d):
+def test_masking_preview_3d(qtbot, viewer, docks, nuclei_3d):
     data = docks["Data and pretext"]
     viewer.add_image(nuclei_3d, name="nuclei", scale=(0.29, 0.26, 0.26))
     data.task.setCurrentText("masking")
     data.mask_type.setCurrentText("random")
     data.ratio.setValue(0.75)
     data.token.setValue(16)
-    data.run_preview()
+    data.run_preview()  # 4 M voxels: in the preview thread
+    qtbot.waitUntil(lambda: "nuclei [masked]" in viewer.layers, timeout=10_000)
     masked = viewer.layers["nuclei [masked]"]
     assert masked.data.shape == nuclei_3d.shape
     assert tuple(masked.scale) == (0.29, 0.26, 0.26)
@@ -139,15 +140,20 @@ def test_errors_are_notifications(viewer, docks, notes, sem_layer):
     assert not labels.data.any() and "sem [masked]" not in viewer.layers
 
 
-def test_big_layer_previews_a_bounded_crop(viewer, docks):
+def test_big_layer_previews_a_bounded_crop(qtbot, viewer, docks):
     data = docks["Data and pretext"]
     big = np.zeros((3000, 2500), np.uint8)
     big[::7] = 200
     viewer.add_image(big, name="big", scale=(2.0, 2.0))
     data.run_preview()
+    qtbot.waitUntil(lambda: "big [crappified]" in viewer.layers, timeout=10_000)
     preview = viewer.layers["big [crappified]"]
     assert preview.data.shape == (2048, 2048)
-    assert tuple(preview.translate) == (2 * 476, 2 * 226)  # centred on the source
+    assert tuple(preview.translate) == (2 * 476, 2 * 226)  # centred on the view: the source's
+    assert data.preview_hint.text() == (
+        "Preview of 'big': Y 476–2523, X 226–2273 of 3000 × 2500, around the current view "
+        "(at most 2048 × 2048 are previewed)."
+    )
 
 
 OUTPUTS = (
@@ -175,7 +181,7 @@ def test_outputs_are_not_offered_as_inputs(viewer, docks, sem_layer, notes):
 
 
 def test_pretext_page_takes_its_own_height(qtbot, viewer, docks, sem_layer):
-    """A QStackedWidget is as tall as its tallest page: the crappify page had masking's gap."""
+    """The task's page takes its own height: the crappify page once had masking's gap."""
     data = docks["Data and pretext"]
     viewer.window._wrapped_dock_widgets["Data and pretext"].raise_()
 
@@ -185,14 +191,13 @@ def test_pretext_page_takes_its_own_height(qtbot, viewer, docks, sem_layer):
     def below(page) -> int:  # pixels from the page's bottom to the next row (patch size)
         return top(data.patch_xy) - top(page) - page.height()
 
-    masking_min = data.stack.widget(1).minimumSizeHint().height()
-    assert data.stack.widget(0).sizeHint().height() < masking_min  # two rows against three
+    crappify, masking = data.pretext.pages
+    assert crappify.sizeHint().height() < masking.minimumSizeHint().height()  # 2 rows against 3
     for task in ("crappify", "masking", "crappify"):
         data.task.setCurrentText(task)
-        page = data.stack.currentWidget()
+        page = data.pretext.pages[data.task.currentIndex()]
         lo, hi = page.minimumSizeHint().height(), page.sizeHint().height()
-        spacing = top(data.patch_z) - top(data.patch_xy) - data.patch_xy.height()
-        margin = spacing + 2 * data.stack.frameWidth()
+        margin = top(data.patch_z) - top(data.patch_xy) - data.patch_xy.height()  # row spacing
 
         def laid_out(p=page, lo=lo, hi=hi, m=margin) -> bool:
             # its own height (not clipped, not padded), then the next row: no overlap, no gap
@@ -231,3 +236,109 @@ def test_a_live_preview_error_is_shown_once(qtbot, viewer, docks, notes, sem_lay
     assert len([msg for sev, msg in notes if sev == "error"]) == 1
     data.run_preview()  # asked for: said again
     assert len([msg for sev, msg in notes if sev == "error"]) == 2
+
+
+def test_a_lazy_preview_is_read_once_around_the_view(qtbot, viewer, docks, monkeypatch):
+    """A lazy volume's crop is read in the preview thread, around the slice and camera centre,
+    once: a parameter change only redoes the pretext (in that thread too, for a crop this big);
+    the hint says where the crop lies."""
+    import threading
+
+    import dask.array as da
+
+    from napari_ssl.data.images import Image
+    from napari_ssl.pretext import preview
+    from napari_ssl.widgets import data_dock, preview_runner
+
+    monkeypatch.setitem(data_dock.PREVIEW_MAX, 3, (8, 64, 64))  # a small stand-in for 64x512²
+    monkeypatch.setattr(preview_runner, "INLINE_MAX", 1000)
+    reads, pretexts = [], []  # the threads that read the layer / degrade a crop
+
+    def recorded(calls, function):
+        def run(*args, **kwargs):
+            calls.append(threading.current_thread().name)
+            return function(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(Image, "read", recorded(reads, Image.read))
+    monkeypatch.setattr(preview, "apply_pretext", recorded(pretexts, preview.apply_pretext))
+
+    def block(block_info=None):
+        info = block_info[None]
+        rng = np.random.default_rng(sum(info["chunk-location"]))
+        return (rng.random(info["chunk-shape"]) * 1000).astype(np.uint16)
+
+    chunks = ((2,), (10,) * 4, (50,) * 4, (50,) * 4)  # CZYX (2, 40, 200, 200)
+    lazy = da.map_blocks(block, dtype=np.uint16, chunks=chunks)
+    place = {"scale": (1.0, 2.0, 0.5, 0.5), "translate": (0.0, 100.0, 10.0, 20.0)}
+    source = viewer.add_image(lazy, name="lazy", contrast_limits=(0, 1000), **place)
+    data = docks["Data and pretext"]
+    assert (data.state.ndim, data.state.channel_axis) == (3, 0)
+    viewer.dims.set_point(1, 100.0 + 2.0 * 5)  # slice Z 5
+    camera = viewer.scene.camera
+    camera.center = (*camera.center[:-2], 10.0 + 0.5 * 150, 20.0 + 0.5 * 30)  # Y 150, X 30
+    data.preview.click()
+    assert data.preview_hint.text() == "Computing the preview of 'lazy'…"
+    assert "lazy [crappified]" not in viewer.layers  # the GUI is not held up meanwhile
+    qtbot.waitUntil(lambda: "lazy [crappified]" in viewer.layers, timeout=10_000)
+    assert reads and "MainThread" not in reads + pretexts
+    preview = viewer.layers["lazy [crappified]"]
+    assert preview.data.shape == (2, 8, 64, 64)
+    assert tuple(preview.scale) == tuple(source.scale)
+    assert tuple(preview.translate) == (0.0, 100.0 + 2.0 * 2, 10.0 + 0.5 * 119, 20.0)
+    assert data.preview_hint.text() == (
+        "Preview of 'lazy': Z 2–9, Y 119–182, X 0–63 of 40 × 200 × 200, around the current "
+        "view (at most 8 × 64 × 64 are previewed)."
+    )
+    crop = np.asarray(lazy[:, 2:10, 119:183, 0:64])
+    assert not same(preview.data, crop) and abs(preview.data.mean() - crop.mean()) < 50
+    reads.clear()
+    pretexts.clear()
+    first = preview.data.copy()
+    data.noise.setValue(0.4)  # the kept crop, degraded again: nothing read
+    qtbot.waitUntil(lambda: not same(preview.data, first), timeout=10_000)
+    assert not reads and viewer.layers["lazy [crappified]"] is preview
+    assert pretexts and "MainThread" not in pretexts
+    viewer.dims.set_point(1, 100.0 + 2.0 * 30)  # out of the crop: the next change follows
+    data.noise.setValue(0.3)
+    qtbot.waitUntil(lambda: preview.translate[1] == 100.0 + 2.0 * 27, timeout=10_000)
+    assert reads and "Z 27–34" in data.preview_hint.text()
+
+
+def test_masking_preview_refuses_what_start_refuses(qtbot, viewer, docks, notes, sem_layer):
+    """Token 10 does not divide the 64 patch: the preview says so in Start's words, draws
+    nothing, and draws once the token size is fixed."""
+    data = docks["Data and pretext"]
+    data.task.setCurrentText("masking")
+    data.patch_xy.setValue(64)
+    data.token.setValue(10)
+    data.preview.click()
+    refused = data.preview_hint.text()
+    assert "sem [masked]" not in viewer.layers and not data.preview_hint.isHidden()
+    assert refused.startswith("Preview of 'sem' failed: ")
+    assert "must be a multiple of 'Token size' (10)" in refused and notes[-1][1] == refused
+    docks["Train"].start_button.click()
+    assert notes[-1][1].startswith("Cannot start training: ")
+    assert notes[-1][1].removeprefix("Cannot start training: ") == refused.removeprefix(
+        "Preview of 'sem' failed: "
+    )
+    data.token.setValue(16)  # fixed: the preview asked for is drawn
+    qtbot.waitUntil(lambda: "sem [masked]" in viewer.layers, timeout=5000)
+    assert data.preview_hint.isHidden()  # the whole image: nothing to say
+
+
+def test_pretext_pages_line_up_with_the_form(qtbot, viewer, docks, sem_layer):
+    """The task's own fields (a form in a stacked page) start where 'Task' and 'Patch size' do."""
+    data = docks["Data and pretext"]
+    viewer.window._wrapped_dock_widgets["Data and pretext"].raise_()
+
+    def left(widget) -> int:
+        return widget.mapTo(data, QPoint(0, 0)).x()
+
+    pages = {"crappify": (data.noise, data.factor), "masking": (data.mask_type, data.token)}
+    for task, fields in pages.items():
+        data.task.setCurrentText(task)
+        qtbot.waitUntil(lambda f=fields: {left(w) for w in (*f, data.task, data.patch_xy)}
+                        == {left(data.patch_xy)})  # fmt: skip
+        screenshot(viewer, f"data_dock_aligned_{task}", "Data and pretext")

@@ -1,10 +1,17 @@
-"""What the network will see: the pretext applied to a bounded, centred crop of an image."""
+"""What the network will see: the pretext applied to a bounded crop of an image.
+
+The crop (:func:`preview_region`) is at most a given size per axis, centred where asked (the
+Data dock: where the viewer looks) and kept inside the image. Its steps are separate so that a
+caller can keep the crop it read and redo only :func:`apply_pretext` when a parameter changes.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from napari_ssl.config import Config
+from napari_ssl.config import Config, ModelConfig
 from napari_ssl.data.images import DataError, Image
 
 
@@ -19,28 +26,43 @@ def data_range(
     return stats.data_min, stats.data_max
 
 
-def pretext_preview(
-    image: Image,
-    cfg: Config,
-    limits: tuple[int, ...],
-    whole_range: tuple[float, float] | None = None,
-) -> tuple[np.ndarray, tuple[int, ...]]:
-    """The centred crop of ``image`` (at most ``limits`` per spatial axis), crappified or
-    masked as in training, ``(C, *crop)`` in raw units, and where the crop starts.
-    ``whole_range``: :func:`data_range` of ``image``, when known already."""
-    shape = image.spatial_shape
-    start = tuple(max(0, (s - m) // 2) for s, m in zip(shape, limits, strict=True))
-    region = tuple(slice(b, b + min(s, m)) for b, s, m in zip(start, shape, limits, strict=True))
-    crop = image.read(region)
+def preview_region(
+    shape: tuple[int, ...], limits: tuple[int, ...], centre: tuple[float, ...] | None = None
+) -> tuple[slice, ...]:
+    """The crop of an image of spatial ``shape`` to preview: at most ``limits`` per axis,
+    centred on ``centre`` (pixel coordinates; default: the image's centre), inside the image."""
+    if centre is None:
+        centre = tuple((s - 1) / 2 for s in shape)
+    region = []
+    for s, m, c in zip(shape, limits, centre, strict=True):
+        size = min(s, m)
+        start = min(max(0, math.floor(c - (size - 1) / 2 + 0.5)), s - size)
+        region.append(slice(start, start + size))
+    return tuple(region)
+
+
+def check_pretext(cfg: Config) -> None:
+    """The checks Start makes of what a preview shows (:class:`ConfigError`, same words): for
+    masking, the patch and token sizes (the ViT's other sizes do not change the preview)."""
+    if cfg.pretext.task == "masking":
+        from napari_ssl.models.mae import check_mae_config
+
+        model = ModelConfig(vit_token_size=cfg.model.vit_token_size)
+        check_mae_config(model, cfg.data.ndim, cfg.data.patch_size)
+
+
+def apply_pretext(
+    crop: np.ndarray, cfg: Config, whole_range: tuple[float, float] | None = None
+) -> np.ndarray:
+    """``crop`` ``(C, *S)`` in raw units, crappified or masked as in training (same shape and
+    dtype). ``whole_range``: :func:`data_range` of the whole image (crappify's noise scale; the
+    crop's own without it)."""
     pretext = cfg.pretext
     if pretext.task == "crappify":
         from napari_ssl.pretext.crappify import crappify
 
-        out = crappify(  # the noise scales with the whole image's max
-            crop, pretext.noise, pretext.resizing_factor, seed=0,
-            data_range=whole_range or data_range(image, cfg.data.percentile_clip),
-        )  # fmt: skip
-        return np.asarray(out), start
+        out = crappify(crop, pretext.noise, pretext.resizing_factor, seed=0, data_range=whole_range)
+        return np.asarray(out)
     from napari_ssl.pretext.masking import preview_masked
 
     token = cfg.model.vit_token_size
@@ -49,4 +71,19 @@ def pretext_preview(
             f"the image ({crop.shape[1:]}) is smaller than one token ({token}); "
             "lower the token size."
         )
-    return np.asarray(preview_masked(crop, token, pretext.mask_type, pretext.mask_ratio, 0)), start
+    return np.asarray(preview_masked(crop, token, pretext.mask_type, pretext.mask_ratio, 0))
+
+
+def pretext_preview(
+    image: Image,
+    cfg: Config,
+    limits: tuple[int, ...],
+    whole_range: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """All steps at once on the centred crop: ``(C, *crop)`` and where the crop starts.
+    ``whole_range``: :func:`data_range` of ``image``, when known already."""
+    check_pretext(cfg)
+    region = preview_region(image.spatial_shape, limits)
+    if cfg.pretext.task == "crappify" and whole_range is None:
+        whole_range = data_range(image, cfg.data.percentile_clip)
+    return apply_pretext(image.read(region), cfg, whole_range), tuple(r.start for r in region)

@@ -1,9 +1,10 @@
 """Data & pretext dock: which images, their axes, the pretext task and a live preview.
 
-Preview runs on the GUI thread on a bounded crop (at most :data:`PREVIEW_MAX` pixels per axis,
-centred), so even a huge 3D layer previews in a fraction of a second and nothing has to be
-synchronised with a worker; the preview layer is placed where the crop lies in the source.
-After a first Preview, parameter changes refresh the preview layers in place (debounced).
+Preview shows a bounded crop (at most :data:`PREVIEW_MAX` pixels per axis) around where the
+viewer looks, placed where it lies in the source; the hint under the button says where. The crop is
+read once and kept (:mod:`~napari_ssl.widgets.preview_runner`: a lazy or large one in a worker
+thread), so after a first Preview a parameter change (debounced) only redoes the pretext on it, and
+the preview layers are updated in place. What Start would refuse in the pretext is said instead.
 The normalisation (a collapsible section) does not change the previews: they are in raw units.
 The widgets follow the shared config too: a config loaded elsewhere (the Train dock's
 "Load config…") shows here. napari-ssl's own output layers are not offered as inputs.
@@ -13,52 +14,47 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
-from weakref import WeakKeyDictionary
 
+import numpy as np
 from napari.layers import Image as ImageLayer
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QSignalBlocker, Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
     QGroupBox,
     QLabel,
     QLineEdit,
     QListWidgetItem,
     QPushButton,
-    QSizePolicy,
-    QSpinBox,
-    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_ssl.config import Config, ConfigError
 from napari_ssl.data.images import DataError
+from napari_ssl.pretext.preview import check_pretext, preview_region
 from napari_ssl.widgets import _layers
+from napari_ssl.widgets._hint import hint_label, set_hint
 from napari_ssl.widgets._links import layer_list_changes, link
 from napari_ssl.widgets._scroll import scrolling
 from napari_ssl.widgets.axes_box import AxesBox
 from napari_ssl.widgets.normalization_box import NormalizationBox
 from napari_ssl.widgets.path_field import path_row
+from napari_ssl.widgets.pretext_box import DEFAULT_XY, PretextBox
+from napari_ssl.widgets.preview_runner import (
+    PreviewJob,
+    PreviewRunner,
+    inside,
+    view_centre,
+    where_text,
+)
 from napari_ssl.widgets.state import state_for, unwrap
 from napari_ssl.widgets.wording import explain, in_dock_words
+from napari_ssl.widgets.worker import plain_error
 
 PREVIEW_MAX = {2: (2048, 2048), 3: (64, 512, 512)}  # largest previewed crop per dimensionality
 DEBOUNCE_MS = 300
-DEFAULT_XY = {2: 256, 3: 128}  # patch side (Y, X) by dimensionality: 2D 256², 3D 64 x 128²
 LISTED_NAME = Qt.ItemDataRole.UserRole + 1  # a layer's name when it was listed
-
-
-def _spin(lo: float, hi: float, value: float, step: float, decimals: int = 0) -> Any:
-    box = QDoubleSpinBox() if decimals else QSpinBox()
-    if decimals:
-        box.setDecimals(decimals)
-    box.setRange(lo, hi)
-    box.setSingleStep(step)
-    box.setValue(value)
-    return box
 
 
 class DataDock(QWidget):
@@ -69,7 +65,8 @@ class DataDock(QWidget):
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
         self._previewed: set[str] = set()  # source layers with a preview layer to keep updated
-        self._ranges: WeakKeyDictionary = WeakKeyDictionary()  # layer: (data, axes), range
+        self._runner = PreviewRunner(self, self._show_preview, self._preview_failed)
+        self._where: list[str] = []  # where the latest request's previews lie, for the hint
         self._shown_error = ""  # the last preview error shown, not repeated by live updates
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self._live_preview)
@@ -107,13 +104,18 @@ class DataDock(QWidget):
         self.normalization = NormalizationBox(self.viewer, self.state)
         form.addWidget(self.normalization)
         layout.addWidget(images)
-        layout.addWidget(self._build_pretext())
+        pretext = self.pretext = PretextBox()
+        self.task, self.mask_type = pretext.task, pretext.mask_type
+        self.noise, self.factor, self.ratio = pretext.noise, pretext.factor, pretext.ratio
+        self.token, self.patch_xy, self.patch_z = pretext.token, pretext.patch_xy, pretext.patch_z
+        layout.addWidget(self.pretext)
         self.preview = QPushButton("Preview")
         self.preview.setToolTip("Add / update '<layer> [crappified]' or '[masked]' layers")
         self.preview.clicked.connect(self.run_preview)
         layout.addWidget(self.preview)
+        self.preview_hint = hint_label()  # where a cropped preview lies, or why none is drawn
+        layout.addWidget(self.preview_hint)
         layout.addStretch(1)
-        self.task.currentIndexChanged.connect(self._show_page)
         for box in self._combos():
             box.currentIndexChanged.connect(self._on_param)
         for box in self._spins():
@@ -124,53 +126,6 @@ class DataDock(QWidget):
 
     def _spins(self) -> tuple[Any, ...]:
         return self.noise, self.factor, self.ratio, self.token, self.patch_xy, self.patch_z
-
-    def _build_pretext(self) -> QGroupBox:
-        box = QGroupBox("Pretext task")
-        form = QFormLayout(box)
-        self.task = QComboBox()
-        self.task.addItems(["crappify", "masking"])
-        form.addRow("Task", self.task)
-        self.stack = QStackedWidget()
-        crap = QWidget()
-        crap_form = QFormLayout(crap)
-        crap_form.setContentsMargins(0, 0, 0, 0)
-        self.noise = _spin(0.0, 1.0, 0.2, 0.05, decimals=3)
-        self.noise.setToolTip(
-            "Gaussian noise std as a fraction of the image maximum (the upper clipping bound "
-            "when Normalisation clips percentiles)"
-        )
-        self.factor = _spin(1.0, 64.0, 4.0, 1.0, decimals=2)
-        self.factor.setToolTip("Area down-sampling factor: 4 = half size per axis, then back up")
-        crap_form.addRow("Noise", self.noise)
-        crap_form.addRow("Resizing factor", self.factor)
-        mask = QWidget()
-        mask_form = QFormLayout(mask)
-        mask_form.setContentsMargins(0, 0, 0, 0)
-        self.mask_type = QComboBox()
-        self.mask_type.addItems(["grid", "random"])
-        self.ratio = _spin(0.05, 0.95, 0.5, 0.05, decimals=2)
-        self.token = _spin(2, 64, 16, 2)
-        mask_form.addRow("Mask type", self.mask_type)
-        mask_form.addRow("Mask ratio", self.ratio)
-        mask_form.addRow("Token size", self.token)
-        self.stack.addWidget(crap)
-        self.stack.addWidget(mask)
-        self._show_page(0)
-        form.addRow(self.stack)
-        self.patch_xy = _spin(8, 4096, DEFAULT_XY[2], 16)
-        self.patch_z = _spin(1, 1024, 64, 8)
-        form.addRow("Patch size (Y, X)", self.patch_xy)
-        form.addRow("Patch size (Z)", self.patch_z)
-        return box
-
-    def _show_page(self, index: int) -> None:
-        """Show one task's parameters; the stack takes that page's height, not its tallest's."""
-        self.stack.setCurrentIndex(index)
-        for i in range(self.stack.count()):
-            policy = QSizePolicy.Policy.Preferred if i == index else QSizePolicy.Policy.Ignored
-            self.stack.widget(i).setSizePolicy(policy, policy)
-        self.stack.updateGeometry()  # the form caches the stack's size hint
 
     # ---- layers ---------------------------------------------------------------------------
     def image_layers(self) -> list[ImageLayer]:
@@ -193,15 +148,15 @@ class DataDock(QWidget):
 
     def _refresh_layers(self, event: Any = None) -> None:
         """List the input layers; a selected layer stays selected when renamed (its preview
-        is renamed with it)."""
+        and other outputs are renamed with it)."""
         items = [self.layer_list.item(i) for i in range(self.layer_list.count())]
         listed = [(it.data(Qt.ItemDataRole.UserRole), it.data(LISTED_NAME), it.isSelected())
                   for it in items]  # fmt: skip
         chosen = {id(layer) for layer, _, picked in listed if picked}
         renamed = [(old, lyr.name) for lyr, old, _ in listed if lyr.name != old]
-        renamed = [(old, new) for old, new in renamed if old in self._previewed]
         for old, name in renamed:
-            self._previewed = self._previewed - {old} | {name}
+            if old in self._previewed:
+                self._previewed = self._previewed - {old} | {name}
         selected = set(self.state.layers)
         inputs = self.image_layers()
         self.layer_list.blockSignals(True)
@@ -329,14 +284,15 @@ class DataDock(QWidget):
         finally:
             for widget in widgets:
                 widget.blockSignals(False)
-        self._show_page(self.task.currentIndex())
+        self.pretext.show_page(self.task.currentIndex())
         self.axes.describe()  # the dimensions it sets, beside what was detected
         self._on_param()  # previews shown follow too
 
     # ---- preview --------------------------------------------------------------------------
     def run_preview(self, live: bool = False) -> None:
         """Add or update the preview layer of every selected layer (``live``: after a parameter
-        change, an error already shown is not shown again)."""
+        change, an error already shown is not shown again, and a kept crop that the view is
+        still in is kept)."""
         self._read_params()
         layers = self.selected_layers()
         if not layers:
@@ -346,17 +302,34 @@ class DataDock(QWidget):
                 f"{hint}, or open a sample via File ▸ Open Sample ▸ napari-ssl."
             )
             return
+        if not live:  # kept updated from now on: fixing what is refused below draws it
+            self._previewed |= {layer.name for layer in layers}
+        jobs = []
         for layer in layers:
             try:
-                self._preview_one(layer)
+                jobs.append(self._job(layer, live))
             except (DataError, ConfigError, ValueError) as err:
-                message = f"Preview of '{layer.name}' failed: {in_dock_words(str(err))}"
-                if not (live and message == self._shown_error):
-                    show_error(message)
-                self._shown_error = message
+                self._runner.submit([])  # what was asked before is not drawn either
+                self._report(layer.name, err, live)
                 return
-            self._previewed.add(layer.name)
-        self._shown_error = ""
+        self._where = []
+        self._runner.submit(jobs)
+        if self._runner.busy:
+            names = ", ".join(f"'{job.layer.name}'" for job in jobs)
+            set_hint(self.preview_hint, f"Computing the preview of {names}…")
+
+    def _job(self, layer: ImageLayer, live: bool) -> PreviewJob:
+        """What to preview of ``layer``: a crop around the current view (``live``: the kept crop
+        while the view is in it)."""
+        state = self.state
+        check_pretext(state.cfg)  # what Start would refuse is not drawn
+        image = _layers.to_image(layer, state.ndim, state.channel_axis)
+        data_key = (id(_layers.layer_data(layer)), state.ndim, state.channel_axis)
+        centre = view_centre(self.viewer, layer, state.channel_axis)
+        region = self._runner.kept_region(layer, data_key)
+        if not (live and region is not None and inside(region, centre)):
+            region = preview_region(image.spatial_shape, PREVIEW_MAX[state.ndim], centre)
+        return PreviewJob(layer, image, region, state.cfg, data_key, live)
 
     def _live_preview(self) -> None:
         self._previewed &= {layer.name for layer in self.selected_layers()}
@@ -368,27 +341,36 @@ class DataDock(QWidget):
         return any(f"{name} {suffix}" in self.viewer.layers
                    for suffix in _layers.PREVIEW_SUFFIXES.values())  # fmt: skip
 
-    def _preview_one(self, layer: ImageLayer) -> None:
-        from napari_ssl.pretext.preview import data_range, pretext_preview
-
-        state = self.state
-        image = _layers.to_image(layer, state.ndim, state.channel_axis)
-        pretext = state.cfg.pretext
-        whole_range = None
-        if pretext.task == "crappify":  # its noise scales with the whole image's range
-            clip = state.cfg.data.percentile_clip
-            key = (id(_layers.layer_data(layer)), state.ndim, state.channel_axis, clip)
-            cached = self._ranges.get(layer)
-            if cached is None or cached[0] != key:  # read once per layer, data, axes, clip
-                cached = self._ranges[layer] = (key, data_range(image, clip))
-            whole_range = cached[1]
-        out, start = pretext_preview(image, state.cfg, PREVIEW_MAX[state.ndim], whole_range)
-        for task, suffix in _layers.PREVIEW_SUFFIXES.items():  # one preview per layer
-            if task != pretext.task and f"{layer.name} {suffix}" in self.viewer.layers:
+    def _show_preview(self, job: PreviewJob, out: np.ndarray) -> None:
+        """Put a computed preview in the viewer, where its crop lies in the source."""
+        layer, task = job.layer, job.cfg.pretext.task
+        if layer not in self.viewer.layers or (job.live and layer.name not in self._previewed):
+            return  # removed meanwhile, or its preview deleted by the user
+        for other, suffix in _layers.PREVIEW_SUFFIXES.items():  # one preview per layer
+            if other != task and f"{layer.name} {suffix}" in self.viewer.layers:
                 self.viewer.layers.remove(f"{layer.name} {suffix}")
-        data = _layers.to_layer_layout(out, state.channel_axis)
-        offset = list(start)
-        if state.channel_axis is not None and not layer.rgb:
-            offset.insert(state.channel_axis % data.ndim, 0)
-        name = f"{layer.name} {_layers.PREVIEW_SUFFIXES[pretext.task]}"
+        data = _layers.to_layer_layout(out, job.channel_axis)
+        offset = [r.start for r in job.region]
+        if job.channel_axis is not None and not layer.rgb:
+            offset.insert(job.channel_axis % data.ndim, 0)
+        name = f"{layer.name} {_layers.PREVIEW_SUFFIXES[task]}"
         _layers.upsert_image(self.viewer, name, data, layer, offset=tuple(offset))
+        self._previewed.add(layer.name)
+        self._shown_error = ""
+        limits = PREVIEW_MAX[job.image.ndim]
+        self._where.append(where_text(layer.name, job.region, job.image.spatial_shape, limits))
+        if not self._runner.busy:
+            set_hint(self.preview_hint, "\n".join(filter(None, self._where)))
+
+    def _preview_failed(self, job: PreviewJob, err: BaseException) -> None:
+        self._runner.submit([])  # the other layers' previews are not drawn either
+        self._report(job.layer.name, err, job.live)
+
+    def _report(self, name: str, err: BaseException, live: bool) -> None:
+        """Say why a preview was not drawn: under the button, and in a notification (once, for
+        live previews)."""
+        message = f"Preview of '{name}' failed: {in_dock_words(plain_error(err))}"
+        set_hint(self.preview_hint, message, error=True)
+        if not (live and message == self._shown_error):
+            show_error(message)
+        self._shown_error = message

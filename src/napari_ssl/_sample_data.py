@@ -34,8 +34,13 @@ def read_sample(path: str | Path) -> tuple[np.ndarray, tuple[float, ...], str]:
 
 
 def _layer(key: str, name: str) -> list[tuple[Any, dict[str, Any], str]]:
+    """The sample as a layer, its contrast set by percentiles (a few saturated pixels of the
+    nuclei stack would otherwise show it nearly black)."""
     data, scale, unit = read_sample(SAMPLES / FILES[key])
-    return [(data, {"name": name, "scale": scale, "units": unit}, "image")]
+    limits = tuple(float(v) for v in np.percentile(data, (0.1, 99.9)))
+    return [
+        (data, {"name": name, "scale": scale, "units": unit, "contrast_limits": limits}, "image")
+    ]
 
 
 def sem_sample() -> list[tuple[Any, dict[str, Any], str]]:

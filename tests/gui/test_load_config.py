@@ -182,8 +182,12 @@ def test_values_the_docks_cannot_hold_are_named(docks, notes, tmp_path, monkeypa
     _load(docks["Train"], monkeypatch, path)
     severity, message = notes[-1]
     assert severity == "warning" and "cannot hold" in message
-    assert "data.patch_size: (64, 128) → (128, 128)" in message
-    assert "train.lr" not in message and docks["Train"].lr.value() == 5e-7  # held exactly
+    assert "'Patch size': (64, 128) → (128, 128)" in message  # in the docks' words
+    assert (
+        "train.lr" not in message
+        and "Learning rate" not in message
+        and docks["Train"].lr.value() == 5e-7
+    )  # held exactly
 
 
 def test_the_learning_rate_box_takes_scientific_notation(qtbot, docks):
@@ -212,6 +216,19 @@ def test_a_typo_in_a_key_is_the_first_line_of_the_message(docks, notes, tmp_path
         "DATA.PACH_SIZE is not a key: did you mean DATA.PATCH_SIZE?"
     )
     assert "Loaded typo.yaml." in message.splitlines()[1]
+
+
+def test_a_config_that_does_not_enable_training_still_loads(docks, notes, tmp_path, monkeypatch):
+    path = tmp_path / "no_train.yaml"
+    text = BIAPY_YAML.replace("PATCH_SIZE:", "PACH_SIZE:")  # BiaPy's TRAIN.ENABLE: False
+    path.write_text(
+        text.replace("TRAIN: {ENABLE: True,", "TRAIN: {").replace("EPOCHS: 12", "EPOCHS: 9")
+    )
+    _load(docks["Train"], monkeypatch, path)
+    severity, message = notes[-1]
+    assert severity == "warning" and message.splitlines()[0].startswith("DATA.PACH_SIZE is not")
+    assert "TRAIN.ENABLE is off in the file: the docks train" in message
+    assert docks["Train"].epochs.value() == 9  # loaded
 
 
 @pytest.mark.parametrize(

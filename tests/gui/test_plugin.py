@@ -39,6 +39,8 @@ def test_samples_carry_the_tiff_pixel_size():
     [(nuclei, nuclei_kw, _)] = nuclei_sample()
     assert nuclei.shape == (60, 256, 256) and nuclei.dtype.name == "uint16"
     assert nuclei_kw["scale"] == pytest.approx((0.29, 0.26, 0.26), abs=1e-3)
+    low, high = nuclei_kw["contrast_limits"]  # not 0-65535 for a few saturated pixels
+    assert nuclei.max() == 65535 and 0 < low < high < 45_000
 
 
 def test_widgets_do_not_import_torch():

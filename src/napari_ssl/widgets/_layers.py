@@ -20,6 +20,8 @@ from napari_ssl.data.images import MAX_CHANNELS, DataError, Image, as_image
 
 PREVIEW_SUFFIXES = {"crappify": "[crappified]", "masking": "[masked]"}  # Data dock, per task
 LIVE_SUFFIX = "[live reconstruction]"  # the Train dock's preview of the network's output
+# what an image must fit, and what else the user can do (LayerView.channel_axis_for)
+CHECKPOINT_FIT = ("the checkpoint's model", "a checkpoint trained on images like this one")
 
 
 @cache
@@ -113,10 +115,12 @@ def check_training_layers(layers: list[Any]) -> None:
 
 
 def rename_outputs(viewer: Any, old: str, new: str) -> None:
-    """After the source layer ``old`` was renamed ``new``: its previews follow the new name."""
-    for suffix in PREVIEW_SUFFIXES.values():
-        if f"{old} {suffix}" in viewer.layers:
-            viewer.layers[f"{old} {suffix}"].name = f"{new} {suffix}"
+    """After the source layer ``old`` was renamed ``new``: its previews, live reconstruction,
+    reconstructions and MAE views follow the new name (unless that name is taken)."""
+    for suffix in output_suffixes():
+        was, now = f"{old} {suffix}", f"{new} {suffix}"
+        if was in viewer.layers and now not in viewer.layers:
+            viewer.layers[was].name = now
 
 
 def check_image_layer(layer: Any) -> ImageLayer:
@@ -168,9 +172,16 @@ class LayerView:
         image.translate = spatial(self.translate, self, channel_axis)[-ndim:]
         return image
 
-    def channel_axis_for(self, ndim: int, channels: int, preferred: int | None) -> int | None:
+    def channel_axis_for(
+        self,
+        ndim: int,
+        channels: int,
+        preferred: int | None,
+        fit_to: tuple[str, str] = CHECKPOINT_FIT,
+    ) -> int | None:
         """The channel axis that fits a model of ``ndim`` spatial axes and ``channels`` input
-        channels (``preferred``, the Data dock's choice, when several would)."""
+        channels (``preferred``, the Data dock's choice, when several would); ``fit_to`` names
+        what the image must fit and what else to do, for the message when it does not."""
         shape = tuple(self.data.shape)
         if len(shape) == ndim + 1:
             fits = [a for a, size in enumerate(shape) if size == channels]
@@ -182,10 +193,10 @@ class LayerView:
                 return fits[-1] if fits[-1] == len(shape) - 1 else fits[0]
         elif len(shape) == ndim and channels == 1 and not self.rgb:
             return None
-        kind = f"{ndim}D, {channels} channel(s)"
+        what, alternative = fit_to
         raise DataError(
-            f"'{self.name}' {shape} does not fit the checkpoint's model ({kind}): pick a {ndim}D "
-            f"image with {channels} channel(s), or a checkpoint trained on images like this one."
+            f"'{self.name}' {shape} does not fit {what} ({ndim}D, {channels} channel(s)): pick "
+            f"a {ndim}D image with {channels} channel(s), or {alternative}."
         )
 
 

@@ -17,8 +17,9 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
-from napari_ssl.biapy_config import KeyTypoWarning
+from napari_ssl.biapy_config import BIAPY_KEYS, KeyTypoWarning
 from napari_ssl.config import VIT_PRESETS, Config, ConfigError, load_yaml
+from napari_ssl.widgets.wording import in_dock_words
 
 
 def read_config(path: str) -> tuple[Config, list[str], list[str]]:
@@ -31,7 +32,7 @@ def read_config(path: str) -> tuple[Config, list[str], list[str]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            cfg = load_yaml(path).validate()
+            cfg = load_yaml(path, train=True).validate()  # the docks always train
         except ConfigError:
             raise
         except (ValueError, OSError) as err:  # unreadable (not text, no permission)
@@ -68,7 +69,8 @@ def differences(wanted: Any, used: Any, key: str = "") -> list[str]:
         ]
     if isinstance(wanted, float) and isinstance(used, float) and math.isclose(wanted, used):
         return []
-    return [] if wanted == used else [f"{key}: {wanted!r} → {used!r}"]
+    named = f"{key} (BiaPy {BIAPY_KEYS[key]})" if key in BIAPY_KEYS else key  # as the engine
+    return [] if wanted == used else [in_dock_words(f"{named}: {wanted!r} → {used!r}")]
 
 
 class ConfigFile:

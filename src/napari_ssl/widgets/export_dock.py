@@ -10,6 +10,7 @@ An earlier export of the same name is only written over when the user says so.
 from __future__ import annotations
 
 import shlex
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,13 @@ from qtpy.QtWidgets import (
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.results import check_plain_name, next_run_id
 from napari_ssl.widgets import _layers
-from napari_ssl.widgets._links import when_removed
+from napari_ssl.widgets._links import link, when_removed
 from napari_ssl.widgets._scroll import scrolling
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.output_folder import output_folder
 from napari_ssl.widgets.path_field import checkpoint_field, field_row, path_row
 from napari_ssl.widgets.state import state_for, unwrap
+from napari_ssl.widgets.wording import explain
 from napari_ssl.widgets.worker import StoppableWorker, WorkerSession, plain_error
 
 NO_DATA = (  # why the exported config names no training data, by cause
@@ -106,7 +108,10 @@ class ExportDock(QWidget):
         self.session = WorkerSession()
         self.paths: dict[str, Path] = {}
         self._no_data = NO_DATA[0]
+        self._command: tuple[str, str, str] | None = None  # (yaml, result folder, run name)
         self._build()
+        explain(self)
+        link(self, (self.state.events.running, self._show_command))  # a run took the run id
         when_removed(self, self.session.shutdown)  # closed mid-export: the writes end, quietly
 
     def _build(self) -> None:
@@ -130,6 +135,9 @@ class ExportDock(QWidget):
         form.addRow("", self.replace)
         layout.addLayout(form)
         self.export_button = QPushButton("Export")
+        self.export_button.setToolTip(
+            "Write <name>.pth (BiaPy's layout), <name>.safetensors and <name>.yaml to the folder"
+        )
         self.export_button.clicked.connect(self.export)
         layout.addWidget(self.export_button)
         out = QFormLayout()
@@ -140,13 +148,22 @@ class ExportDock(QWidget):
             command = "the command that trains this config headless, after Export"
             edit.setPlaceholderText(command if key == "command" else "written by Export")
             self.fields[key] = edit
-            out.addRow(label, field_row(edit, "Copy", lambda e=edit: self._copy(e), 50))
+            copy = f"Copy the {'command' if key == 'command' else 'path'} to the clipboard"
+            out.addRow(label, field_row(edit, "Copy", lambda e=edit: self._copy(e), 50, copy))
         self.fields["command"].setMaximumHeight(70)
         layout.addLayout(out)
         layout.addStretch(1)
 
     def _copy(self, edit: QLineEdit | QPlainTextEdit) -> None:
+        if edit is self.fields["command"]:
+            self._show_command()  # the run id free now, not at export
         QApplication.clipboard().setText(_text(edit))
+
+    def _show_command(self) -> None:
+        """The CLI command of the latest export, with the next free run id (a run since the
+        export took the one shown then)."""
+        if self._command is not None:
+            self.fields["command"].setPlainText(cli_command(*self._command))
 
     def _training_images(self, path: str) -> tuple[list[Image], str]:
         """The layers the checkpoint's run trained on, when this viewer trained it on layers, and
@@ -156,14 +173,22 @@ class ExportDock(QWidget):
         no_data = NO_DATA[0] if mine else NO_DATA[1]
         if not self.save_data.isChecked() or not mine or not run.layers:
             return [], no_data
-        missing = [name for name in run.layers if name not in self.viewer.layers]
+        layers = [self._layer(ref, name) for ref, name in zip(run.layers, run.names, strict=True)]
+        missing = [name for name, layer in zip(run.names, layers, strict=True) if layer is None]
         if missing:
             raise DataError(
                 f"the run trained on {', '.join(map(repr, missing))}, no longer in the viewer: "
                 "add the layer(s) back, or untick 'save the training layers'."
             )
-        layers = [self.viewer.layers[name] for name in run.layers]
-        return [_layers.to_image(lyr, run.ndim, run.channel_axis) for lyr in layers], no_data
+        return [_layers.to_image(layer, run.ndim, axis)
+                for layer, axis in zip(layers, run.channel_axes, strict=True)], no_data  # fmt: skip
+
+    def _layer(self, ref: weakref.ref, name: str) -> Any:
+        """A layer a run trained on, renamed or not; once removed, one added back by its name."""
+        layer = ref()
+        if layer is not None and layer in self.viewer.layers:
+            return layer
+        return next((lyr for lyr in self.viewer.layers if lyr.name == name), None)
 
     @property
     def worker(self) -> ExportWorker | None:
@@ -226,6 +251,8 @@ class ExportDock(QWidget):
             if key in self.fields:
                 self.fields[key].setText(str(value))
         result_dir = self.state.result_dir or str(Path(paths["yaml"]).parent / "runs")
-        command = cli_command(paths["yaml"], result_dir, self.state.run_name or self.name.text())
-        self.fields["command"].setPlainText(command if with_data else self._no_data)
+        run_name = self.state.run_name or self.name.text()
+        self._command = (str(paths["yaml"]), result_dir, run_name) if with_data else None
+        self.fields["command"].setPlainText(self._no_data)
+        self._show_command()
         show_info(f"Exported to {Path(paths['pth']).parent}")

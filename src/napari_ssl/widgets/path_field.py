@@ -15,14 +15,15 @@ CHECKPOINT_FILES = "Checkpoints (*.pth *.safetensors)"  # the file dialogs' filt
 
 
 def field_row(
-    edit: QWidget, text: str, action: Callable[[], Any], width: int | None = None
+    edit: QWidget, text: str, action: Callable[[], Any], width: int | None = None, tip: str = ""
 ) -> QWidget:
-    """``edit`` with a button ``text`` (at most ``width`` wide) beside it that calls ``action``."""
+    """``edit`` with a button ``text`` (at most ``width`` wide, tooltip ``tip``) beside it that
+    calls ``action``."""
     box = QWidget()
     row = QHBoxLayout(box)
     row.setContentsMargins(0, 0, 0, 0)
     row.addWidget(edit)
-    button = QPushButton(text)
+    button = QPushButton(text, toolTip=tip)
     if width is not None:
         button.setMaximumWidth(width)
     button.clicked.connect(lambda: action())
@@ -44,7 +45,8 @@ def path_row(edit: QLineEdit, title: str, folder: bool, button: str = "…") -> 
             edit.setText(path)
             edit.editingFinished.emit()
 
-    return field_row(edit, button, browse, 30 if button == "…" else None)
+    tip = f"Choose the {'folder' if folder else 'file'} in a dialog"
+    return field_row(edit, button, browse, 30 if button == "…" else None, tip)
 
 
 def checkpoint_field(dock: QWidget, state: SslState) -> tuple[QLineEdit, QWidget]:

@@ -19,12 +19,21 @@ from napari_ssl.config import Config
 
 @dataclass(frozen=True)
 class TrainingInputs:
-    """What the latest training of a viewer trained on (the Export dock saves these layers)."""
+    """What the latest training of a viewer trained on (the Export dock saves these layers,
+    followed through renames; a layer removed since is named as it was at Start)."""
 
     checkpoints_dir: str  # where its run writes its checkpoints (resolved)
-    layers: tuple[str, ...]  # the layers' names, or () for a folder
+    layers: tuple[weakref.ref, ...]  # the layers (weakly), or () for a folder
+    names: tuple[str, ...]  # their names at Start
     ndim: int
-    channel_axis: int | None
+    channel_axes: tuple[int | None, ...]  # each layer's channel axis
+
+    @classmethod
+    def of(
+        cls, checkpoints_dir: str, layers: list[Any], ndim: int, axes: list[int | None]
+    ) -> TrainingInputs:
+        refs = tuple(weakref.ref(layer) for layer in layers)
+        return cls(checkpoints_dir, refs, tuple(lyr.name for lyr in layers), ndim, tuple(axes))
 
 
 @evented

@@ -80,11 +80,15 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self._started = False  # the engine has started the current run
         self._notes: list[str] = []  # the current run's notes, shown under its status
         self._sources: list[Any] = []  # layers trained on (for the live reconstruction)
+        self._source_axes: list[int | None] = []  # their channel axes
         self._region: tuple[slice, ...] = ()
         self._layout: Any = None  # ResultsLayout of the latest run
         self._devices_probed = False
         self._build()
         explain(self)
+        if self.state.result_dir:  # a dock opened again: where the viewer's runs went
+            self.result_dir.setText(self.state.result_dir)
+            self.run_name.setText(self.state.run_name)
         self.updates = Coalescer(self, self._apply)  # progress, status, preview: once per tick
         self.updates.ticked.connect(self.plot.tick)  # the plot's image in the same repaint
         events = self.state.events  # connected until the dock is deleted
@@ -153,6 +157,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.checkpoint = QLineEdit(placeholderText="checkpoint .pth to continue from")
         out_form.addRow("Checkpoint", path_row(self.checkpoint, "Checkpoint", folder=False))
         layout.addWidget(out)
+        self._settings = (model, out)  # fixed while a run trains (it took them at Start)
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
         self.pause_button = QPushButton("Pause")
@@ -194,6 +199,9 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             self.device.addItem(label, value)
 
     def _sync_task(self) -> None:
+        """The models of the Data dock's task (after the run, if one trains another's)."""
+        if self.state.running:
+            return
         names = MODELS[self.state.cfg.pretext.task]
         if tuple(self.architecture.itemText(i) for i in range(self.architecture.count())) != names:
             self.architecture.clear()
@@ -207,6 +215,8 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
         self.checkpoint.setEnabled(self.start_mode.currentIndex() > 0 and not running)
+        for box in self._settings:
+            box.setEnabled(not running)
         if not running:
             self.pause_button.setText("Pause")
 
@@ -221,7 +231,9 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         except (ConfigError, DataError, ValueError, OSError) as err:
             self.state.running = False
             set_progress(self.progress, 0, "not started", maximum=1)  # not an earlier run's end
-            show_error(f"Cannot start training: {in_dock_words(str(err))}")
+            message = in_dock_words(str(err))
+            self.status.setText(f"not started: {message}")  # not an earlier run's status
+            show_error(f"Cannot start training: {message}")
             return
         self.plot.clear()
         set_progress(self.progress, 0, "starting…")
@@ -274,11 +286,11 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         if not (mode == 1 and same_run):
             self._layout = ResultsLayout(result_dir, name, next_run_id(result_dir, name))
         self.state.result_dir, self.state.run_name = result_dir, name
-        self.state.trained_on = TrainingInputs(
+        self.state.trained_on = TrainingInputs.of(
             str(self._layout.checkpoints_dir.resolve()),
-            tuple(layer.name for layer in self._sources),
+            self._sources,
             self.state.ndim,
-            self.state.channel_axis,
+            self._source_axes,
         )
         return {
             "cfg": cfg,
@@ -293,7 +305,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         if state.folder:
             from napari_ssl.data.folders import first_image, load_folder, resolve_dataset, split_key
 
-            self._sources = []
+            self._sources, self._source_axes = [], []
             folder, key = resolve_dataset(state.folder, "train"), split_key("train")
             shape, axis = first_image(folder, key)[1], state.channel_axis
             channels = None if axis is None or axis >= len(shape) else shape[axis]
@@ -304,8 +316,13 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
                 "no image to train on: select image layers (or a dataset folder) in the "
                 "'Data and pretext' dock."
             )
-        self._sources = layers
-        return [_layers.to_image(layer, state.ndim, state.channel_axis) for layer in layers]
+        first = _layers.to_image(layers[0], state.ndim, state.channel_axis)
+        fit = (f"the first selected layer '{first.name}'", "train it on its own")
+        views = [_layers.LayerView.of(layer) for layer in layers[1:]]  # each its own layout
+        axes = [v.channel_axis_for(state.ndim, first.channels, state.channel_axis, fit)
+                for v in views]  # fmt: skip
+        self._sources, self._source_axes = layers, [state.channel_axis, *axes]
+        return [first, *(v.image(state.ndim, a) for v, a in zip(views, axes, strict=True))]
 
     def _config(self) -> Config:
         cfg = self.state.cfg
@@ -345,3 +362,4 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.plot.flush()  # the whole run's curves now, not after the render throttle
         self.state.running = False
         self._update_buttons()
+        self._sync_task()  # the Data dock's task may have changed meanwhile

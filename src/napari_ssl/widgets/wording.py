@@ -34,6 +34,7 @@ FIELDS = {  # (our key, BiaPy's key) -> the label of the field that sets it
     ("data.val_fraction", "DATA.VAL.SPLIT_TRAIN"): "Validation fraction",
     ("data.val_path", "DATA.VAL.PATH"): "Validation folder",
     ("data.train_path", "DATA.TRAIN.PATH"): "dataset folder",
+    ("data.percentile_clip", "DATA.NORMALIZATION.PERC_CLIP"): "Clip percentiles",
     ("data.normalization_mean", "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.MEAN_VAL"): "Fixed mean",
     ("data.normalization_std", "DATA.NORMALIZATION.ZERO_MEAN_UNIT_VAR.STD_VAL"): "Fixed std",
     ("train.patience", "TRAIN.PATIENCE"): "the early-stopping patience",

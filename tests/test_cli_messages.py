@@ -210,8 +210,8 @@ def test_rerun_note_end_to_end(tmp_path: Path, sem_2d: np.ndarray) -> None:
     ran = run_cli("--config", config, "--result_dir", layout.result_dir, "--name", "job")
     assert ran.code == 0, ran.out + ran.err
     assert ran.err == (
-        f"note: run job_1 exists in {layout.root}: its checkpoints and results will be replaced; "
-        "use --run_id 2 for a new run or --resume to continue it\n"
+        f"note: run job_1 exists in {layout.root}: this run writes over its checkpoints and "
+        "results as it trains; use --run_id 2 for a new run or --resume to continue it\n"
     )
     assert layout.last_checkpoint.stat().st_size > 0  # replaced, as BiaPy does
 

@@ -168,8 +168,9 @@ def replaced_run_note(cfg: Config, layout: ResultsLayout, *, resume: bool) -> st
     if continues or not _has_run(layout):
         return None
     return (
-        f"note: run {layout.tag} exists in {layout.root}: its checkpoints and results will be "
-        f"replaced; use --run_id {_free_run_id(layout)} for a new run or --resume to continue it"
+        f"note: run {layout.tag} exists in {layout.root}: this run writes over its checkpoints "
+        f"and results as it trains; use --run_id {_free_run_id(layout)} for a new run or "
+        "--resume to continue it"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -44,13 +45,14 @@ def checkpoints(tmp_path_factory, sem_2d) -> dict[str, str]:
     return {task: _train(tmp, crop, task) for task in ("crappify", "masking")}
 
 
-def _trained_on(state, checkpoint: str, layers: tuple[str, ...], channel_axis=None) -> None:
+def _trained_on(dock, checkpoint: str, names: tuple[str, ...], channel_axis=None) -> None:
     """As the Train dock records it at Start: the run's checkpoint folder and its layers."""
     from napari_ssl.widgets.state import TrainingInputs
 
-    state.checkpoint = checkpoint
-    state.trained_on = TrainingInputs(
-        str(Path(checkpoint).resolve().parent), layers, 2, channel_axis
+    dock.state.checkpoint = checkpoint
+    layers = [dock.viewer.layers[name] for name in names]
+    dock.state.trained_on = TrainingInputs.of(
+        str(Path(checkpoint).resolve().parent), layers, 2, [channel_axis] * len(layers)
     )
 
 
@@ -190,6 +192,40 @@ def test_reconstruct_errors(qtbot, viewer, docks, sem_layer, notes, tmp_path):
     _run(qtbot, dock)
     assert notes[-1][0] == "error" and "Reconstruction failed" in notes[-1][1]
     assert "sem [reconstruction]" not in viewer.layers
+    assert dock.progress.text() == "failed: no layer added"  # before any tile
+
+
+def _selected(dock) -> list[str]:
+    from qtpy.QtCore import Qt
+
+    return [item.data(Qt.ItemDataRole.UserRole).name for item in dock.layer_list.selectedItems()]
+
+
+def test_reconstruct_inputs_follow_the_data_dock_until_picked(qtbot, viewer, docks, sem_2d):
+    """As in the review: a layer chosen in the Data dock is the Reconstruct dock's input too,
+    until the user picks inputs there (a click); with none picked it follows again."""
+    from qtpy.QtCore import Qt
+
+    data, dock = docks["Data and pretext"], docks["Reconstruct"]
+    viewer.window._wrapped_dock_widgets["Reconstruct"].raise_()
+    for name, rows in (("full", slice(0, 256)), ("crop", slice(100, 164))):
+        viewer.add_image(sem_2d[rows, :256].copy(), name=name)
+    assert data.state.layers == ("full",) and _selected(dock) == ["full"]
+    data.select(["crop"])
+    assert _selected(dock) == ["crop"]
+    data.select(["full", "crop"])
+    assert _selected(dock) == ["full", "crop"]
+    qtbot.waitUntil(lambda: dock.layer_list.isVisible(), timeout=2000)
+    item = dock.layer_list.findItems("full", Qt.MatchFlag.MatchStartsWith)[0]
+    where = dock.layer_list.visualItemRect(item).center()
+    qtbot.mouseClick(dock.layer_list.viewport(), Qt.MouseButton.LeftButton, pos=where)
+    assert _selected(dock) == ["full"]  # the user's pick ...
+    data.select(["crop"])
+    viewer.add_image(sem_2d[:32, :32].copy(), name="other")
+    assert _selected(dock) == ["full"]  # ... stays, whatever the Data dock selects
+    dock.select([])  # nothing picked any more
+    data.select(["other"])
+    assert _selected(dock) == ["other"]
 
 
 def test_export_and_reload(qtbot, viewer, docks, sem_layer, checkpoints, tmp_path):
@@ -197,7 +233,7 @@ def test_export_and_reload(qtbot, viewer, docks, sem_layer, checkpoints, tmp_pat
     from napari_ssl.engine.checkpoints import load_trained
 
     dock = docks["Export"]
-    _trained_on(dock.state, checkpoints["crappify"], ("sem",))
+    _trained_on(dock, checkpoints["crappify"], ("sem",))
     dock.state.result_dir, dock.state.run_name = str(tmp_path / "runs"), "ssl"
     trained_run = tmp_path / "runs" / "ssl" / "checkpoints" / "ssl_1-checkpoint-best.pth"
     trained_run.parent.mkdir(parents=True)
@@ -239,7 +275,7 @@ def test_export_a_two_channel_layer(qtbot, viewer, docks, sem_2d, tmp_path):
     dock = docks["Export"]
     assert dock.state.channel_axis == 2
     checkpoint = _train(tmp_path / "ckpt", cyx, "crappify", channels=2)
-    _trained_on(dock.state, checkpoint, ("two",), channel_axis=2)
+    _trained_on(dock, checkpoint, ("two",), channel_axis=2)
     dock.state.result_dir, dock.state.run_name = str(tmp_path / "runs"), "two"
     dock.out_dir.setText(str(tmp_path / "export"))
     dock.name.setText("two")
@@ -273,13 +309,13 @@ def test_export_saves_the_run_s_layers_and_keeps_earlier_exports(
     viewer.add_image(sem_2d[:96, 96:192].copy(), name="other")
     docks["Data and pretext"].select(["other"])  # selected now, but the run trained on "sem"
     dock = docks["Export"]
-    _trained_on(dock.state, checkpoints["crappify"], ("sem",))
+    _trained_on(dock, checkpoints["crappify"], ("sem",))
     dock.out_dir.setText(str(tmp_path / "export"))
     _export(qtbot, dock)
     data = tmp_path / "export" / "pretrained_data" / "train" / "x"
     assert sorted(p.name for p in data.iterdir()) == ["sem.tif"]
     pth = (tmp_path / "export" / "pretrained.pth").read_bytes()
-    _trained_on(dock.state, checkpoints["crappify"], ("other",))  # a second run, on "other"
+    _trained_on(dock, checkpoints["crappify"], ("other",))  # a second run, on "other"
     dock.export_button.click()  # the same name again: refused, nothing written
     assert notes[-1][0] == "error" and "already exist" in notes[-1][1]
     assert "pretrained.pth" in notes[-1][1] and "pretrained_data" in notes[-1][1]
@@ -343,6 +379,8 @@ def test_reconstruct_cancel(qtbot, viewer, docks, sem_2d, checkpoints, notes, ca
     qtbot.waitUntil(lambda: dock.worker is None, timeout=60_000)
     assert "full [reconstruction]" not in viewer.layers
     assert notes[-1] == ("info", "Reconstruction cancelled; no layer was added.")
+    assert re.fullmatch(r"cancelled at \d+%: no layer added", dock.progress.text())
+    assert 0 < dock.progress.value() < dock.progress.maximum()  # where it stopped
     assert not [message for severity, message in notes if severity == "error"]
     assert "InferenceCancelled" not in capfd.readouterr().err  # a cancel is no error
 

@@ -237,3 +237,40 @@ def test_a_closed_data_dock_is_left_alone(qtbot, viewer, docks):
     train.validation.fraction.setValue(0.3)  # a config event: the deleted widgets are not called
     assert train.state.cfg.data.val_fraction == 0.3
     assert commit_inputs(train.state) == []
+
+
+def _type_value(qtbot, spin, text: str) -> None:
+    """Type ``text`` into a spin box as a user would, then press Enter."""
+    spin.lineEdit().selectAll()
+    qtbot.keyClicks(spin.lineEdit(), text)
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
+
+
+def test_the_clipping_percentiles_bound_each_other(qtbot, viewer, docks, sem_layer):
+    """The lower percentile cannot reach the upper one, typed or stepped, either way round; a
+    loaded config's pair shows whole, whatever the fields held."""
+    import dataclasses
+
+    data = docks["Data and pretext"]
+    viewer.window._wrapped_dock_widgets["Data and pretext"].raise_()
+    box = data.normalization
+    box.section.expand(animate=False)
+    box.clip.setChecked(True)
+    assert data.state.cfg.data.percentile_clip == (0.1, 99.9)
+    _type_value(qtbot, box.clip_hi, "40")
+    _type_value(qtbot, box.clip_lo, "60")  # the "0" is refused: 60 is above the upper one
+    assert box.clip_lo.value() == 6.0
+    box.clip_lo.stepBy(1000)  # the arrows stop below the upper one
+    assert box.clip_lo.value() == pytest.approx(39.99)
+    assert data.state.cfg.data.percentile_clip == pytest.approx((39.99, 40.0))
+    box.clip_hi.stepBy(-1000)  # and the upper one above the lower one
+    assert box.clip_hi.value() == pytest.approx(40.0) and not box.message.isVisible()
+    _type_value(qtbot, box.clip_hi, "20")  # below the lower one: not taken
+    assert box.clip_hi.value() == pytest.approx(40.0)
+    _type_value(qtbot, box.clip_lo, "2")  # room again: the upper one may go down to 2.01
+    _type_value(qtbot, box.clip_hi, "5")
+    assert data.state.cfg.data.percentile_clip == pytest.approx((2.0, 5.0))
+    loaded = dataclasses.replace(data.state.cfg.data, percentile_clip=(99.5, 99.99))
+    data.state.update_cfg(data=loaded)  # as "Load config…" does
+    assert (box.clip_lo.value(), box.clip_hi.value()) == pytest.approx((99.5, 99.99))
+    assert data.state.cfg.data.percentile_clip == (99.5, 99.99)

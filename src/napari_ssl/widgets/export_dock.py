@@ -129,10 +129,10 @@ class ExportDock(QWidget):
             "The layers the checkpoint's run trained on, as <name>_data/train/x/*.tif, so that "
             "the CLI command below finds the data"
         )
-        form.addRow("", self.save_data)
+        form.addRow(self.save_data)  # across the form: a narrow dock keeps its text
         self.replace = QCheckBox("replace an earlier export of this name")
         self.replace.setToolTip("Without it, Export refuses to write over existing files")
-        form.addRow("", self.replace)
+        form.addRow(self.replace)
         layout.addLayout(form)
         self.export_button = QPushButton("Export")
         self.export_button.setToolTip(

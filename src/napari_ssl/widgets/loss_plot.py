@@ -2,11 +2,15 @@
 
 matplotlib draws off the GUI thread: points are appended on the GUI thread (cheap), and on a
 :meth:`LossPlot.tick` at most every :data:`RENDER_S` a copy of them goes to one worker thread
-that owns a ``Figure`` with the Agg canvas (no pyplot, no Qt widget) and renders it to a QImage.
-A later tick shows that image in the label (~1 ms). While the plot is hidden (its dock's tab
-not the current one) ticks draw nothing; it catches up when shown. At the end of a run,
-:meth:`LossPlot.flush` renders the whole run at once, in the same thread, and shows it as soon
-as it is drawn. Before the first point the label shows a line of text instead of empty axes.
+that owns a ``Figure`` with the Agg canvas (no pyplot, no Qt widget) and renders it to a QImage
+at the label's size. The label shows it as soon as it is drawn (a :data:`POLL_MS` look while a
+render is in flight, ~1 ms to show). The first step, each epoch (as the dock's status reports
+it) and a new theme are rendered on the next tick without waiting for :data:`RENDER_S`; a new
+size :data:`RESIZE_MS` after the last resize, without a tick. Until then an image larger than the
+label is shown scaled down, never cut. While the plot is hidden (its dock's tab not the current
+one) nothing is drawn; it catches up when shown. At the end of a run, :meth:`LossPlot.flush`
+renders the whole run at once, also when hidden. Before the first point the label shows a line
+of text instead of empty axes.
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtCore import QRect, QSize, Qt, QTimer
+from qtpy.QtGui import QImage, QPainter, QPixmap
 from qtpy.QtWidgets import QLabel, QSizePolicy, QWidget
 
 from napari_ssl.drawing import MATPLOTLIB_LOCK, integer_epochs
 from napari_ssl.widgets.gui_collection import holding
 
 RENDER_S = 3.5  # shortest time between two renders: every other 2 s tick of the dock
-FLUSH_POLL_MS = 20  # after flush(): how often to look for the final render
+POLL_MS = 20  # while a render is in flight: how often to look for its image
+RESIZE_MS = 150  # a new size is rendered this long after the last resize (not each of a drag)
 SMOOTHING = 0.9  # debiased exponential moving average of the step losses (as TensorBoard)
 LOG_SPREAD = 20.0  # log-scale the loss axis once the losses span this factor
 DPI = 100.0
@@ -56,8 +61,12 @@ class LossPlot(QLabel):
         self._future: Future | None = None
         self._rendered_at = -math.inf
         self._curves: Curves = ()
-        self._final = QTimer(self, interval=FLUSH_POLL_MS)  # runs from flush() to the last image
-        self._final.timeout.connect(self._finish)
+        self._image: QPixmap | None = None  # shown (None: the placeholder)
+        self._flushing = False  # from flush() to its last image: drawn also when hidden
+        self._poll = QTimer(self, interval=POLL_MS)  # runs while a render is in flight
+        self._poll.timeout.connect(self._follow_up)
+        self._resized = QTimer(self, singleShot=True, interval=RESIZE_MS)
+        self._resized.timeout.connect(self._follow_up)
         self.destroyed.connect(partial(_shutdown, self._executor))
         self.clear()
 
@@ -65,7 +74,7 @@ class LossPlot(QLabel):
         """Follow napari's theme: (background, text), drawn from the next render on (None, an
         unknown theme: the colours stay)."""
         self._renderer.colors = colors
-        self._dirty = True
+        self._dirty = self._due = True
 
     @property
     def step_points(self) -> int:
@@ -89,11 +98,15 @@ class LossPlot(QLabel):
     def clear(self) -> None:
         """No points: the placeholder text instead of a plot (a render in flight is dropped)."""
         self._curves = tuple(([], []) for _ in range(4))
+        self._epochs = 0  # epochs reported, with or without validation
         self._ema = 0.0
         self._ema_steps = 0
-        self._dirty = True
+        self._dirty = self._due = True
+        self._drawn_size: tuple[int, int, float] | None = None  # of the latest render
         self._future = None
-        self._final.stop()
+        self._flushing = False
+        self._poll.stop()
+        self._image = None
         self.setText(PLACEHOLDER)
 
     def add_step(self, x: float, loss: float) -> None:
@@ -106,6 +119,7 @@ class LossPlot(QLabel):
             return
         self._ema = SMOOTHING * self._ema + (1 - SMOOTHING) * loss
         self._ema_steps += 1
+        self._due |= not self.step_points  # the plot replaces the placeholder
         _append(self._curves[0], x, loss)
         _append(self._curves[1], x, self._ema / (1 - SMOOTHING**self._ema_steps))
         self._dirty = True
@@ -116,50 +130,60 @@ class LossPlot(QLabel):
             _append(self._curves[2], epoch, val_loss)
         if psnr is not None and math.isfinite(psnr):
             _append(self._curves[3], epoch, psnr)
-        self._dirty = True
+        self._epochs += 1
+        self._dirty = self._due = True  # shown with the status reporting it
 
     def tick(self) -> None:
-        """Show a finished render; start a new one when due (changed, visible, not too soon)."""
+        """Show a finished render; start a new one when due (changed, visible, and a first step,
+        an epoch, a theme, a size not drawn yet or :data:`RENDER_S` since the last)."""
         self._show_rendered()
-        if (
-            self._drawable()
-            and self.isVisible()
-            and not self.visibleRegion().isEmpty()  # napari keeps a background tab "visible"
-            and time.perf_counter() - self._rendered_at >= RENDER_S
-        ):
+        due = self._due or self._size() != self._drawn_size
+        due = due or time.perf_counter() - self._rendered_at >= RENDER_S
+        if due and self._drawable() and self._on_screen():
             self._render()
 
     def flush(self) -> None:
         """The end of a run: render every point now, without waiting :data:`RENDER_S` (also
         when hidden), and show the image as soon as it is drawn. Drawing stays in the worker."""
-        self._final.start()
-        self._finish()
+        self._flushing = True
+        self._follow_up()
 
-    def _finish(self) -> None:
-        """After :meth:`flush`: show the render in flight, then render what it missed."""
+    def _follow_up(self) -> None:
+        """Show the render in flight once drawn, then render again without waiting for a tick
+        after :meth:`flush`, or when the label's size is not the one drawn (a resize)."""
         self._show_rendered()
-        if self._future is None and self._drawable():
+        resized = self._size() != self._drawn_size and self._on_screen()
+        if self._future is None and self._drawable() and (self._flushing or resized):
             self._render()
         if self._future is None:
-            self._final.stop()
+            self._poll.stop()
+            self._flushing = False
+
+    def _size(self) -> tuple[int, int, float]:
+        return self.width(), self.height(), self.devicePixelRatioF()
+
+    def _on_screen(self) -> bool:
+        # napari keeps a background tab "visible": its visible region is empty
+        return self.isVisible() and not self.visibleRegion().isEmpty()
 
     def _drawable(self) -> bool:
         """Something new to draw, none in flight, points to draw and room for them."""
         return (
             self._dirty
             and self._future is None
-            and bool(self.step_points or self.epoch_points)
+            and bool(self.step_points or self._epochs)
             and self.width() >= MIN_SIZE_PX[0]
             and self.height() >= MIN_SIZE_PX[1]
         )
 
     def _render(self) -> None:
-        self._dirty = False
+        self._dirty = self._due = False
         self._rendered_at = time.perf_counter()
         curves = tuple((list(x), list(y)) for x, y in self._curves)
-        size = (self.width(), self.height(), self.devicePixelRatioF())
+        self._drawn_size = self._size()
         with holding(self._renderer.render) as render:
-            self._future = self._executor.submit(render, curves, *size)
+            self._future = self._executor.submit(render, curves, *self._drawn_size, self._epochs)
+        self._poll.start()
 
     def _show_rendered(self) -> None:
         if self._future is None or not self._future.done():
@@ -169,12 +193,32 @@ class LossPlot(QLabel):
         h, w = rgba.shape[:2]  # Qt objects are made here, in the GUI thread, only
         image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
         image.setDevicePixelRatio(ratio)
-        self.setPixmap(QPixmap.fromImage(image))
+        self._image = QPixmap.fromImage(image)
+        self.setPixmap(self._image)
         self.redraws += 1
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
-        self._dirty = True  # rendered again at the new size on a later tick
+        self._dirty = True  # rendered again at the new size once it settles
+        self._resized.start()
+
+    def paintEvent(self, event: Any) -> None:
+        """The image, scaled down while it is larger than the label (a render at the new size
+        follows): the legend and axis labels are never cut off."""
+        room, image = self.contentsRect(), self._image
+        if image is not None:
+            ratio = image.devicePixelRatio()
+            size = QSize(round(image.width() / ratio), round(image.height() / ratio))
+            if size.width() > room.width() or size.height() > room.height():
+                size.scale(room.size(), Qt.AspectRatioMode.KeepAspectRatio)
+                target = QRect(room.topLeft(), size)
+                target.moveCenter(room.center())
+                painter = QPainter(self)
+                painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+                painter.drawPixmap(target, image)
+                painter.end()
+                return
+        super().paintEvent(event)  # the image at its size, centred, or the placeholder text
 
 
 def _shutdown(executor: ThreadPoolExecutor, *_: Any) -> None:
@@ -233,14 +277,15 @@ class _Renderer:
         figure.align_ylabels()
 
     def render(
-        self, curves: Curves, width: int, height: int, ratio: float
+        self, curves: Curves, width: int, height: int, ratio: float, epochs: int
     ) -> tuple[np.ndarray, float]:
-        """The figure at ``width`` x ``height`` logical pixels (``ratio``: device pixel ratio)."""
+        """The figure at ``width`` x ``height`` logical pixels (``ratio``: device pixel ratio)
+        after ``epochs`` epochs (with or without validation points)."""
         with MATPLOTLIB_LOCK:  # the engine may be writing its charts at the same time
-            return self._render(curves, width, height, ratio)
+            return self._render(curves, width, height, ratio, epochs)
 
     def _render(
-        self, curves: Curves, width: int, height: int, ratio: float
+        self, curves: Curves, width: int, height: int, ratio: float, epochs: int
     ) -> tuple[np.ndarray, float]:
         if self.figure is None:
             self._build()
@@ -263,7 +308,7 @@ class _Renderer:
         self.ax_loss.set_xlim(*_epoch_span([x for xs, _ in curves for x in xs]))
         has_psnr = bool(curves[3][0])
         self.ax_psnr.yaxis.set_visible(has_psnr)
-        self.psnr_note.set_text("" if has_psnr else NO_PSNR if curves[2][0] else NO_PSNR_YET)
+        self.psnr_note.set_text("" if has_psnr else NO_PSNR if epochs else NO_PSNR_YET)
         ticks = tuple(
             len(label)
             for axis in (self.ax_loss.yaxis, self.ax_psnr.yaxis, self.ax_psnr.xaxis)

@@ -5,8 +5,9 @@ and unit variance only, a fixed mean and/or std in raw units (ZERO_MEAN_UNIT_VAR
 STD_VAL: one value for every channel, or one per channel; empty: each image's own). An edit
 reaches the shared config only when the config's own validation accepts it; otherwise the
 message shows under the section (also when it is collapsed), the config keeps its last valid
-values, and Start refuses to train until it is fixed (:func:`commit_inputs`). The previews are
-not affected: they show the pretext's input in raw units.
+values, and Start refuses to train until it is fixed (:func:`commit_inputs`). The lower clipping
+percentile stays below the upper one (each field bounds the other). The previews are not
+affected: they show the pretext's input in raw units.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ KINDS = {
     "div": "divide by 255 or 65535",
 }
 DEFAULT_CLIP = (0.1, 99.9)
+CLIP_GAP = 0.01  # the least the upper percentile is above the lower one (the fields' decimals)
 _BOXES: weakref.WeakSet[NormalizationBox] = weakref.WeakSet()
 
 
@@ -72,9 +74,8 @@ def format_values(values: tuple[float, ...] | None) -> str:
 
 
 def _spin(value: float) -> QDoubleSpinBox:
-    box = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=100.0, singleStep=0.1, value=value)
-    box.setSuffix(" %")
-    return box
+    """A percentile (no "%": its value shows whole in the narrowest field)."""
+    return QDoubleSpinBox(decimals=2, minimum=0.0, maximum=100.0, singleStep=0.1, value=value)
 
 
 class NormalizationBox(QWidget):
@@ -99,11 +100,11 @@ class NormalizationBox(QWidget):
         for kind, label in KINDS.items():
             self.kind.addItem(label, kind)
         self.kind.setToolTip("How each image's intensities are scaled (BiaPy DATA.NORMALIZATION)")
-        self.clip = QCheckBox()
+        self.clip = QCheckBox("to the percentiles below")  # rows narrow enough for a laptop
         self.clip.setToolTip("Clip each image to these percentiles first (PERC_CLIP)")
         self.clip_lo, self.clip_hi = _spin(DEFAULT_CLIP[0]), _spin(DEFAULT_CLIP[1])
         clip_row = QHBoxLayout()
-        for widget in (self.clip, self.clip_lo, QLabel("to"), self.clip_hi):
+        for widget in (self.clip_lo, QLabel("to"), self.clip_hi):
             clip_row.addWidget(widget)
         clip_row.addStretch(1)
         self.mean, self.std = QLineEdit(), QLineEdit()
@@ -115,7 +116,8 @@ class NormalizationBox(QWidget):
             )
             edit.editingFinished.connect(self.commit)
         form.addRow("Type", self.kind)
-        form.addRow("Clip percentiles", clip_row)
+        form.addRow("Clip", self.clip)
+        form.addRow("Percentiles", clip_row)
         form.addRow("Fixed mean", self.mean)
         form.addRow("Fixed std", self.std)
         self.section.addWidget(body)
@@ -128,6 +130,7 @@ class NormalizationBox(QWidget):
         self.kind.currentIndexChanged.connect(self.commit)
         self.clip.toggled.connect(self.commit)
         for box in (self.clip_lo, self.clip_hi):
+            box.valueChanged.connect(self._bound_clip)
             box.valueChanged.connect(self.commit)
         self._show(state.cfg)
         events = state.events  # layers, axes or folder: the channel count to check may change
@@ -152,6 +155,11 @@ class NormalizationBox(QWidget):
             self.state.update_cfg(data=data)
         self._update()
         return ""
+
+    def _bound_clip(self) -> None:
+        """Each clipping percentile bounds the other: lower < upper, as the config requires."""
+        self.clip_lo.setMaximum(self.clip_hi.value() - CLIP_GAP)
+        self.clip_hi.setMinimum(self.clip_lo.value() + CLIP_GAP)
 
     def _read(self) -> DataConfig:
         """The shared data config with the fields' values, checked; :class:`ConfigError` if bad."""
@@ -210,8 +218,11 @@ class NormalizationBox(QWidget):
             widget.blockSignals(True)
         self.kind.setCurrentIndex(max(0, self.kind.findData(kind)))
         self.clip.setChecked(clip is not None)
+        self.clip_lo.setMaximum(100.0)  # the config's pair, whatever the fields held
+        self.clip_hi.setMinimum(0.0)
         self.clip_lo.setValue((clip or DEFAULT_CLIP)[0])
         self.clip_hi.setValue((clip or DEFAULT_CLIP)[1])
+        self._bound_clip()
         for widget in widgets:
             widget.blockSignals(False)
         if kind == "zero_mean_unit_variance":  # other kinds keep what was typed (unused)

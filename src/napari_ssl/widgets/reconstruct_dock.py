@@ -5,12 +5,14 @@ worker with a progress bar and Cancel; outputs come back in each source's layout
 translate. Crappify adds ``<layer> [reconstruction]`` (and, when "degrade first and score" is on,
 ``<layer> [degraded]`` plus PSNR/SSIM in the dock); masking adds the four MAE views. Removing the
 dock or closing the viewer cancels the work and waits for its thread
-(:class:`~napari_ssl.widgets.worker.WorkerSession`): no layer is added after.
+(:class:`~napari_ssl.widgets.worker.WorkerSession`): no layer is added after. Until the user picks
+input layers here, the list follows the layers selected in the Data dock.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 from napari.qt.threading import FunctionWorker, create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSignalBlocker, Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -50,6 +52,7 @@ OUTPUT_NAMES = {  # in stacking order: the last one added ends on top
     "reconstruction": "[reconstruction]",
     "reconstruction_and_visible": "[MAE reconstruction + visible]",
 }
+LOADING = "loading the checkpoint…"  # the bar's words until the first tile is done
 
 
 def output_name(layer_name: str, key: str, task: str) -> str:
@@ -120,6 +123,7 @@ class ReconstructDock(QWidget):
         self.state = state_for(self.viewer)
         self.session = WorkerSession()
         self._sources: list[Any] = []
+        self._picked = False  # the user picked input layers here: they no longer follow Data's
         self._build()
         explain(self)
         self.updates = Coalescer(self, self._apply)  # the progress bar: one repaint per tick
@@ -127,6 +131,7 @@ class ReconstructDock(QWidget):
         link(  # until the dock is deleted
             self,
             _layers.theme_link(self.layer_list, self.viewer),
+            (self.state.events.layers, self._follow_data),
             *layer_list_changes(self.viewer, self._refresh_layers),
         )
         self._refresh_layers()
@@ -137,6 +142,7 @@ class ReconstructDock(QWidget):
         self.checkpoint, row = checkpoint_field(self, self.state)
         form.addRow("Checkpoint", row)
         self.layer_list = _layers.layer_list(self.viewer)
+        self.layer_list.itemSelectionChanged.connect(self._on_pick)
         form.addRow("Input layers", self.layer_list)
         self.overlap = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.75, singleStep=0.05)
         self.overlap.setValue(0.25)
@@ -169,18 +175,32 @@ class ReconstructDock(QWidget):
         return [item.data(Qt.ItemDataRole.UserRole) for item in self.layer_list.selectedItems()]
 
     def _refresh_layers(self, event: Any = None) -> None:
-        """List the image layers; the selection follows the layers themselves (kept when a
-        layer is renamed), else the Data dock's choice."""
+        """List the image layers; the user's pick follows the layers themselves (kept when a
+        layer is renamed), else the selection is the Data dock's."""
         chosen = {id(layer) for layer in self._selected_layers()}
-        self.layer_list.clear()
-        for layer in self.viewer.layers:
-            if isinstance(layer, _layers.ImageLayer) and _layers.reconstructable(layer):
-                item = QListWidgetItem(_layers.describe_layer(layer))
-                item.setData(Qt.ItemDataRole.UserRole, layer)
-                self.layer_list.addItem(item)
-                item.setSelected(id(layer) in chosen if chosen else layer.name in self.state.layers)
+        with QSignalBlocker(self.layer_list):  # not a pick of the user
+            self.layer_list.clear()
+            for layer in self.viewer.layers:
+                if isinstance(layer, _layers.ImageLayer) and _layers.reconstructable(layer):
+                    item = QListWidgetItem(_layers.describe_layer(layer))
+                    item.setData(Qt.ItemDataRole.UserRole, layer)
+                    self.layer_list.addItem(item)
+                    item.setSelected(id(layer) in chosen)
+        self._picked = self._picked and bool(self.layer_list.selectedItems())  # not all removed
+        self._follow_data()
 
-    def select(self, names: list[str]) -> None:
+    def _follow_data(self) -> None:
+        """Select the Data dock's layers, as long as the user has picked none here."""
+        if not self._picked:
+            with QSignalBlocker(self.layer_list):
+                self.select(self.state.layers)
+
+    def _on_pick(self) -> None:
+        """The user's pick (none left: the Data dock's choice is followed from its next change)."""
+        self._picked = bool(self.layer_list.selectedItems())
+
+    def select(self, names: Sequence[str]) -> None:
+        """Select layers by name in the list (as a click would)."""
         for i in range(self.layer_list.count()):
             item = self.layer_list.item(i)
             item.setSelected(item.data(Qt.ItemDataRole.UserRole).name in names)
@@ -202,7 +222,7 @@ class ReconstructDock(QWidget):
         cancel = threading.Event()
         relay = ProgressRelay()  # no parent: the worker holds it, whatever becomes of the dock
         options = {"overlap": float(self.overlap.value()), "degrade": self.degrade.isChecked()}
-        set_progress(self.progress, 0, "loading the checkpoint…", maximum=1)
+        set_progress(self.progress, 0, LOADING, maximum=1)
         self.metrics.setText("")
         with holding(_reconstruct_all) as reconstruct_all:
             worker = create_worker(
@@ -253,19 +273,26 @@ class ReconstructDock(QWidget):
 
     def _on_error(self, err: Exception) -> None:
         show_error(f"Reconstruction failed: {plain_error(err)}")
+        self._ended("failed")
+
+    def _ended(self, how: str) -> None:
+        """The bar says how a run ended without layers, where it stopped (as the Train dock's
+        "stopped …")."""
+        self.updates.flush()  # the last tiles done, then the words
+        done = "" if self.progress.format() == LOADING else " at %p%"
+        set_progress(self.progress, fmt=f"{how}{done}: no layer added")
 
     def _on_finished(self) -> None:
         self.updates.flush()
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        if self.progress.format() != "%p%":  # no tile was done (error or cancel)
-            set_progress(self.progress, 0, "%p%")
 
     def _on_result(self, result: Reconstructions | None) -> None:
         if not self.session.running:  # shut down (dock removed) as the result came: drop it
             return
         if result is None:
             show_info("Reconstruction cancelled; no layer was added.")
+            self._ended("cancelled")
             return
         task, outputs, scores = result.task, result.outputs, result.scores
         for source, out, axis in zip(self._sources, outputs, result.axes, strict=True):

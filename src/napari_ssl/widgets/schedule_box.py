@@ -7,7 +7,8 @@ early-stopping patience, a warm-up that ends after the decay starts, ...) shows 
 also when it is collapsed, and Start refuses it (:meth:`ScheduleBox.check`). Choosing a schedule
 that needs a minimum lr, a warm-up or a plateau patience fills them in when the config has none,
 so a choice never starts invalid (by BiaPy's rules too). The dock's epochs and learning rate are
-read from its fields: they reach the config only at Start.
+read from its fields: they reach the config only at Start. In a narrow dock a row too wide for it
+puts its field under its label, and the section grows to the wrapped rows' height.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import dataclasses
 from functools import partial
 from typing import Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtGui import QIcon
 from qtpy.QtWidgets import (
     QComboBox,
@@ -88,9 +89,10 @@ class ScheduleBox(QWidget):
         title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.summary = ""  # the title without its arrow
         self._shown: tuple[Any, ...] | None = None  # the config values the fields show
-        body = QWidget()
+        body = _Fields()
         self.form = QFormLayout(body)
         self.form.setContentsMargins(0, 0, 0, 0)
+        self.form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # a narrow dock
         self.kind = QComboBox()
         for index, (name, words) in enumerate(SCHEDULES.items()):
             self.kind.addItem(words, name)
@@ -112,6 +114,7 @@ class ScheduleBox(QWidget):
             field.valueChanged.connect(partial(self._edited, name))
             self.form.addRow(label, field)
         self.section.addWidget(body)
+        body.installEventFilter(self)  # after the section's filter: called before it
         self.message = hint_label()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -135,6 +138,12 @@ class ScheduleBox(QWidget):
         width = max(label.sizeHint().width() for label in labels)
         for label in labels:
             label.setMinimumWidth(width)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """The fields resized: the section reads their height for the new width next."""
+        if event.type() == QEvent.Type.Resize and isinstance(watched, QWidget):
+            watched.updateGeometry()  # its size hint, cached by the section's layout
+        return False
 
     def commit(self) -> None:
         """Take the values typed but not yet confirmed with Enter."""
@@ -206,6 +215,19 @@ class ScheduleBox(QWidget):
         self.section.setText(f"{'▼' if self.section.isExpanded() else '▶'} {self.summary}")
         set_hint(self.note, NOTES.get(kind, "") if self.section.isExpanded() else "")
         self.section.toggleButton().setToolTip(f"{self.summary}. {NOTES.get(kind, '')}")
+
+
+class _Fields(QWidget):
+    """The section's fields: their size hint is as tall as their rows at the current width
+    (wrapped or not), which the section takes as its height."""
+
+    def hasHeightForWidth(self) -> bool:
+        return False  # the section would ask the height at the hint's width, not the current one
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        height = self.layout().totalHeightForWidth(self.width())
+        return QSize(hint.width(), max(hint.height(), height))
 
 
 def _label(form: QFormLayout, row: int) -> QLabel | None:

@@ -146,6 +146,8 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         layout.addWidget(model)
         out = QGroupBox("Results and checkpoints")
         out_form = QFormLayout(out)
+        # in a narrow dock, a field too wide for its row ("Start as") goes under its label
+        out_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.result_dir = QLineEdit(str(DEFAULT_RESULT_DIR))
         out_form.addRow("Result folder", path_row(self.result_dir, "Result folder", folder=True))
         self.run_name = QLineEdit("ssl")

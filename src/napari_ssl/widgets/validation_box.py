@@ -5,6 +5,7 @@ the training images (BiaPy DATA.VAL.FROM_TRAIN True, SPLIT_TRAIN); a folder vali
 its own, and the training images are trained on whole (FROM_TRAIN False, DATA.VAL.PATH). Choosing
 "hold out" clears the folder. A chosen folder is listed as the engine lists it, under the fields
 and again at Start (:meth:`ValidationBox.check`); the engine checks each image when the run starts.
+In a narrow dock a choice's field goes under its button, and the words after the fraction wrap.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
+from qtpy.QtCore import QSize
 from qtpy.QtWidgets import (
+    QWIDGETSIZE_MAX,
     QButtonGroup,
     QDoubleSpinBox,
     QFileDialog,
-    QGridLayout,
+    QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -40,8 +44,9 @@ class ValidationBox(QWidget):
         super().__init__()
         self.state = state
         self._path: str | None = None  # the val_path shown last (None: nothing shown yet)
-        grid = QGridLayout(self)
-        grid.setContentsMargins(0, 0, 0, 0)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # narrow: under the button
         self.use_fraction = QRadioButton("hold out")
         self.use_fraction.setToolTip("Validate on a part of the training images, held out")
         self.fraction = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.5, singleStep=0.05)
@@ -61,14 +66,10 @@ class ValidationBox(QWidget):
         buttons = QButtonGroup(self)
         for button in (self.use_fraction, self.use_folder):
             buttons.addButton(button)
-        grid.addWidget(self.use_fraction, 0, 0)
-        grid.addWidget(self.fraction, 0, 1)
-        grid.addWidget(QLabel("of the training images"), 0, 2, 1, 2)
-        grid.addWidget(self.use_folder, 1, 0)
-        grid.addWidget(self.folder, 1, 1, 1, 2)
-        grid.addWidget(self.browse, 1, 3)
-        grid.addWidget(self.hint, 2, 0, 1, 4)
-        grid.setColumnStretch(2, 1)
+        words = _TwoLines("of the training images")
+        form.addRow(self.use_fraction, _row(self.fraction, words, stretch=words))
+        form.addRow(self.use_folder, _row(self.folder, self.browse, stretch=self.folder))
+        form.addRow(self.hint)
         self.use_fraction.clicked.connect(self.clear)
         self.use_folder.clicked.connect(self._folder_chosen)
         self.browse.clicked.connect(self._browse)
@@ -139,3 +140,28 @@ class ValidationBox(QWidget):
             return
         with contextlib.suppress(DataError):  # shown under the fields; Start refuses it
             self.check()
+
+
+def _row(*widgets: QWidget, stretch: QWidget) -> QHBoxLayout:
+    """``widgets`` side by side, ``stretch`` taking the room left."""
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget, stretch=int(widget is stretch))
+    return row
+
+
+class _TwoLines(QLabel):
+    """Words wrapped on two lines at most: a narrower dock puts the row under its button."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.setWordWrap(True)
+
+    def minimumSizeHint(self) -> QSize:
+        """As narrow as two lines allow (measured in the theme's font, as laid out)."""
+        hint = super().minimumSizeHint()  # its longest word
+        one_line = self.heightForWidth(QWIDGETSIZE_MAX)
+        width = hint.width()
+        while self.heightForWidth(width) > 2 * one_line:
+            width += 1
+        return QSize(width, hint.height())

@@ -123,6 +123,14 @@ def run_cli(*args: object) -> Ran:
     return Ran(code, out.getvalue(), err.getvalue())
 
 
+def one_epoch_job(tmp: Path, sem: np.ndarray, name: str) -> Path:
+    """The job folder ``tmp/out/<name>`` of a one-epoch 2D crappify CLI run (run 1)."""
+    config = write_yaml(tmp / "cfg.yaml", write_dataset(tmp / "data", sem), epochs=1)
+    ran = run_cli("--config", config, "--result_dir", tmp / "out", "--name", name)
+    assert ran.code == 0, ran.out + ran.err
+    return tmp / "out" / name
+
+
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 

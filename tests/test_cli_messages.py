@@ -23,7 +23,7 @@ from napari_ssl.config import Config
 from napari_ssl.data.folders import dataset_folder
 from napari_ssl.data.images import DataError
 from napari_ssl.results import ResultsLayout
-from test_cli import Ran, files_under, run_cli, write_dataset, write_yaml
+from test_cli import Ran, files_under, one_epoch_job, run_cli, write_dataset, write_yaml
 from test_training import no_charts, one_thread  # noqa: F401  (shared fixtures)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -46,11 +46,8 @@ def run_to_exit(*args: object) -> Ran:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, sem_2d: np.ndarray) -> Path:
     """A 2D crappify checkpoint from a one-epoch CLI job."""
-    tmp = tmp_path_factory.mktemp("msg")
-    config = write_yaml(tmp / "cfg.yaml", write_dataset(tmp / "data", sem_2d), epochs=1)
-    ran = run_cli("--config", config, "--result_dir", tmp / "out", "--name", "m")
-    assert ran.code == 0, ran.out + ran.err
-    return tmp / "out" / "m" / "checkpoints" / "m_1-checkpoint-best.pth"
+    job = one_epoch_job(tmp_path_factory.mktemp("msg"), sem_2d, "m")
+    return job / "checkpoints" / "m_1-checkpoint-best.pth"
 
 
 @pytest.fixture

@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 
 from napari_ssl.engine.setup import NO_VALIDATION
-from test_cli import files_under, run_cli, set_keys, write_dataset, write_yaml
+from test_cli import files_under, one_epoch_job, run_cli, set_keys, write_dataset, write_yaml
 from test_training import one_thread  # noqa: F401  (shared fixture)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, sem_2d: np.ndarray) -> Path:
     """The job folder of a one-epoch 2D crappify CLI run (name 'p', run 1)."""
-    tmp = tmp_path_factory.mktemp("paths")
-    config = write_yaml(tmp / "cfg.yaml", write_dataset(tmp / "data", sem_2d), epochs=1)
-    ran = run_cli("--config", config, "--result_dir", tmp / "out", "--name", "p")
-    assert ran.code == 0, ran.out + ran.err
-    return tmp / "out" / "p"
+    return one_epoch_job(tmp_path_factory.mktemp("paths"), sem_2d, "p")
 
 
 def _one_paragraph(err: str) -> str:

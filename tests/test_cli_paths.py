@@ -38,6 +38,15 @@ def test_result_dir_that_is_a_file(run: Path, tmp_path: Path, below: str) -> Non
     assert a_file.read_text() == "mine" and sorted(tmp_path.iterdir()) == [a_file]
 
 
+def test_a_file_named_as_the_job_folder_names_the_job_folder(run: Path, tmp_path: Path) -> None:
+    (tmp_path / "x").write_text("mine")  # <result_dir>/<name> is a file
+    config = run.parent.parent / "cfg.yaml"
+    ran = run_cli("--config", config, "--result_dir", tmp_path, "--name", "x")
+    line = _one_paragraph(ran.err)
+    assert ran.code == 2
+    assert line.startswith(f"napari-ssl: the job folder (--result_dir/--name) {tmp_path / 'x'}")
+
+
 @pytest.mark.parametrize("command", ["predict", "export"])
 def test_output_that_is_a_file(run: Path, tmp_path: Path, command: str) -> None:
     a_file = tmp_path / "x.tif"

@@ -156,16 +156,18 @@ def test_batch_uses_each_samples_own_range() -> None:
 def test_the_pretext_preview_is_a_bounded_centred_crop() -> None:
     from napari_ssl.config import Config
     from napari_ssl.data.images import DataError, as_image
-    from napari_ssl.pretext.preview import pretext_preview
+    from napari_ssl.pretext.preview import apply_pretext, data_range, preview_region
 
     image = as_image(np.arange(100 * 60, dtype=np.uint16).reshape(100, 60), "ramp", 2)
     cfg = Config()
-    out, start = pretext_preview(image, cfg, (40, 80))
-    assert out.shape == (1, 40, 60) and start == (30, 0)  # centred in Y, whole in X
-    assert not np.array_equal(out[0], image.read()[0, 30:70])  # crappified
+    region = preview_region(image.spatial_shape, (40, 80))
+    assert region == (slice(30, 70), slice(0, 60))  # centred in Y, whole in X
+    crop = image.read(region)
+    out = apply_pretext(crop, cfg, data_range(image, None))
+    assert out.shape == (1, 40, 60) and not np.array_equal(out, crop)  # crappified
     cfg.pretext.task, cfg.model.vit_token_size = "masking", 64
     with pytest.raises(DataError, match=r"smaller than one token \(64\)"):
-        pretext_preview(image, cfg, (40, 80))
+        apply_pretext(crop, cfg)
 
 
 def test_hot_pixels_do_not_set_the_noise_when_clipped(
@@ -175,7 +177,7 @@ def test_hot_pixels_do_not_set_the_noise_when_clipped(
     from napari_ssl.config import Config
     from napari_ssl.data.images import as_image
     from napari_ssl.data.normalization import compute_stats
-    from napari_ssl.pretext.preview import pretext_preview
+    from napari_ssl.pretext.preview import apply_pretext, data_range
 
     dim = (nuclei_3d[30, :128, :128] // 10).astype(np.uint16)
     hot = dim.copy()
@@ -190,7 +192,7 @@ def test_hot_pixels_do_not_set_the_noise_when_clipped(
     errors = {}
     for clip in (None, (0.1, 99.9)):
         cfg.data.percentile_clip = clip
-        out, _ = pretext_preview(image, cfg, (128, 128))
+        out = apply_pretext(image.read(), cfg, data_range(image, clip))
         errors[clip] = float(np.std((out[0].astype(float) - hot)[hot != 65535]))
     assert errors[(0.1, 99.9)] < errors[None] / 5  # not drowned by the hot pixels
     assert errors[(0.1, 99.9)] > 0.05 * dim.max()

@@ -1,20 +1,13 @@
-"""The pretext preview's steps: the crop around a point, Start's checks, the pretext on a crop."""
+"""The pretext preview's steps: the crop around a point, Start's checks."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from napari_ssl.config import Config, ConfigError
-from napari_ssl.data.images import as_image
-from napari_ssl.pretext.preview import (
-    apply_pretext,
-    check_pretext,
-    pretext_preview,
-    preview_region,
-)
+from napari_ssl.pretext.preview import check_pretext, preview_region
 
 
 def test_the_crop_is_centred_where_asked_and_stays_inside() -> None:
@@ -42,14 +35,3 @@ def test_masking_is_checked_as_start_checks_it() -> None:
     check_pretext(cfg)
     cfg.pretext.task, cfg.model.vit_token_size = "crappify", 10  # not used by crappify
     check_pretext(cfg)
-
-
-def test_the_pretext_on_a_kept_crop_is_the_preview() -> None:
-    rng = np.random.default_rng(0)
-    image = as_image((rng.random((90, 70)) * 200).astype(np.uint8), "noise", 2)
-    cfg = Config()
-    out, start = pretext_preview(image, cfg, (64, 64))
-    assert start == (13, 3)
-    crop = image.read((slice(13, 77), slice(3, 67)))
-    whole = (float(image.array.min()), float(image.array.max()))
-    assert np.array_equal(apply_pretext(crop, cfg, whole), out)

@@ -138,8 +138,8 @@ def run_config(argv: list[str]) -> int:
         if device is not None:
             cfg.system.device = device
         layout = ResultsLayout(args.result_dir, args.name, str(args.run_id))
-        for folder in (args.result_dir, layout.root):  # its job folder <name> too
-            check_output_folder(folder, "--result_dir")
+        check_output_folder(args.result_dir, "--result_dir")
+        check_output_folder(layout.root, "the job folder (--result_dir/--name)")
     except (ConfigError, ValueError) as err:
         print(f"napari-ssl: {err}", file=sys.stderr)
         return 2

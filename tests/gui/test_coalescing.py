@@ -107,7 +107,8 @@ def test_plot_renders_off_the_gui_thread_only_when_shown(qtbot, viewer, docks):
 
 def test_preview_updates_the_layer_in_place(qtbot, viewer, docks, sem_layer):
     train = docks["Train"]
-    train._sources, train._region = [sem_layer], (slice(16, 48), slice(16, 48))
+    train._sources, train._source_axes = [sem_layer], [None]
+    train._region = (slice(16, 48), slice(16, 48))
     image = sem_layer.data[None, 16:48, 16:48].astype(np.float32)
     train._show_preview(ev.Preview(1, 1, image, 0))
     layer = viewer.layers["sem [live reconstruction]"]

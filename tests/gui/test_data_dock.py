@@ -316,12 +316,12 @@ def test_masking_preview_refuses_what_start_refuses(qtbot, viewer, docks, notes,
     data.preview.click()
     refused = data.preview_hint.text()
     assert "sem [masked]" not in viewer.layers and not data.preview_hint.isHidden()
-    assert refused.startswith("Preview of 'sem' failed: ")
+    assert refused.startswith("Preview failed: ")
     assert "must be a multiple of 'Token size' (10)" in refused and notes[-1][1] == refused
     docks["Train"].start_button.click()
     assert notes[-1][1].startswith("Cannot start training: ")
     assert notes[-1][1].removeprefix("Cannot start training: ") == refused.removeprefix(
-        "Preview of 'sem' failed: "
+        "Preview failed: "
     )
     data.token.setValue(16)  # fixed: the preview asked for is drawn
     qtbot.waitUntil(lambda: "sem [masked]" in viewer.layers, timeout=5000)

@@ -28,6 +28,20 @@ def test_layers_of_different_layouts_train_together(qtbot, viewer, docks, sem_2d
     assert trained.names == ("cyx", "yxc") and trained.channel_axes == (0, 2)
 
 
+def test_previews_of_different_layouts_keep_each_layout(qtbot, viewer, docks, sem_2d):
+    channels = [sem_2d[:64, :64].astype(np.float32), sem_2d[64:128, :64].astype(np.float32)]
+    viewer.add_image(np.stack(channels), name="cyx")
+    viewer.add_image(np.stack(channels, axis=-1), name="yxc")  # the same image, channels last
+    data = docks["Data and pretext"]
+    data.select(["cyx", "yxc"])
+    data.patch_xy.setValue(32)
+    data.preview.click()
+    qtbot.waitUntil(lambda: "yxc [crappified]" in viewer.layers, timeout=30_000)
+    cyx, yxc = (viewer.layers[f"{name} [crappified]"].data for name in ("cyx", "yxc"))
+    assert cyx.shape == (2, 64, 64)
+    np.testing.assert_allclose(np.moveaxis(yxc, -1, 0), cyx)  # degraded as 2 channels of 64²
+
+
 def test_a_layer_that_does_not_fit_the_first_is_named(
     qtbot, viewer, docks, sem_2d, tmp_path, notes
 ):

@@ -72,18 +72,3 @@ def apply_pretext(
             "lower the token size."
         )
     return np.asarray(preview_masked(crop, token, pretext.mask_type, pretext.mask_ratio, 0))
-
-
-def pretext_preview(
-    image: Image,
-    cfg: Config,
-    limits: tuple[int, ...],
-    whole_range: tuple[float, float] | None = None,
-) -> tuple[np.ndarray, tuple[int, ...]]:
-    """All steps at once on the centred crop: ``(C, *crop)`` and where the crop starts.
-    ``whole_range``: :func:`data_range` of ``image``, when known already."""
-    check_pretext(cfg)
-    region = preview_region(image.spatial_shape, limits)
-    if cfg.pretext.task == "crappify" and whole_range is None:
-        whole_range = data_range(image, cfg.data.percentile_clip)
-    return apply_pretext(image.read(region), cfg, whole_range), tuple(r.start for r in region)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image as ImageLayer
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QListWidget
 
 from napari_ssl.data.images import MAX_CHANNELS, DataError, Image, as_image
@@ -55,6 +56,13 @@ def layer_list(viewer: Any) -> QListWidget:
     widget.setMaximumHeight(110)
     highlight(widget, viewer)
     return widget
+
+
+def select_by_name(widget: QListWidget, names: Any) -> None:
+    """Select the layers of :func:`layer_list` ``widget`` named in ``names`` (as a click)."""
+    for i in range(widget.count()):
+        item = widget.item(i)
+        item.setSelected(item.data(Qt.ItemDataRole.UserRole).name in names)
 
 
 def theme_link(widget: QListWidget, viewer: Any) -> tuple[Any, Any]:
@@ -203,6 +211,16 @@ class LayerView:
 def to_image(layer: Any, ndim: int, channel_axis: int | None) -> Image:
     """A channels-first engine :class:`Image` of a layer (lazy: nothing is read)."""
     return LayerView.of(layer).image(ndim, channel_axis)
+
+
+def channel_axes(layers: list[Any], ndim: int, chosen: int | None) -> list[int | None]:
+    """Each layer's channel axis: ``chosen`` (the Data dock's) for the first; for the others,
+    the axis that gives them the first one's channel count in their own layout (an RGB layer
+    beside a CYX one). Raises :class:`DataError` naming a layer that fits no axis."""
+    first = to_image(layers[0], ndim, chosen)
+    fit = (f"the first selected layer '{first.name}'", "train it on its own")
+    views = [LayerView.of(layer) for layer in layers[1:]]
+    return [chosen, *(v.channel_axis_for(ndim, first.channels, chosen, fit) for v in views)]
 
 
 def to_layer_layout(array: np.ndarray, channel_axis: int | None) -> np.ndarray:

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_ssl.config import Config, ConfigError
+from napari_ssl.config import Config
 from napari_ssl.data.images import DataError
 from napari_ssl.pretext.preview import check_pretext, preview_region
 from napari_ssl.widgets import _layers
@@ -142,9 +142,7 @@ class DataDock(QWidget):
 
     def select(self, names: list[str]) -> None:
         """Select layers by name in the list (as a click would)."""
-        for i in range(self.layer_list.count()):
-            item = self.layer_list.item(i)
-            item.setSelected(item.data(Qt.ItemDataRole.UserRole).name in names)
+        _layers.select_by_name(self.layer_list, names)
 
     def _refresh_layers(self, event: Any = None) -> None:
         """List the input layers; a selected layer stays selected when renamed (its preview
@@ -302,30 +300,31 @@ class DataDock(QWidget):
                 f"{hint}, or open a sample via File ▸ Open Sample ▸ napari-ssl."
             )
             return
-        if not live:  # kept updated from now on: fixing what is refused below draws it
+        if live:  # only the layers whose previews are shown
+            layers = [layer for layer in layers if layer.name in self._previewed]
+        else:  # kept updated from now on: fixing what is refused below draws it
             self._previewed |= {layer.name for layer in layers}
-        jobs = []
-        for layer in layers:
-            try:
-                jobs.append(self._job(layer, live))
-            except (DataError, ConfigError, ValueError) as err:
-                self._runner.submit([])  # what was asked before is not drawn either
-                self._report(layer.name, err, live)
-                return
+        try:
+            check_pretext(self.state.cfg)  # what Start would refuse is not drawn
+            axes = _layers.channel_axes(layers, self.state.ndim, self.state.channel_axis)
+            jobs = [self._job(lyr, axis, live) for lyr, axis in zip(layers, axes, strict=True)]
+        except ValueError as err:  # DataError, ConfigError
+            self._runner.submit([])  # what was asked before is not drawn either
+            self._report(err, live)
+            return
         self._where = []
         self._runner.submit(jobs)
         if self._runner.busy:
             names = ", ".join(f"'{job.layer.name}'" for job in jobs)
             set_hint(self.preview_hint, f"Computing the preview of {names}…")
 
-    def _job(self, layer: ImageLayer, live: bool) -> PreviewJob:
-        """What to preview of ``layer``: a crop around the current view (``live``: the kept crop
-        while the view is in it)."""
+    def _job(self, layer: ImageLayer, axis: int | None, live: bool) -> PreviewJob:
+        """What to preview of ``layer`` (its channels on ``axis``): a crop around the current
+        view (``live``: the kept crop while the view is in it)."""
         state = self.state
-        check_pretext(state.cfg)  # what Start would refuse is not drawn
-        image = _layers.to_image(layer, state.ndim, state.channel_axis)
-        data_key = (id(_layers.layer_data(layer)), state.ndim, state.channel_axis)
-        centre = view_centre(self.viewer, layer, state.channel_axis)
+        image = _layers.to_image(layer, state.ndim, axis)
+        data_key = (id(_layers.layer_data(layer)), state.ndim, axis)
+        centre = view_centre(self.viewer, layer, axis)
         region = self._runner.kept_region(layer, data_key)
         if not (live and region is not None and inside(region, centre)):
             region = preview_region(image.spatial_shape, PREVIEW_MAX[state.ndim], centre)
@@ -345,6 +344,7 @@ class DataDock(QWidget):
         """Put a computed preview in the viewer, where its crop lies in the source."""
         layer, task = job.layer, job.cfg.pretext.task
         if layer not in self.viewer.layers or (job.live and layer.name not in self._previewed):
+            self._show_where()
             return  # removed meanwhile, or its preview deleted by the user
         for other, suffix in _layers.PREVIEW_SUFFIXES.items():  # one preview per layer
             if other != task and f"{layer.name} {suffix}" in self.viewer.layers:
@@ -359,17 +359,22 @@ class DataDock(QWidget):
         self._shown_error = ""
         limits = PREVIEW_MAX[job.image.ndim]
         self._where.append(where_text(layer.name, job.region, job.image.spatial_shape, limits))
+        self._show_where()
+
+    def _show_where(self) -> None:
+        """Once the request's previews are all done: where the cropped ones lie."""
         if not self._runner.busy:
             set_hint(self.preview_hint, "\n".join(filter(None, self._where)))
 
     def _preview_failed(self, job: PreviewJob, err: BaseException) -> None:
         self._runner.submit([])  # the other layers' previews are not drawn either
-        self._report(job.layer.name, err, job.live)
+        self._report(err, job.live, job.layer.name)
 
-    def _report(self, name: str, err: BaseException, live: bool) -> None:
+    def _report(self, err: BaseException, live: bool, name: str = "") -> None:
         """Say why a preview was not drawn: under the button, and in a notification (once, for
         live previews)."""
-        message = f"Preview of '{name}' failed: {in_dock_words(plain_error(err))}"
+        of = f" of '{name}'" * bool(name)
+        message = f"Preview{of} failed: {in_dock_words(plain_error(err))}"
         set_hint(self.preview_hint, message, error=True)
         if not (live and message == self._shown_error):
             show_error(message)

@@ -111,7 +111,7 @@ class ExportDock(QWidget):
         self._command: tuple[str, str, str] | None = None  # (yaml, result folder, run name)
         self._build()
         explain(self)
-        link(self, (self.state.events.running, self._show_command))  # a run took the run id
+        link(self, (self.state.events.running, self._after_run))
         when_removed(self, self.session.shutdown)  # closed mid-export: the writes end, quietly
 
     def _build(self) -> None:
@@ -158,6 +158,11 @@ class ExportDock(QWidget):
         if edit is self.fields["command"]:
             self._show_command()  # the run id free now, not at export
         QApplication.clipboard().setText(_text(edit))
+
+    def _after_run(self, running: bool) -> None:
+        """A run that ended took the run id shown (one starting may not have made its folder)."""
+        if not running:
+            self._show_command()
 
     def _show_command(self) -> None:
         """The CLI command of the latest export, with the next free run id (a run since the

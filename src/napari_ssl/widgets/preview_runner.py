@@ -127,10 +127,11 @@ class PreviewRunner(QObject):
             job = self._waiting.pop(0)
             crop = self._kept(self._crops, job.layer, job.crop_key)
             whole = self._kept(self._ranges, job.layer, job.range_key)
-            at_hand = isinstance(_layers.layer_data(job.layer), np.ndarray) or (
-                crop is not None and (whole is not None or job.range_key is None)
-            )
-            if at_hand and job.size <= INLINE_MAX:
+            in_memory = isinstance(_layers.layer_data(job.layer), np.ndarray)
+            needs_range = whole is None and job.range_key is not None
+            reads = job.image.channels * math.prod(job.image.spatial_shape) if needs_range else 0
+            at_hand = (crop is not None or in_memory) and (not needs_range or in_memory)
+            if at_hand and max(job.size, reads) <= INLINE_MAX:  # the whole range is read too
                 try:
                     outcome = _compute(job, crop, whole)
                 except Exception as err:  # reported as from the thread
@@ -151,12 +152,13 @@ class PreviewRunner(QObject):
         stale, self._stale = self._stale, False
         try:
             outcome = future.result()
-        except Exception as err:  # a failed read: nothing kept
+        except Exception as err:  # a failed read (or pretext): nothing kept
             if not stale:
                 self._fail(job, err)
         else:
             self._finish(job, outcome, stale)
-        self._next()
+        finally:  # the waiting jobs run whatever the slots did
+            self._next()
 
     def _finish(self, job: PreviewJob, outcome: Outcome, stale: bool = False) -> None:
         crop, whole, out = outcome

@@ -201,9 +201,7 @@ class ReconstructDock(QWidget):
 
     def select(self, names: Sequence[str]) -> None:
         """Select layers by name in the list (as a click would)."""
-        for i in range(self.layer_list.count()):
-            item = self.layer_list.item(i)
-            item.setSelected(item.data(Qt.ItemDataRole.UserRole).name in names)
+        _layers.select_by_name(self.layer_list, names)
 
     # ---- run ------------------------------------------------------------------------------
     @property

@@ -318,13 +318,9 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
                 "no image to train on: select image layers (or a dataset folder) in the "
                 "'Data and pretext' dock."
             )
-        first = _layers.to_image(layers[0], state.ndim, state.channel_axis)
-        fit = (f"the first selected layer '{first.name}'", "train it on its own")
-        views = [_layers.LayerView.of(layer) for layer in layers[1:]]  # each its own layout
-        axes = [v.channel_axis_for(state.ndim, first.channels, state.channel_axis, fit)
-                for v in views]  # fmt: skip
-        self._sources, self._source_axes = layers, [state.channel_axis, *axes]
-        return [first, *(v.image(state.ndim, a) for v, a in zip(views, axes, strict=True))]
+        axes = _layers.channel_axes(layers, state.ndim, state.channel_axis)  # each its layout
+        self._sources, self._source_axes = layers, axes
+        return [_layers.to_image(lyr, state.ndim, a) for lyr, a in zip(layers, axes, strict=True)]
 
     def _config(self) -> Config:
         cfg = self.state.cfg

@@ -32,7 +32,8 @@ class TrainEvents:
 
     Uses the dock's ``viewer``, ``state``, ``session``, ``progress``, ``status``, ``plot``,
     ``checkpoint``, ``updates`` (a Coalescer calling :meth:`_apply`) and the run's ``_plan``
-    (epochs, steps per epoch, start epoch), ``_sources``, ``_region`` and ``_layout``.
+    (epochs, steps per epoch, start epoch), ``_sources``, ``_source_axes``, ``_region`` and
+    ``_layout``.
     """
 
     viewer: Any
@@ -45,6 +46,7 @@ class TrainEvents:
     updates: Any
     _plan: tuple[int, int, int]
     _sources: list[Any]
+    _source_axes: list[int | None]
     _region: tuple[slice, ...]
     _layout: Any
 
@@ -186,7 +188,7 @@ class TrainEvents:
         if e.source >= len(self._sources) or self._sources[e.source] not in self.viewer.layers:
             return
         source = self._sources[e.source]
-        axis = self.state.channel_axis
+        axis = self._source_axes[e.source]  # also if the Data dock's choice changed since
         data = _layers.to_layer_layout(e.image, axis)
         offset = [s.start for s in self._region]
         if axis is not None and not source.rgb:

@@ -88,6 +88,20 @@ def test_outputs_and_export_follow_a_renamed_input(
     )
 
 
+def test_outputs_follow_a_rename_with_the_data_dock_closed(
+    qtbot, viewer, docks, sem_layer, tmp_path
+):
+    tiny(docks, epochs=1)
+    _train(qtbot, docks, tmp_path)
+    data = docks["Data and pretext"]
+    viewer.window.remove_dock_widget(data)
+    data.deleteLater()
+    qtbot.wait(50)
+    sem_layer.name = "renamed"
+    assert "renamed [live reconstruction]" in viewer.layers
+    assert "sem [live reconstruction]" not in viewer.layers
+
+
 def test_settings_are_fixed_while_a_run_trains(qtbot, viewer, docks, sem_layer, tmp_path):
     data, train = docks["Data and pretext"], docks["Train"]
     tiny(docks, epochs=50)

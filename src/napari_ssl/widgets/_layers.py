@@ -122,13 +122,14 @@ def check_training_layers(layers: list[Any]) -> None:
             )
 
 
-def rename_outputs(viewer: Any, old: str, new: str) -> None:
-    """After the source layer ``old`` was renamed ``new``: its previews, live reconstruction,
-    reconstructions and MAE views follow the new name (unless that name is taken)."""
+def rename_outputs(layers: Any, old: str, new: str) -> None:
+    """After the source layer ``old`` was renamed ``new`` in the layer list ``layers``: its
+    previews, live reconstruction, reconstructions and MAE views follow the new name (unless
+    that name is taken)."""
     for suffix in output_suffixes():
         was, now = f"{old} {suffix}", f"{new} {suffix}"
-        if was in viewer.layers and now not in viewer.layers:
-            viewer.layers[was].name = now
+        if was in layers and now not in layers:
+            layers[was].name = now
 
 
 def check_image_layer(layer: Any) -> ImageLayer:

@@ -166,8 +166,8 @@ class DataDock(QWidget):
             self.layer_list.addItem(item)
             item.setSelected(id(layer) in chosen or layer.name in selected)
         self.layer_list.blockSignals(False)
-        for old, name in renamed:  # once the list is rebuilt: renaming refreshes it again
-            _layers.rename_outputs(self.viewer, old, name)
+        for old, name in renamed:  # also done by the state (which may be called after this)
+            _layers.rename_outputs(self.viewer.layers, old, name)
         self._previewed = {name for name in self._previewed if self._preview_of(name)}
         new = event.value if event is not None and event.type == "inserted" else None
         if not selected and not self.state.folder and any(layer is new for layer in inputs):

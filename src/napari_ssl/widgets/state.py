@@ -74,7 +74,30 @@ def state_for(viewer: Any) -> SslState:
         _STATES[id(viewer)] = entry
         # a layer removed during a run is freed then, not when the run ends (gui_collection)
         viewer.layers.events.removed.connect(_free_removed_layer)
+        _follow_renames(viewer.layers)
     return entry[1]
+
+
+def _follow_renames(layers: Any) -> None:
+    """A renamed layer's outputs (previews, reconstructions...) take its new name, whichever
+    docks are open. napari's ``renamed`` event gives no old name: the names are kept here."""
+    from napari_ssl.widgets._layers import rename_outputs
+
+    names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    for layer in layers:
+        names[layer] = layer.name
+
+    def inserted(event: Any) -> None:
+        names[event.value] = event.value.name
+
+    def renamed(event: Any) -> None:
+        layer = event.source[event.index]
+        old, names[layer] = names.get(layer), layer.name
+        if old is not None and old != layer.name:
+            rename_outputs(event.source, old, layer.name)
+
+    layers.events.inserted.connect(inserted)
+    layers.events.renamed.connect(renamed)
 
 
 def _free_removed_layer(event: Any = None) -> None:

@@ -342,3 +342,50 @@ def test_pretext_pages_line_up_with_the_form(qtbot, viewer, docks, sem_layer):
         qtbot.waitUntil(lambda f=fields: {left(w) for w in (*f, data.task, data.patch_xy)}
                         == {left(data.patch_xy)})  # fmt: skip
         screenshot(viewer, f"data_dock_aligned_{task}", "Data and pretext")
+
+
+def test_renaming_to_a_taken_name_keeps_each_preview_with_its_layer(qtbot, viewer, docks, sem_2d):
+    """napari renames "A" to "B" and then to "B [1]": B keeps its preview, A's follows A."""
+    for name, rows in (("A", slice(0, 64)), ("B", slice(64, 128))):
+        viewer.add_image(sem_2d[rows, :64].copy(), name=name)
+    data = docks["Data and pretext"]
+    data.select(["A", "B"])
+    data.preview.click()
+    a, b = viewer.layers["A"], viewer.layers["B"]
+    a_preview, b_preview = viewer.layers["A [crappified]"], viewer.layers["B [crappified]"]
+    a.name = "B"
+    assert a.name == "B [1]"
+    assert viewer.layers["B [1] [crappified]"] is a_preview
+    assert viewer.layers["B [crappified]"] is b_preview
+    before = a_preview.data.copy(), b_preview.data.copy()
+    data.noise.setValue(0.5)  # both previews are still kept updated, each from its own layer
+    qtbot.waitUntil(lambda: not same(b_preview.data, before[1]), timeout=5000)
+    assert not same(a_preview.data, before[0])
+    for preview, source, other in ((a_preview, a, b), (b_preview, b, a)):
+        near = np.corrcoef(preview.data.ravel(), source.data.ravel())[0, 1]
+        assert near > np.corrcoef(preview.data.ravel(), other.data.ravel())[0, 1]
+
+
+def test_a_preview_after_its_dock_closed_is_not_drawn(qtbot, viewer, docks):
+    import dask.array as da
+
+    viewer.add_image(da.zeros((2048, 2048), dtype=np.uint16, chunks=512) + 7, name="lazy")
+    data = docks["Data and pretext"]
+    data.select(["lazy"])
+    data.preview.click()
+    assert data._runner.busy  # read in the preview thread
+    viewer.window.remove_dock_widget(data)
+    data.deleteLater()
+    qtbot.wait(3000)
+    assert "lazy [crappified]" not in viewer.layers
+
+
+def test_the_hint_goes_when_the_preview_does(qtbot, viewer, docks):
+    viewer.add_image(np.zeros((3000, 2500), np.uint8) + 3, name="big")
+    data = docks["Data and pretext"]
+    data.select(["big"])
+    data.preview.click()
+    qtbot.waitUntil(lambda: "big [crappified]" in viewer.layers, timeout=30_000)
+    assert data.preview_hint.text().startswith("Preview of 'big'")
+    viewer.layers.remove("big [crappified]")
+    assert data.preview_hint.isHidden()

@@ -13,6 +13,7 @@ The widgets follow the shared config too: a config loaded elsewhere (the Train d
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from napari_ssl.data.images import DataError
 from napari_ssl.pretext.preview import check_pretext, preview_region
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._hint import hint_label, set_hint
-from napari_ssl.widgets._links import layer_list_changes, link
+from napari_ssl.widgets._links import layer_list_changes, link, when_removed
 from napari_ssl.widgets._scroll import scrolling
 from napari_ssl.widgets.axes_box import AxesBox
 from napari_ssl.widgets.normalization_box import NormalizationBox
@@ -54,7 +55,6 @@ from napari_ssl.widgets.worker import plain_error
 
 PREVIEW_MAX = {2: (2048, 2048), 3: (64, 512, 512)}  # largest previewed crop per dimensionality
 DEBOUNCE_MS = 300
-LISTED_NAME = Qt.ItemDataRole.UserRole + 1  # a layer's name when it was listed
 
 
 class DataDock(QWidget):
@@ -64,7 +64,8 @@ class DataDock(QWidget):
         super().__init__()
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
-        self._previewed: set[str] = set()  # source layers with a preview layer to keep updated
+        # source layers with a preview layer to keep updated (followed through renames)
+        self._previewed: weakref.WeakSet[ImageLayer] = weakref.WeakSet()
         self._runner = PreviewRunner(self, self._show_preview, self._preview_failed)
         self._where: list[str] = []  # where the latest request's previews lie, for the hint
         self._shown_error = ""  # the last preview error shown, not repeated by live updates
@@ -82,6 +83,7 @@ class DataDock(QWidget):
             _layers.theme_link(self.layer_list, self.viewer),
             *layer_list_changes(self.viewer, self._refresh_layers),
         )
+        when_removed(self, lambda _wait: self._runner.submit([]))  # closed: nothing drawn later
 
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -145,16 +147,11 @@ class DataDock(QWidget):
         _layers.select_by_name(self.layer_list, names)
 
     def _refresh_layers(self, event: Any = None) -> None:
-        """List the input layers; a selected layer stays selected when renamed (its preview
-        and other outputs are renamed with it)."""
-        items = [self.layer_list.item(i) for i in range(self.layer_list.count())]
-        listed = [(it.data(Qt.ItemDataRole.UserRole), it.data(LISTED_NAME), it.isSelected())
-                  for it in items]  # fmt: skip
-        chosen = {id(layer) for layer, _, picked in listed if picked}
-        renamed = [(old, lyr.name) for lyr, old, _ in listed if lyr.name != old]
-        for old, name in renamed:
-            if old in self._previewed:
-                self._previewed = self._previewed - {old} | {name}
+        """List the input layers; a selected layer stays selected when renamed (the state
+        renames its preview and other outputs with it)."""
+        chosen = {
+            id(item.data(Qt.ItemDataRole.UserRole)) for item in self.layer_list.selectedItems()
+        }
         selected = set(self.state.layers)
         inputs = self.image_layers()
         self.layer_list.blockSignals(True)
@@ -162,13 +159,13 @@ class DataDock(QWidget):
         for layer in inputs:
             item = QListWidgetItem(_layers.describe_layer(layer))
             item.setData(Qt.ItemDataRole.UserRole, layer)
-            item.setData(LISTED_NAME, layer.name)
             self.layer_list.addItem(item)
             item.setSelected(id(layer) in chosen or layer.name in selected)
         self.layer_list.blockSignals(False)
-        for old, name in renamed:  # also done by the state (which may be called after this)
-            _layers.rename_outputs(self.viewer.layers, old, name)
-        self._previewed = {name for name in self._previewed if self._preview_of(name)}
+        for layer in [lyr for lyr in self._previewed if not self._preview_of(lyr)]:
+            self._previewed.discard(layer)  # removed, or its preview deleted by the user
+        if not self._previewed and not self._runner.busy:
+            set_hint(self.preview_hint, "")  # nothing it could say where
         new = event.value if event is not None and event.type == "inserted" else None
         if not selected and not self.state.folder and any(layer is new for layer in inputs):
             self.select([new.name])
@@ -301,9 +298,9 @@ class DataDock(QWidget):
             )
             return
         if live:  # only the layers whose previews are shown
-            layers = [layer for layer in layers if layer.name in self._previewed]
+            layers = [layer for layer in layers if layer in self._previewed]
         else:  # kept updated from now on: fixing what is refused below draws it
-            self._previewed |= {layer.name for layer in layers}
+            self._previewed.update(layers)
         try:
             check_pretext(self.state.cfg)  # what Start would refuse is not drawn
             axes = _layers.channel_axes(layers, self.state.ndim, self.state.channel_axis)
@@ -331,19 +328,22 @@ class DataDock(QWidget):
         return PreviewJob(layer, image, region, state.cfg, data_key, live)
 
     def _live_preview(self) -> None:
-        self._previewed &= {layer.name for layer in self.selected_layers()}
+        self._previewed.intersection_update(self.selected_layers())
         if self._previewed:
             self.run_preview(live=True)
 
-    def _preview_of(self, name: str) -> bool:
-        """Whether the layer ``name`` has a preview layer (the user may have deleted it)."""
-        return any(f"{name} {suffix}" in self.viewer.layers
-                   for suffix in _layers.PREVIEW_SUFFIXES.values())  # fmt: skip
+    def _preview_of(self, layer: ImageLayer) -> bool:
+        """Whether ``layer`` is in the viewer with a preview layer (the user may have deleted
+        either)."""
+        return layer in self.viewer.layers and any(
+            f"{layer.name} {suffix}" in self.viewer.layers
+            for suffix in _layers.PREVIEW_SUFFIXES.values()
+        )
 
     def _show_preview(self, job: PreviewJob, out: np.ndarray) -> None:
         """Put a computed preview in the viewer, where its crop lies in the source."""
         layer, task = job.layer, job.cfg.pretext.task
-        if layer not in self.viewer.layers or (job.live and layer.name not in self._previewed):
+        if layer not in self.viewer.layers or (job.live and layer not in self._previewed):
             self._show_where()
             return  # removed meanwhile, or its preview deleted by the user
         for other, suffix in _layers.PREVIEW_SUFFIXES.items():  # one preview per layer
@@ -355,7 +355,7 @@ class DataDock(QWidget):
             offset.insert(job.channel_axis % data.ndim, 0)
         name = f"{layer.name} {_layers.PREVIEW_SUFFIXES[task]}"
         _layers.upsert_image(self.viewer, name, data, layer, offset=tuple(offset))
-        self._previewed.add(layer.name)
+        self._previewed.add(layer)
         self._shown_error = ""
         limits = PREVIEW_MAX[job.image.ndim]
         self._where.append(where_text(layer.name, job.region, job.image.spatial_shape, limits))

@@ -92,6 +92,8 @@ def _follow_renames(layers: Any) -> None:
 
     def renamed(event: Any) -> None:
         layer = event.source[event.index]
+        if sum(other.name == layer.name for other in event.source) > 1:
+            return  # a name taken: napari renames it again ("B" -> "B [1]"), then it counts
         old, names[layer] = names.get(layer), layer.name
         if old is not None and old != layer.name:
             rename_outputs(event.source, old, layer.name)

@@ -136,6 +136,10 @@ def test_a_train_dock_opened_again_keeps_where_the_runs_went(
     tiny(docks, epochs=1)
     docks["Train"].run_name.setText("mine")
     _train(qtbot, docks, tmp_path)
+    train = docks["Train"]
+    viewer.window.remove_dock_widget(train)  # closed, then opened again from the menu
+    train.deleteLater()
+    qtbot.wait(50)
     again = TrainDock(viewer)
-    qtbot.addWidget(again)
+    viewer.window.add_dock_widget(again, name="Train again")
     assert again.result_dir.text() == str(tmp_path / "runs") and again.run_name.text() == "mine"

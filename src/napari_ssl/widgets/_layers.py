@@ -231,6 +231,24 @@ def to_layer_layout(array: np.ndarray, channel_axis: int | None) -> np.ndarray:
     return np.moveaxis(array, 0, channel_axis % array.ndim)
 
 
+def upsert_crop(
+    viewer: Any,
+    name: str,
+    array: np.ndarray,
+    source: ImageLayer,
+    channel_axis: int | None,
+    region: tuple[slice, ...],
+) -> ImageLayer:
+    """:func:`upsert_image` of ``array`` ``(C, *S)``, made from ``region`` (spatial) of
+    ``source`` read with its channels on ``channel_axis``: in the source's layout, where the
+    crop lies in it (a preview, the live reconstruction)."""
+    data = to_layer_layout(array, channel_axis)
+    offset = [r.start for r in region]
+    if channel_axis is not None and not source.rgb:
+        offset.insert(channel_axis % data.ndim, 0)
+    return upsert_image(viewer, name, data, source, offset=tuple(offset))
+
+
 def upsert_image(
     viewer: Any,
     name: str,

@@ -349,12 +349,8 @@ class DataDock(QWidget):
         for other, suffix in _layers.PREVIEW_SUFFIXES.items():  # one preview per layer
             if other != task and f"{layer.name} {suffix}" in self.viewer.layers:
                 self.viewer.layers.remove(f"{layer.name} {suffix}")
-        data = _layers.to_layer_layout(out, job.channel_axis)
-        offset = [r.start for r in job.region]
-        if job.channel_axis is not None and not layer.rgb:
-            offset.insert(job.channel_axis % data.ndim, 0)
         name = f"{layer.name} {_layers.PREVIEW_SUFFIXES[task]}"
-        _layers.upsert_image(self.viewer, name, data, layer, offset=tuple(offset))
+        _layers.upsert_crop(self.viewer, name, out, layer, job.channel_axis, job.region)
         self._previewed.add(layer)
         self._shown_error = ""
         limits = PREVIEW_MAX[job.image.ndim]

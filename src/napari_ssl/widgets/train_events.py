@@ -189,9 +189,5 @@ class TrainEvents:
             return
         source = self._sources[e.source]
         axis = self._source_axes[e.source]  # also if the Data dock's choice changed since
-        data = _layers.to_layer_layout(e.image, axis)
-        offset = [s.start for s in self._region]
-        if axis is not None and not source.rgb:
-            offset.insert(axis % data.ndim, 0)
         name = f"{source.name} {_layers.LIVE_SUFFIX}"
-        _layers.upsert_image(self.viewer, name, data, source, offset=tuple(offset))
+        _layers.upsert_crop(self.viewer, name, e.image, source, axis, self._region)

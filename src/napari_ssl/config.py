@@ -191,6 +191,16 @@ def save_yaml(cfg: Config, path: str | Path) -> Path:
     return path
 
 
+def _parse(text: str) -> tuple[Any, yaml.Node | None]:
+    """``yaml.safe_load(text)`` and the node it was built from (read once for both)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (None if node is None else loader.construct_document(node)), node
+    finally:
+        loader.dispose()
+
+
 def _duplicate_keys(node: yaml.Node | None, prefix: str = "") -> list[str]:
     """Dotted keys that a YAML mapping in ``node`` gives more than once (``DATA`` twice)."""
     if not isinstance(node, yaml.MappingNode):
@@ -224,13 +234,12 @@ def load_yaml(path: str | Path, train: bool = False) -> Config:
         where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
         raise ConfigError(f"config file not found: {path}{where}")
     try:
-        text = path.read_text()
-        data = yaml.safe_load(text)
+        data, node = _parse(path.read_text())
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path} is not a text file: give a YAML config ({err.reason})") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
-    for key in _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader)):
+    for key in _duplicate_keys(node):
         warnings.warn(
             f"{path}: {key} is given twice: only its last value is read (YAML keeps the last; "
             "BiaPy does the same, silently). Merge the two into one.",
@@ -246,8 +255,7 @@ def load_yaml(path: str | Path, train: bool = False) -> Config:
             from napari_ssl.biapy_config import from_biapy
 
             return from_biapy(data, source=str(path), train=train)
-        return (
-            enable_training(Config.from_dict(data), str(path)) if train else Config.from_dict(data)
-        )
+        cfg = Config.from_dict(data)
+        return enable_training(cfg, str(path)) if train else cfg
     except (TypeError, AttributeError) as err:  # e.g. a section that is a number, not a mapping
         raise ConfigError(f"{path}: a section or value has the wrong kind ({err})") from err

@@ -12,14 +12,8 @@ import torch
 
 from biapy_peer import run_biapy
 from napari_ssl.config import ConfigError
-from napari_ssl.models.mae import (
-    build_mae,
-    check_mae_config,
-    estimate_mae_memory,
-    mae_build_kwargs,
-    patchify,
-    unpatchify,
-)
+from napari_ssl.models.mae import build_mae, estimate_mae_memory, patchify, unpatchify
+from napari_ssl.models.mae_config import check_mae_config, mae_build_kwargs
 from napari_ssl.models.vit_blocks import sincos_pos_embed
 from napari_ssl.pretext.masking import make_mask, masked_loss, token_grid
 from tiny_vit import tiny_vit

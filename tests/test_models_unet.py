@@ -20,8 +20,8 @@ from napari_ssl.models import (
     check_model_config,
     count_parameters,
 )
-from napari_ssl.models.blocks import UNetSpec
 from napari_ssl.models.resunet import ResBlock
+from napari_ssl.models.unet_config import UNetSpec
 
 SMALL = (4, 8, 16)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +24,30 @@ def _masking() -> Config:
 def _set(path: str, value) -> Callable[[Config], None]:
     section, name = path.split(".")
     return lambda cfg: setattr(getattr(cfg, section), name, value)
+
+
+def test_checking_a_config_does_not_import_torch(tmp_path: Path) -> None:
+    """The docks check configs (Load config, Start, previews) on the GUI thread: importing torch
+    there would freeze napari for a second."""
+    code = (
+        "import sys\n"
+        "from napari_ssl.config import Config, load_yaml, save_yaml\n"
+        "from napari_ssl.models import build_kwargs\n"
+        "from napari_ssl.pretext.preview import check_pretext\n"
+        "from test_validation import _masking\n"
+        "for cfg in (Config(), _masking()):\n"
+        "    save_yaml(cfg, 'c.yaml')\n"
+        "    cfg = load_yaml('c.yaml').validate()\n"
+        "    check_pretext(cfg)\n"
+        "    build_kwargs(cfg.model, 2, 1, cfg.data.patch_size)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    src = Path(__file__).resolve().parents[1] / "src"
+    path = f"{src}:{Path(__file__).parent}"
+    env = {"PYTHONPATH": path, "PATH": "/usr/bin:/bin"}
+    args = [sys.executable, "-c", code]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def test_defaults_are_valid() -> None:

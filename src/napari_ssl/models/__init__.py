@@ -1,6 +1,7 @@
 """Model registry: architecture name -> builder, config check and BiaPy build kwargs.
 
-Architecture modules are imported lazily, so importing this package does not import torch.
+Architecture modules are imported lazily, so importing this package does not import torch;
+nor does checking a configuration or writing BiaPy's build kwargs (``*_config`` modules).
 """
 
 from __future__ import annotations
@@ -37,18 +38,22 @@ class _Entry:
         return getattr(importlib.import_module(module), name)
 
 
-_UNET = "napari_ssl.models.unet"
-_MAE = "napari_ssl.models.mae"
+_UNET = "napari_ssl.models.unet_config"  # checks and kwargs live apart from torch
+_MAE = "napari_ssl.models.mae_config"
 _REGISTRY: dict[str, _Entry] = {
     "unet": _Entry(
-        f"{_UNET}:build_unet", f"{_UNET}:check_unet_config", f"{_UNET}:unet_build_kwargs"
+        "napari_ssl.models.unet:build_unet",
+        f"{_UNET}:check_unet_config",
+        f"{_UNET}:unet_build_kwargs",
     ),
     "resunet": _Entry(
         "napari_ssl.models.resunet:build_resunet",
         f"{_UNET}:check_unet_config",
         f"{_UNET}:unet_build_kwargs",
     ),
-    "mae": _Entry(f"{_MAE}:build_mae", f"{_MAE}:check_mae_config", f"{_MAE}:mae_build_kwargs"),
+    "mae": _Entry(
+        "napari_ssl.models.mae:build_mae", f"{_MAE}:check_mae_config", f"{_MAE}:mae_build_kwargs"
+    ),
 }
 
 

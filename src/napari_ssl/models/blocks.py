@@ -7,31 +7,11 @@ Module names and nesting follow BiaPy 3.7.1's layout (``block``, ``up``, ``conv_
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-# BiaPy's MODEL.NORMALIZATION values that build a model. "sync_bn" builds plain BatchNorm (same
-# state dict); the training engine converts it with nn.SyncBatchNorm.convert_sync_batchnorm.
-NORMS = ("in", "bn", "sync_bn", "none")
-# BiaPy's MODEL.ACTIVATION values.
-ACTIVATIONS = (
-    "relu",
-    "tanh",
-    "leaky_relu",
-    "elu",
-    "gelu",
-    "silu",
-    "sigmoid",
-    "softmax",
-    "linear",
-    "softplus",
-    "none",
-)
-# Activations BiaPy applies in place (this matters in a residual block without normalisation).
-INPLACE_ACTIVATIONS = frozenset({"relu", "leaky_relu", "elu", "silu"})
-UPSAMPLE_LAYERS = ("convtranspose", "upsampling")
+from napari_ssl.models.unet_config import ACTIVATIONS, NORMS, UNetSpec
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -73,35 +53,6 @@ def make_activation(name: str, inplace: bool = True) -> nn.Module:
     if name in simple:
         return simple[name]()
     raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
-
-
-@dataclass(frozen=True)
-class UNetSpec:
-    """Everything that shapes a U-Net-family network (BiaPy's MODEL.* U-Net keys)."""
-
-    ndim: int = 2
-    in_channels: int = 1
-    feature_maps: tuple[int, ...] = (16, 32, 64, 128, 256)
-    dropout: tuple[float, ...] | None = None  # one per level; None: no dropout
-    kernel_size: int = 3
-    norm: str = "in"
-    activation: str = "elu"
-    upsample_layer: str = "convtranspose"
-    z_down: tuple[int, ...] | None = None  # 3D: Z pooling per pooled level (1 or 2); None: 2
-
-    @property
-    def depth(self) -> int:
-        """Number of poolings (levels minus one)."""
-        return len(self.feature_maps) - 1
-
-    def drop(self, level: int) -> float:
-        return 0.0 if self.dropout is None else float(self.dropout[level])
-
-    def factors(self, level: int) -> tuple[int, ...]:
-        """Pooling / upsampling factor of one level: (Z, Y, X) in 3D, (Y, X) in 2D."""
-        if self.ndim == 2:
-            return (2, 2)
-        return (2 if self.z_down is None else int(self.z_down[level]), 2, 2)
 
 
 class ConvNormAct(nn.Module):

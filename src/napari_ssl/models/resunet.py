@@ -7,11 +7,8 @@ from torch import nn
 
 from napari_ssl.config import ModelConfig
 from napari_ssl.models.blocks import (
-    INPLACE_ACTIVATIONS,
-    UPSAMPLE_LAYERS,
     ConvNormAct,
     EncoderDecoder,
-    UNetSpec,
     check_choice,
     conv1x1,
     interpolation,
@@ -19,7 +16,13 @@ from napari_ssl.models.blocks import (
     make_norm,
     transposed_conv,
 )
-from napari_ssl.models.unet import check_unet_config, unet_spec
+from napari_ssl.models.unet_config import (
+    INPLACE_ACTIVATIONS,
+    UPSAMPLE_LAYERS,
+    UNetSpec,
+    check_unet_config,
+    unet_spec,
+)
 
 
 class ResBlock(nn.Module):

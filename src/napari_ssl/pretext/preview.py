@@ -45,7 +45,7 @@ def check_pretext(cfg: Config) -> None:
     """The checks Start makes of what a preview shows (:class:`ConfigError`, same words): for
     masking, the patch and token sizes (the ViT's other sizes do not change the preview)."""
     if cfg.pretext.task == "masking":
-        from napari_ssl.models.mae import check_mae_config
+        from napari_ssl.models.mae_config import check_mae_config
 
         model = ModelConfig(vit_token_size=cfg.model.vit_token_size)
         check_mae_config(model, cfg.data.ndim, cfg.data.patch_size)

@@ -365,6 +365,9 @@ def test_test_only_run_uses_the_given_checkpoint(job: Job, tmp_path: Path) -> No
     assert ran.code == 0, ran.out + ran.err
     assert "testing 1 image(s) with pretrained.pth" in ran.out
     assert (out / "eval" / "results" / "eval_1" / "test_results_metrics.csv").is_file()
+    written = yaml.safe_load((out / "eval" / "config_files" / "eval.yaml").read_text())
+    assert written["TRAIN"]["ENABLE"] is False and written["TEST"]["ENABLE"] is True
+    assert written["PATHS"]["CHECKPOINT_FILE"] == str(pretrained)
 
 
 def test_empty_test_path_is_not_the_current_folder(job: Job, tmp_path: Path) -> None:

@@ -176,6 +176,7 @@ def _run_job(
     from napari_ssl.data.images import DataError
     from napari_ssl.engine import distributed
     from napari_ssl.engine.checkpoints import CheckpointError, load_trained
+    from napari_ssl.engine.resume import write_config_yamls
     from napari_ssl.engine.trainer import TrainingControl, train
     from napari_ssl.inference.evaluate import evaluate
 
@@ -212,6 +213,8 @@ def _run_job(
             path = _checkpoint_for_test(cfg, layout, result)
             log(f"testing {len(test)} image(s) with {Path(path).name}")
             trained = load_trained(path)
+            if not cfg.train.enable:  # a training run wrote them as it started
+                write_config_yamls(cfg, layout)
             result.metrics = evaluate(
                 trained, test, layout, device=cfg.system.device, seed=cfg.system.seed,
                 batch_size=cfg.test.batch_size, log=log,

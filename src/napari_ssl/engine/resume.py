@@ -48,7 +48,7 @@ def model_differences(data: dict[str, Any], cfg: Config, in_channels: int) -> li
     """The model settings, in BiaPy's keys, of the checkpoint ``data`` that differ from ``cfg``
     (e.g. "MODEL.ARCHITECTURE: checkpoint 'unet', config 'resunet'"); [] when unknown."""
     from napari_ssl.biapy_config import BIAPY_KEYS
-    from napari_ssl.models.mae import vit_dims
+    from napari_ssl.models.mae_config import vit_dims
 
     try:
         theirs = ckpt.config_of(data)
@@ -141,14 +141,20 @@ def restore(run: Run, path: Path, full: bool, explicit: bool) -> dict[str, Any]:
 def write_config_files(run: Run) -> None:
     """The run's config (ours and BiaPy's layout) and fixed normalisation values, as it trains
     now (a resumed run may have been given more epochs, another schedule...)."""
+    from napari_ssl.results import save_normalization_values
+
+    cfg = run.cfg
+    write_config_yamls(cfg, run.layout)
+    save_normalization_values(run.layout, cfg.data.normalization_mean, cfg.data.normalization_std)
+
+
+def write_config_yamls(cfg: Config, layout: ResultsLayout) -> None:
+    """``config_files/``: the config as run, ours and in BiaPy's keys (BiaPy's copy)."""
     import yaml
 
     from napari_ssl.biapy_export import to_biapy
-    from napari_ssl.results import save_normalization_values
 
-    layout, cfg = run.layout, run.cfg
     save_yaml(cfg, layout.config_dir / f"{layout.name}.napari-ssl.yaml")
-    save_normalization_values(layout, cfg.data.normalization_mean, cfg.data.normalization_std)
     layout.config_file.write_text(yaml.safe_dump(to_biapy(cfg), sort_keys=False))
 
 

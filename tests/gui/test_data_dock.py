@@ -57,6 +57,45 @@ def test_crappify_preview_updates_in_place(qtbot, viewer, docks, sem_layer):
     screenshot(viewer, "data_dock_crappify", "Data and pretext")
 
 
+def test_a_small_preview_waits_for_torch_in_the_preview_thread(
+    qtbot, viewer, docks, sem_layer, monkeypatch
+):
+    """Before torch is imported (its import freezes for a second), even a small in-memory
+    preview is computed in the preview thread; afterwards it is drawn at once."""
+    from types import SimpleNamespace
+
+    from napari_ssl.widgets import preview_runner
+
+    monkeypatch.setattr(preview_runner, "sys", SimpleNamespace(modules={}))  # torch not imported
+    data = docks["Data and pretext"]
+    data.run_preview()
+    assert "sem [crappified]" not in viewer.layers
+    qtbot.waitUntil(lambda: "sem [crappified]" in viewer.layers, timeout=10_000)
+    monkeypatch.undo()
+    first = viewer.layers["sem [crappified]"].data.copy()
+    data.noise.setValue(0.4)
+    data.run_preview()
+    assert not same(viewer.layers["sem [crappified]"].data, first)
+
+
+def test_new_layer_data_is_previewed_and_the_old_is_not_kept(qtbot, viewer, docks, sem_layer):
+    """Replacing a layer's data: its preview follows, and nothing read of the old data keeps
+    the old array alive."""
+    import gc
+    import weakref
+
+    data = docks["Data and pretext"]
+    data.run_preview()
+    old = weakref.ref(sem_layer.data)
+    bright = sem_layer.data.mean()
+    sem_layer.data = 255 - sem_layer.data
+    gc.collect()
+    assert old() is None
+    data.noise.setValue(0.05)
+    preview = viewer.layers["sem [crappified]"]
+    qtbot.waitUntil(lambda: abs(preview.data.mean() - (255 - bright)) < 5, timeout=5000)
+
+
 def test_one_preview_per_layer_and_a_deleted_one_stays_deleted(
     qtbot, viewer, docks, sem_layer, monkeypatch
 ):
@@ -154,6 +193,8 @@ def test_big_layer_previews_a_bounded_crop(qtbot, viewer, docks):
         "Preview of 'big': Y 476–2523, X 226–2273 of 3000 × 2500, around the current view "
         "(at most 2048 × 2048 are previewed)."
     )
+    viewer.layers["big"].name = "stripes"  # the hint names the source as it is now
+    assert data.preview_hint.text().startswith("Preview of 'stripes': Y 476–2523")
 
 
 OUTPUTS = (
@@ -326,6 +367,10 @@ def test_masking_preview_refuses_what_start_refuses(qtbot, viewer, docks, notes,
     data.token.setValue(16)  # fixed: the preview asked for is drawn
     qtbot.waitUntil(lambda: "sem [masked]" in viewer.layers, timeout=5000)
     assert data.preview_hint.isHidden()  # the whole image: nothing to say
+    data.token.setValue(10)  # refused again: the preview left is said to be of the last valid
+    qtbot.waitUntil(lambda: not data.preview_hint.isHidden(), timeout=5000)
+    assert data.preview_hint.text().startswith(refused)
+    assert data.preview_hint.text().endswith("are of the last parameters that worked.")
 
 
 def test_pretext_pages_line_up_with_the_form(qtbot, viewer, docks, sem_layer):

@@ -45,6 +45,7 @@ from napari_ssl.widgets.pretext_box import DEFAULT_XY, PretextBox
 from napari_ssl.widgets.preview_runner import (
     PreviewJob,
     PreviewRunner,
+    Region,
     inside,
     view_centre,
     where_text,
@@ -67,7 +68,9 @@ class DataDock(QWidget):
         # source layers with a preview layer to keep updated (followed through renames)
         self._previewed: weakref.WeakSet[ImageLayer] = weakref.WeakSet()
         self._runner = PreviewRunner(self, self._show_preview, self._preview_failed)
-        self._where: list[str] = []  # where the latest request's previews lie, for the hint
+        # the latest request's previews (source, crop, image shape): the hint says where they lie
+        self._where: list[tuple[weakref.ref[ImageLayer], Region, tuple[int, ...]]] = []
+        self._showing_where = False  # and shows that (a renamed source is named anew)
         self._shown_error = ""  # the last preview error shown, not repeated by live updates
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self._live_preview)
@@ -165,7 +168,9 @@ class DataDock(QWidget):
         for layer in [lyr for lyr in self._previewed if not self._preview_of(lyr)]:
             self._previewed.discard(layer)  # removed, or its preview deleted by the user
         if not self._previewed and not self._runner.busy:
-            set_hint(self.preview_hint, "")  # nothing it could say where
+            self._say("")  # nothing it could say where
+        elif self._showing_where:
+            self._show_where()  # a source may have been renamed
         new = event.value if event is not None and event.type == "inserted" else None
         if not selected and not self.state.folder and any(layer is new for layer in inputs):
             self.select([new.name])
@@ -313,7 +318,7 @@ class DataDock(QWidget):
         self._runner.submit(jobs)
         if self._runner.busy:
             names = ", ".join(f"'{job.layer.name}'" for job in jobs)
-            set_hint(self.preview_hint, f"Computing the preview of {names}…")
+            self._say(f"Computing the preview of {names}…")
 
     def _job(self, layer: ImageLayer, axis: int | None, live: bool) -> PreviewJob:
         """What to preview of ``layer`` (its channels on ``axis``): a crop around the current
@@ -353,14 +358,25 @@ class DataDock(QWidget):
         _layers.upsert_crop(self.viewer, name, out, layer, job.channel_axis, job.region)
         self._previewed.add(layer)
         self._shown_error = ""
-        limits = PREVIEW_MAX[job.image.ndim]
-        self._where.append(where_text(layer.name, job.region, job.image.spatial_shape, limits))
+        self._where.append((weakref.ref(layer), job.region, job.image.spatial_shape))
         self._show_where()
 
     def _show_where(self) -> None:
         """Once the request's previews are all done: where the cropped ones lie."""
-        if not self._runner.busy:
-            set_hint(self.preview_hint, "\n".join(filter(None, self._where)))
+        if self._runner.busy:
+            return
+        lines = [
+            where_text(layer.name, region, shape, PREVIEW_MAX[len(shape)])
+            for ref, region, shape in self._where
+            if (layer := ref()) is not None
+        ]
+        set_hint(self.preview_hint, "\n".join(filter(None, lines)))
+        self._showing_where = True
+
+    def _say(self, text: str, error: bool = False) -> None:
+        """Show ``text`` under Preview (hidden when empty), instead of where previews lie."""
+        set_hint(self.preview_hint, text, error)
+        self._showing_where = False
 
     def _preview_failed(self, job: PreviewJob, err: BaseException) -> None:
         self._runner.submit([])  # the other layers' previews are not drawn either
@@ -371,7 +387,9 @@ class DataDock(QWidget):
         live previews)."""
         of = f" of '{name}'" * bool(name)
         message = f"Preview{of} failed: {in_dock_words(plain_error(err))}"
-        set_hint(self.preview_hint, message, error=True)
+        if any(self._preview_of(layer) for layer in self._previewed):
+            message += " The preview layers shown are of the last parameters that worked."
+        self._say(message, error=True)
         if not (live and message == self._shown_error):
             show_error(message)
         self._shown_error = message

@@ -6,12 +6,14 @@ layer (weakly: they go with the layer) under what they are of (the layer's data,
 crop or the clipping), so a parameter change only redoes the pretext on the kept crop. One job
 runs at a time, in a worker thread that never touches Qt (a timer polls it); a new request
 replaces the waiting jobs, and the running one's output is dropped (its reads are kept). A small
-crop needing no read of a lazy array is done at once on the GUI thread.
+crop needing no read of a lazy array is done at once on the GUI thread (once torch, which the
+pretexts use, has been imported: its import is left to the worker thread).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -131,7 +133,8 @@ class PreviewRunner(QObject):
             needs_range = whole is None and job.range_key is not None
             reads = job.image.channels * math.prod(job.image.spatial_shape) if needs_range else 0
             at_hand = (crop is not None or in_memory) and (not needs_range or in_memory)
-            if at_hand and max(job.size, reads) <= INLINE_MAX:  # the whole range is read too
+            small = max(job.size, reads) <= INLINE_MAX  # the whole range is read too
+            if at_hand and small and "torch" in sys.modules:  # its import takes a second
                 try:
                     outcome = _compute(job, crop, whole)
                 except Exception as err:  # reported as from the thread
@@ -143,6 +146,10 @@ class PreviewRunner(QObject):
                 self._running = (job, self._executor.submit(compute, job, crop, whole))
             self._stale = False
             self._timer.start()
+
+    def _forget(self, event: Any) -> None:
+        self._crops.pop(event.source, None)
+        self._ranges.pop(event.source, None)
 
     def _poll(self) -> None:
         if self._running is None or not self._running[1].done():
@@ -162,9 +169,11 @@ class PreviewRunner(QObject):
 
     def _finish(self, job: PreviewJob, outcome: Outcome, stale: bool = False) -> None:
         crop, whole, out = outcome
-        self._crops[job.layer] = (job.crop_key, crop)
-        if whole is not None:
-            self._ranges[job.layer] = (job.range_key, whole)
+        if job.data_key[0] == id(_layers.layer_data(job.layer)):  # not replaced meanwhile
+            job.layer.events.data.connect(self._forget)  # once: then what was read goes
+            self._crops[job.layer] = (job.crop_key, crop)
+            if whole is not None:
+                self._ranges[job.layer] = (job.range_key, whole)
         if stale:
             return
         if isinstance(out, Exception):

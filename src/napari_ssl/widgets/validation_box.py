@@ -160,8 +160,14 @@ class _TwoLines(QLabel):
     def minimumSizeHint(self) -> QSize:
         """As narrow as two lines allow (measured in the theme's font, as laid out)."""
         hint = super().minimumSizeHint()  # its longest word
-        one_line = self.heightForWidth(QWIDGETSIZE_MAX)
-        width = hint.width()
-        while self.heightForWidth(width) > 2 * one_line:
-            width += 1
-        return QSize(width, hint.height())
+        two_lines = 2 * self.heightForWidth(QWIDGETSIZE_MAX)
+        narrow, wide = hint.width(), max(hint.width(), self.sizeHint().width())
+        while self.heightForWidth(wide) > two_lines:  # a width that fits, to search below
+            narrow, wide = wide, 2 * wide
+        while narrow < wide:  # the narrowest that fits: heights only fall as widths grow
+            middle = (narrow + wide) // 2
+            if self.heightForWidth(middle) <= two_lines:
+                wide = middle
+            else:
+                narrow = middle + 1
+        return QSize(wide, hint.height())

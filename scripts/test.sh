@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Debian packages for Xvfb/Qt, tox) and run them with tox.
+# Install what the tests need (Debian packages for Xvfb, Qt and venv; tox) and run them with tox.
 # Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,11 @@ for pkg in xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-imag
            libegl1 libgl1 libgl1-mesa-dri libfontconfig1 libdbus-1-3; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+PY=${PYTHON:-python3}
+# Debian's and Ubuntu's Python make virtual environments only with python3.X-venv (ensurepip)
+if [ ! -x .tools/bin/tox ] && ! "$PY" -c "import ensurepip" >/dev/null 2>&1; then
+  need+=("$("$PY" -c 'import sys; print("python3.%d-venv" % sys.version_info[1])')")
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -17,7 +22,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
 if [ ! -x .tools/bin/tox ]; then
   "$PY" -m venv .tools
   .tools/bin/python -m pip install -q --upgrade pip

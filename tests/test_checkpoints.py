@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,17 @@ def test_export_writes_pth_safetensors_yaml_that_reload_identically(
     ]
     np.testing.assert_array_equal(outputs[1], outputs[0])
     np.testing.assert_array_equal(outputs[2], outputs[0])
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_exported_files_get_the_mode_of_a_plain_open(trained_run, tmp_path) -> None:
+    old_umask = os.umask(0o027)
+    try:
+        paths = ckpt.export_checkpoint(load_trained(trained_run["best"]), tmp_path, "shared")
+    finally:
+        os.umask(old_umask)
+    modes = {kind: stat.S_IMODE(path.stat().st_mode) for kind, path in paths.items()}
+    assert modes == {"pth": 0o640, "safetensors": 0o640, "yaml": 0o640}  # 0o666 less the umask
 
 
 # ------------------------------------------------------------------------------- atomic saves

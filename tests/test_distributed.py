@@ -52,8 +52,7 @@ def test_torchrun_two_processes_write_one_result_tree(tmp_path, sem_2d, train_su
     # rank 0 alone prints, so each line appears once
     assert proc.stdout.count("epoch 2:") == 1
     assert "16 patches/epoch" in proc.stdout  # 2 processes x 2 steps x batch 4
-    lazy = proc.stdout.count("patches read ahead by 2 threads")
-    assert lazy == (train_suffix == ".npy")  # in-memory images are sampled on the device
+    assert "read ahead" not in proc.stdout  # small images: reader threads without a note
     job = tmp_path / "out" / "ddp"
     best = job / "checkpoints" / "ddp_1-checkpoint-best.pth"
     assert (job / "checkpoints" / "ddp_1-checkpoint-last.pth").is_file()

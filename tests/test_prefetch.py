@@ -1,6 +1,7 @@
 """Reader threads for lazy images (``SYSTEM.NUM_WORKERS``): the same batches whatever their
-number, resumable, a bounded read-ahead, read errors raised in the training thread, and no thread
-left behind, on real SEM crops stored as zarr and memory-mapped ``.npy``."""
+number, resumable, a bounded read-ahead, read errors raised in the training thread, no thread
+left behind and a note for large images only, on real SEM crops stored as zarr, memory-mapped
+``.npy`` and dask."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import pytest
 import torch
 
 from napari_ssl.config import Config
+from napari_ssl.data import sampling
 from napari_ssl.data.folders import load_image
-from napari_ssl.data.images import Image
+from napari_ssl.data.images import Image, as_image
 from napari_ssl.data.prefetch import PREFETCH_DEPTH
 from napari_ssl.data.sampling import PatchSampler, split_regions
 from napari_ssl.engine import events as ev
@@ -117,11 +119,28 @@ def test_training_on_lazy_data_is_the_same_with_reader_threads(
     assert len(step_losses(plain)) == 4 and step_losses(threaded) == step_losses(plain)
     assert isinstance(threaded[-1], ev.Finished) and not readers()
     assert of_type(threaded, ev.Epoch)[-1].val_loss == of_type(plain, ev.Epoch)[-1].val_loss
-    threads = min(4, os.cpu_count() or 1) if workers < 0 else workers
-    note = f"lazy images: patches read ahead by {threads} threads (SYSTEM.NUM_WORKERS)"
-    assert note in threaded[0].notes
-    assert not any("read ahead" in note for note in plain[0].notes)
     assert Config().system.num_workers == -1  # automatic by default, as in BiaPy
+
+
+@pytest.mark.parametrize("workers", [-1, 2])
+def test_reader_threads_are_noted_for_large_images_only(
+    sem_2d: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    da = pytest.importorskip("dask.array")
+    image = as_image(da.from_array(sem_2d[:512, :512]), "dask", 2)  # lazy, small, in memory
+
+    def started(name: str) -> ev.Started:
+        events = train(config(workers), [image], layout=ResultsLayout(tmp_path, name, 1))
+        first = next(events)
+        events.close()
+        return first
+
+    assert not any("read ahead" in note for note in started("small").notes)
+    monkeypatch.setattr(sampling, "IN_MEMORY_LIMIT", 512 * 4)  # the same image counts as large
+    threads = min(4, os.cpu_count() or 1) if workers < 0 else workers
+    note = f"large images: patches read ahead by {threads} threads (SYSTEM.NUM_WORKERS)"
+    assert note in started("large").notes
+    assert not readers()
 
 
 def test_images_on_the_device_start_no_reader_threads(sem_2d: np.ndarray, tmp_path: Path) -> None:

@@ -45,8 +45,9 @@ def test_layout_paths(tmp_path: Path) -> None:
     assert lay.metrics_csv == run / "test_results_metrics.csv"
     assert lay.tensorboard_dir == run / "tensorboard"
     assert lay.make() is lay
-    for d in ("per_image", "charts", "aug", "train_logs"):
+    for d in ("charts", "aug", "train_logs"):
         assert (run / d).is_dir()
+    assert not (run / "per_image").exists()  # made by a test step, as MAE_checks/
     assert lay.config_dir.is_dir() and lay.checkpoints_dir.is_dir()
     with pytest.raises(ValueError, match="kind"):
         lay.mae_check("x", "bogus")

@@ -152,6 +152,27 @@ def test_non_finite_losses_are_skipped_and_counted(
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
+@pytest.mark.parametrize(
+    ("patches_per_s", "shown"),
+    [(2 / 5.1, "0.39"), (0.04, "0.04"), (4.2, "4.2"), (9.99, "10"), (250.4, "250")],
+)
+def test_terminal_rates_keep_their_digits(patches_per_s: float, shown: str) -> None:
+    epoch = ev.Epoch(1, 0.5, 0.4, seconds=5.1, patches_per_s=patches_per_s)
+    assert f", {shown} patches/s, 5.1s," in describe(epoch)
+
+
+def test_terminal_counts_one_epoch_in_the_singular() -> None:
+    def started(epochs: int) -> str:
+        return describe(ev.Started(epochs, 3, 0, "cpu", "fp32", "unet", 1000, 12))
+
+    def finished(epochs: int) -> str:
+        return describe(ev.Finished(epochs, 0.4, "best.pth", "last.pth", 5.0))
+
+    assert ": 1 epoch x 3 steps" in started(1) and ": 2 epochs x 3 steps" in started(2)
+    assert finished(1).startswith("finished 1 epoch in 0m05s;")
+    assert finished(2).startswith("finished 2 epochs in 0m05s;")
+
+
 def test_seeded_cpu_runs_reproduce(sem_2d: np.ndarray, tmp_path: Path) -> None:
     images = sem_crops(sem_2d)
     runs = [

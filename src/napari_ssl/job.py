@@ -21,7 +21,7 @@ from napari_ssl.config import Config
 from napari_ssl.data.folders import dataset_folder, list_images, load_folder, split_key
 from napari_ssl.data.images import Image
 from napari_ssl.engine import events as ev
-from napari_ssl.results import ResultsLayout
+from napari_ssl.results import ResultsLayout, remove_empty
 
 if TYPE_CHECKING:
     from napari_ssl.engine.trainer import TrainingControl
@@ -53,13 +53,24 @@ def format_seconds(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+def format_rate(per_s: float) -> str:
+    """Two significant digits below 10 (0.39, 4.2), whole numbers above (250)."""
+    return f"{per_s:.2g}" if per_s < 10 else f"{per_s:.0f}"
+
+
+def count_of(n: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def describe(event: ev.Event) -> str | None:
     """One terminal line per event worth printing."""
     if isinstance(event, ev.Started):
         notes = "".join(f"\n  note: {n}" for n in event.notes)
+        epochs = count_of(event.epochs, "epoch")
         return (
             f"training {event.model} ({event.parameters:,} parameters) on {event.device} "
-            f"[{event.precision}]: {event.epochs} epochs x {event.steps_per_epoch} steps "
+            f"[{event.precision}]: {epochs} x {event.steps_per_epoch} steps "
             f"({event.train_patches} patches/epoch){notes}"
         )
     if isinstance(event, ev.Epoch):
@@ -69,15 +80,16 @@ def describe(event: ev.Event) -> str | None:
             star += f" ({event.skipped_nonfinite} non-finite losses skipped so far)"
         return (
             f"epoch {event.epoch}: train loss {event.train_loss:.5g}, val loss "
-            f"{event.val_loss:.5g}{metrics}, {event.patches_per_s:.1f} patches/s, "
+            f"{event.val_loss:.5g}{metrics}, {format_rate(event.patches_per_s)} patches/s, "
             f"{event.seconds:.1f}s, ETA {format_seconds(event.eta_s)}{star}"
         )
     if isinstance(event, ev.Stopped):
         return f"stopped at epoch {event.epoch}; resume from {event.last_checkpoint}"
     if isinstance(event, ev.Finished):
         early = " (early stopping)" if event.early_stopped else ""
+        epochs = count_of(event.epochs_run, "epoch")
         return (
-            f"finished {event.epochs_run} epochs in {format_seconds(event.seconds)}{early}; "
+            f"finished {epochs} in {format_seconds(event.seconds)}{early}; "
             f"best val loss {event.best_val_loss:.5g}"
         )
     return None
@@ -138,29 +150,11 @@ def run_job(
     user errors (the message comes back in the result, unprinted). ``config_dir``: the YAML's
     folder, named in the error when a relative data path is found there but not here. A job
     that fails removes the run folders it made and left empty."""
-    new = _missing_folders(layout)
+    new = layout.missing_folders()
     result = _run_job(cfg, layout, images, test, resume, config_dir, log)
     if not result.ok:
-        _remove_empty(new)
+        remove_empty(new)
     return result
-
-
-def _missing_folders(layout: ResultsLayout) -> list[Path]:
-    """The folders of the run's layout that do not exist yet, the deepest first."""
-    run = layout.run_dir
-    folders = [
-        layout.result_dir, layout.root, layout.config_dir, layout.checkpoints_dir, run.parent,
-        run, layout.per_image_dir, layout.mae_checks_dir, layout.charts_dir, layout.aug_dir,
-        layout.train_logs_dir, layout.tensorboard_dir,
-    ]  # fmt: skip
-    return [folder for folder in reversed(folders) if not folder.exists()]
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove each of ``folders`` that is (now) empty; keep the others as they are."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
 
 
 def _run_job(

@@ -37,6 +37,7 @@ __all__ = [
     "check_plain_name",
     "make_tensorboard_writer",
     "next_run_id",
+    "remove_empty",
     "safe_filename",
     "save_normalization_values",
     "save_tif",
@@ -183,28 +184,48 @@ class ResultsLayout:
         return self.aug_dir / f"{safe_filename(label)}.tif"
 
     def make(self) -> ResultsLayout:
-        """Create the folders every run uses (MAE_checks/ and tensorboard/ appear when used)."""
-        for d in (
-            self.config_dir,
-            self.checkpoints_dir,
-            self.per_image_dir,
-            self.charts_dir,
-            self.aug_dir,
-            self.train_logs_dir,
-        ):
+        """Create the folders every run uses (per_image/, MAE_checks/ and tensorboard/ appear
+        when used)."""
+        for d in (self.config_dir, self.checkpoints_dir, self.charts_dir, self.aug_dir,
+                  self.train_logs_dir):  # fmt: skip
             d.mkdir(parents=True, exist_ok=True)
         return self
+
+    def missing_folders(self) -> list[Path]:
+        """The layout's folders that do not exist yet, the deepest first (for
+        :func:`remove_empty` when a run fails)."""
+        run = self.run_dir
+        folders = [
+            self.result_dir, self.root, self.config_dir, self.checkpoints_dir, run.parent, run,
+            self.per_image_dir, self.mae_checks_dir, self.charts_dir, self.aug_dir,
+            self.train_logs_dir, self.tensorboard_dir,
+        ]  # fmt: skip
+        return [folder for folder in reversed(folders) if not folder.exists()]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` that is (now) empty; keep the others as they are."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` (after fsync),
-    on failure it is removed, so ``path`` is either the old file or the complete new one."""
+    on failure it is removed, so ``path`` is either the old file or the complete new one.
+
+    The new file has the mode a plain ``open()`` gives under the current umask, also when the
+    writer makes its file private (safetensors' ``save_file`` writes 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
+        with open(tmp, "xb") as probe:  # reading os.umask would change it for every thread
+            mode = os.fstat(probe.fileno()).st_mode & 0o777
+        tmp.unlink()
         yield tmp
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

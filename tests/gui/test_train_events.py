@@ -1,5 +1,6 @@
 """Train dock events from the engine, fed to the real dock: a resumed run's history on the
-plot (with and without validation data), and where a stop happened counted as the bar counts."""
+plot (with and without validation data), where a stop happened counted as the bar counts, and
+how a slow epoch's rate and a one-epoch run read."""
 
 from __future__ import annotations
 
@@ -67,3 +68,13 @@ def test_a_stop_is_counted_in_steps_of_its_epoch(qtbot, docks, notes, stopped, w
     )
     assert train.status.text().endswith(f"stopped {where}; to continue: last.pth")
     assert "step 78" not in notes[-1][1] and "step 81" not in notes[-1][1]  # not global steps
+
+
+def test_a_slow_epoch_shows_its_rate_and_one_epoch_is_singular(qtbot, docks):
+    train = docks["Train"]
+    _started(train, steps=1, start=0)
+    train._on_event(ev.Epoch(1, 0.5, 0.4, seconds=5.1, patches_per_s=2 / 5.1))  # a 3D epoch
+    train.updates.flush()
+    assert "(5.1 s, 0.39 patches/s)" in train.status.text()
+    train._on_event(ev.Finished(1, 0.4, "best.pth", "last.pth", 5.1))
+    assert train.progress.format() == "finished: 1 epoch"

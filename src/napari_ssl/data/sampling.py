@@ -154,13 +154,16 @@ class PatchSampler:
         self.on_device = self._fits_in_memory() and self._load_to_device()
         self._prefetcher: Prefetcher | None = None
 
+    def is_large(self) -> bool:
+        """Whether the regions take :data:`IN_MEMORY_LIMIT` or more as float32."""
+        size = sum(math.prod(r.shape) * self.images[r.image].channels for r in self.regions)
+        return size * 4 >= IN_MEMORY_LIMIT
+
     def _fits_in_memory(self) -> bool:
         arrays = [self.images[r.image].array for r in self.regions]
         if not all(isinstance(a, np.ndarray) and not isinstance(a, np.memmap) for a in arrays):
             return False
-        return sum(math.prod(r.shape) * self.images[r.image].channels * 4 for r in self.regions) < (
-            IN_MEMORY_LIMIT
-        )
+        return not self.is_large()
 
     def _load_to_device(self) -> bool:
         """Each region, padded up to the patch, as one float32 tensor on the device."""

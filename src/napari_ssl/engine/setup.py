@@ -273,8 +273,8 @@ def prepare_run(
     seed = cfg.system.seed + 1000 * dist.rank()  # each process draws its own patches
     sampler = PatchSampler(images, train_regions, patch, device, seed=seed)
     threads = sampler.reader_threads(cfg.system.num_workers)
-    if threads:
-        notes.append(f"lazy images: patches read ahead by {threads} threads (SYSTEM.NUM_WORKERS)")
+    if threads and sampler.is_large():  # small images are read fast enough to need no word
+        notes.append(f"large images: patches read ahead by {threads} threads (SYSTEM.NUM_WORKERS)")
     val = None
     if val_regions:
         raw, idx = validation_patches(images, val_regions, patch)

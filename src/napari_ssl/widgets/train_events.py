@@ -14,6 +14,7 @@ from typing import Any
 from napari.utils.notifications import show_error, show_info
 
 from napari_ssl.engine import events as ev
+from napari_ssl.job import count_of, format_rate
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets.coalesce import set_progress
 from napari_ssl.widgets.wording import in_dock_words
@@ -94,7 +95,7 @@ class TrainEvents:
         extra = f", val PSNR {psnr:.2f} dB" if psnr is not None else ""
         self._put_status(
             f"epoch {e.epoch}: train loss {e.train_loss:.4g}, {val}{extra}"
-            f" ({e.seconds:.1f} s, {e.patches_per_s:.0f} patches/s)"
+            f" ({e.seconds:.1f} s, {format_rate(e.patches_per_s)} patches/s)"
         )
 
     def _put_status(self, line: str) -> None:
@@ -117,7 +118,7 @@ class TrainEvents:
         if self.start_mode.currentIndex() != 2:  # not the file the user fine-tunes from
             self.checkpoint.setText(e.last_checkpoint)  # to continue it with more epochs
         early = " (early stop: validation loss stopped improving)" if e.early_stopped else ""
-        set_progress(self.progress, fmt=f"finished: {e.epochs_run} epochs{early}")
+        set_progress(self.progress, fmt=f"finished: {count_of(e.epochs_run, 'epoch')}{early}")
         show_info(
             f"Training finished{early} in {format_eta(e.seconds)}: best checkpoint "
             f"{self.state.checkpoint}"

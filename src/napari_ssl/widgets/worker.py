@@ -26,6 +26,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_ssl.engine import events as ev
+from napari_ssl.results import remove_empty
 from napari_ssl.widgets.gui_collection import held, holding
 
 STOP_TIMEOUT_S = 120.0  # longest wait for the engine to reach a step boundary and save
@@ -50,24 +51,30 @@ def _events(
     kwargs: dict[str, Any], control: Any, done: threading.Event, release: Callable[[], None]
 ) -> Iterator[ev.Event]:
     """The engine's events; on any end (also an abandoned worker) the engine is stopped cleanly.
+    A run that fails removes the run folders it made and left empty (as the CLI's).
 
     ``release`` gives garbage collection back (:mod:`~napari_ssl.widgets.gui_collection`): the
     GUI thread then collects the engine's garbage and empties the GPU cache.
     """
+    new, failed = kwargs["layout"].missing_folders(), False
     try:
         from napari_ssl.engine.trainer import train
 
         events = train(control=control, **kwargs)
         try:
-            for event in events:  # noqa: UP028 - `yield from` would close `events` on exit
+            for event in events:  # not `yield from`: it would close `events` on exit
+                failed = failed or isinstance(event, ev.Failed)
                 yield event
         finally:  # closed early: let the engine reach its step boundary and write its checkpoint
             control.stop()
             for _ in events:
                 pass
     except Exception as err:  # the engine reports its own errors as Failed; this is the rest
+        failed = True
         yield ev.Failed(plain_error(err))
     finally:
+        if failed:
+            remove_empty(new)
         release()
         done.set()
 

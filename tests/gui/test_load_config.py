@@ -82,8 +82,7 @@ def test_napari_ssl_yaml_shows_in_both_docks_and_reaches_the_run(
     from napari_ssl.engine.checkpoints import load_trained
 
     train = docks["Train"]
-    train.device.clear()  # the CPU only, as a machine without a GPU offers it
-    train.device.addItem("CPU", "cpu")
+    train._set_devices([("CPU", "cpu")])  # the CPU only, as a machine without a GPU lists it
     train.result_dir.setText(str(tmp_path / "results"))
     path = tmp_path / "run.yaml"
     path.write_text(NAPARI_SSL_YAML)
@@ -161,8 +160,7 @@ def test_a_loaded_channel_count_does_not_bind_the_layers(
     from napari_ssl.engine.checkpoints import load_trained
 
     train, data = docks["Train"], docks["Data and pretext"]
-    train.device.clear()
-    train.device.addItem("CPU", "cpu")
+    train._set_devices([("CPU", "cpu")])
     train.result_dir.setText(str(tmp_path / "results"))
     path = tmp_path / "one_channel.yaml"
     path.write_text(NAPARI_SSL_YAML.replace("data: {ndim: 2,", "data: {ndim: 2, channels: 1,"))

@@ -228,6 +228,61 @@ def test_removing_dock_stops_training_without_freezing_the_viewer(
     qtbot.wait(50)
 
 
+def test_a_run_stopped_by_closing_the_dock_is_continued_when_it_opens_again(
+    qtbot, viewer, docks, sem_layer, notes, tmp_path
+):
+    from napari_ssl.widgets.train_dock import TrainDock
+
+    train = docks["Train"]
+    tiny(docks, epochs=LONG)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: _steps(train) > 0, timeout=60_000)
+    viewer.window.remove_dock_widget(train)
+    last = tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth"
+    assert notes[-1] == ("info", (
+        f"Training stopped: the Train dock was closed. Its last checkpoint is saved to {last}: "
+        "open the Train dock again to continue the run."
+    ))  # fmt: skip
+    qtbot.waitUntil(lambda: not train.state.running, timeout=30_000)
+    train.deleteLater()
+    qtbot.wait(50)
+    again = TrainDock(viewer)
+    viewer.window.add_dock_widget(again, name="Train again")
+    assert again.start_mode.currentIndex() == 1 and again.checkpoint.text() == str(last)
+    assert again.status.text().startswith("Run ssl_1 stopped when the dock was closed")
+    assert again.epochs.value() == LONG
+    again.epochs.setValue(1)
+    again.start_button.click()
+    qtbot.waitUntil(lambda: not again.state.running, timeout=60_000)
+    assert "resumed from ssl_1-checkpoint-last.pth" in again.status.text()
+    assert (tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-best.pth").is_file()
+    assert not (tmp_path / "ssl" / "results" / "ssl_2").exists()  # the same run, continued
+
+
+def test_a_start_refused_by_the_engine_leaves_no_folders(
+    qtbot, viewer, docks, sem_layer, notes, tmp_path
+):
+    """Continuing from an exported .safetensors (no training state) is refused in the worker,
+    after the run's folders were made: they go again, and the run id is not used up."""
+    from napari_ssl.engine.checkpoints import export_checkpoint, load_trained
+
+    train = docks["Train"]
+    tiny(docks, epochs=1)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=60_000)
+    exported = export_checkpoint(load_trained(train.state.checkpoint), tmp_path, "x")
+    train.run_name.setText("cont")
+    train.start_mode.setCurrentIndex(1)
+    train.checkpoint.setText(str(exported["safetensors"]))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=60_000)
+    assert notes[-1][0] == "error" and "has no training state" in notes[-1][1]
+    assert not (tmp_path / "cont").exists()
+    assert not list((tmp_path / "ssl" / "results").glob("*/per_image"))  # made by a test step
+
+
 def test_start_errors_are_notifications(qtbot, viewer, docks, sem_layer, notes, tmp_path):
     train, data = docks["Train"], docks["Data and pretext"]
     assert train.progress.text() == "idle"

@@ -128,18 +128,25 @@ def test_the_exported_command_takes_the_next_free_run_id(qtbot, viewer, docks, s
     assert export.fields["command"].toPlainText().endswith("--name ssl --run_id 3")
 
 
-def test_a_train_dock_opened_again_keeps_where_the_runs_went(
+def test_a_train_dock_opened_again_keeps_its_settings_and_where_the_runs_went(
     qtbot, viewer, docks, sem_layer, tmp_path
 ):
     from napari_ssl.widgets.train_dock import TrainDock
 
     tiny(docks, epochs=1)
-    docks["Train"].run_name.setText("mine")
-    _train(qtbot, docks, tmp_path)
     train = docks["Train"]
+    train.run_name.setText("mine")
+    train.precision.setCurrentText("off")
+    train.augment.setChecked(False)
+    _train(qtbot, docks, tmp_path)
     viewer.window.remove_dock_widget(train)  # closed, then opened again from the menu
     train.deleteLater()
     qtbot.wait(50)
     again = TrainDock(viewer)
     viewer.window.add_dock_widget(again, name="Train again")
     assert again.result_dir.text() == str(tmp_path / "runs") and again.run_name.text() == "mine"
+    assert (again.epochs.value(), again.batch.value()) == (1, 2)  # its settings too
+    assert again.precision.currentText() == "off" and not again.augment.isChecked()
+    qtbot.waitUntil(lambda: again.device.count() > 1, timeout=30_000)  # the devices listed
+    assert again.device.currentData() == "cpu"
+    assert again._config() == train.state.cfg  # what Start would use: what the viewer had

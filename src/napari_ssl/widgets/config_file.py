@@ -7,9 +7,11 @@ loader names any value they cannot), and the rest (model sizes, optimizer, ...) 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +76,13 @@ def differences(wanted: Any, used: Any, key: str = "") -> list[str]:
 
 
 class ConfigFile:
-    """Mixin of :class:`~napari_ssl.widgets.train_dock.TrainDock`: loading a config file.
+    """Mixin of :class:`~napari_ssl.widgets.train_dock.TrainDock`: its fields and the shared
+    config, both ways (:meth:`_config`, kept in the state as they change), and loading a config
+    file.
 
-    Uses the dock's ``state``, its fields (``architecture``, ``preset``, ``epochs``, ``batch``,
-    ``lr``, ``augment``, ``precision``, ``device``, ``start_mode``, ``checkpoint``) and
-    ``_config()``, the config that Start would use. The validation images and the normalisation
-    follow the shared config by themselves.
+    Uses the dock's ``state`` and its fields (``architecture``, ``preset``, ``epochs``,
+    ``batch``, ``lr``, ``augment``, ``precision``, ``device``, ``start_mode``, ``checkpoint``).
+    The validation images and the normalisation follow the shared config by themselves.
     """
 
     state: Any
@@ -93,7 +96,8 @@ class ConfigFile:
     device: Any
     start_mode: Any
     checkpoint: Any
-    _config: Any
+    _showing = False  # the fields are being set from the state, not by the user
+    _devices_listed = False  # the device field lists this machine's devices
 
     def _browse_config(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Config", "", "YAML config (*.yaml *.yml)")
@@ -164,19 +168,63 @@ class ConfigFile:
 
     def _show_cfg(self, cfg: Config) -> None:
         """Show the training part of ``cfg`` in this dock's fields."""
-        self.architecture.setCurrentText(cfg.model.architecture)
-        self._show_preset(cfg)
-        self.epochs.setValue(cfg.train.epochs)
-        self.batch.setValue(cfg.train.batch_size)
-        self.lr.setValue(cfg.train.lr)
-        self.augment.setChecked(cfg.train.augment)
-        self.precision.setCurrentText(cfg.train.mixed_precision)
-        device = self.device.findData(cfg.system.device)
-        if device >= 0:
-            self.device.setCurrentIndex(device)
-        fine_tune = cfg.model.load_checkpoint
-        self.start_mode.setCurrentIndex(2 if fine_tune else 0)
-        self.checkpoint.setText(cfg.model.checkpoint_file if fine_tune else "")
+        with self._setting_fields():
+            self.architecture.setCurrentText(cfg.model.architecture)
+            self._show_preset(cfg)
+            self.epochs.setValue(cfg.train.epochs)
+            self.batch.setValue(cfg.train.batch_size)
+            self.lr.setValue(cfg.train.lr)
+            self.augment.setChecked(cfg.train.augment)
+            self.precision.setCurrentText(cfg.train.mixed_precision)
+            device = self.device.findData(cfg.system.device)
+            if device >= 0:
+                self.device.setCurrentIndex(device)
+            fine_tune = cfg.model.load_checkpoint
+            self.start_mode.setCurrentIndex(2 if fine_tune else 0)
+            self.checkpoint.setText(cfg.model.checkpoint_file if fine_tune else "")
+
+    @contextlib.contextmanager
+    def _setting_fields(self) -> Iterator[None]:
+        """Set fields from the state (or refill a list): kept in the state once, at the end."""
+        outer, self._showing = self._showing, True
+        try:
+            yield
+        finally:
+            self._showing = outer
+        self._keep_fields()
+
+    def _keep_fields(self) -> None:
+        """The training fields into the shared config (Start uses them; a dock opened again
+        shows them)."""
+        if self._showing:
+            return
+        cfg = self._config()
+        self.state.update_cfg(model=cfg.model, train=cfg.train, system=cfg.system)
+
+    def _config(self) -> Config:
+        cfg = self.state.cfg
+        arch = self.architecture.currentText()
+        return dataclasses.replace(
+            cfg,
+            model=dataclasses.replace(
+                cfg.model,
+                architecture=arch,
+                vit_preset=self.preset.currentData() if arch == "mae" else cfg.model.vit_preset,
+            ),
+            train=dataclasses.replace(
+                cfg.train,
+                epochs=self.epochs.value(),
+                batch_size=self.batch.value(),
+                lr=float(self.lr.value()),
+                augment=self.augment.isChecked(),
+                mixed_precision=self.precision.currentText(),
+            ),
+            system=dataclasses.replace(cfg.system, device=self._device(cfg.system.device)),
+        )
+
+    def _device(self, kept: str) -> str:
+        """The device field's choice; ``kept`` until the devices are listed (torch loading)."""
+        return (self.device.currentData() or "auto") if self._devices_listed else kept
 
     def _show_preset(self, cfg: Config) -> None:
         """Select the config's ViT preset, or an entry with its own sizes (no preset); a CNN

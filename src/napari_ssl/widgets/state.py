@@ -47,6 +47,8 @@ class SslState:
     checkpoint: str = ""  # latest checkpoint written by a training (or picked by the user)
     result_dir: str = ""  # result folder of the latest training
     run_name: str = ""
+    run_id: str = ""
+    closed_run: str = ""  # the run id of a training stopped by closing the Train dock
     running: bool = False  # a training is running (Start is refused meanwhile)
     trained_on: TrainingInputs | None = None  # the inputs of the latest training
 

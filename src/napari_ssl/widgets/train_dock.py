@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -61,7 +61,14 @@ PROBE_DELAY_MS = 200  # the device probe (torch import) starts after the dock is
 def _shutdown(session: TrainingSession, state: SslState, wait: bool) -> None:
     """Stop the training (the dock removed, or ``wait``: the viewer closing). Without waiting,
     another Start is refused until the engine has saved its last checkpoint and ended (the
-    session's ``on_ended``)."""
+    session's ``on_ended``), and the dock opened again offers to continue the run."""
+    if session.running and not wait:
+        state.closed_run = state.run_id
+        last = ResultsLayout(state.result_dir, state.run_name, state.run_id).last_checkpoint
+        show_info(
+            f"Training stopped: the Train dock was closed. Its last checkpoint is saved to {last}: "
+            "open the Train dock again to continue the run."
+        )
     session.shutdown(wait)
     if wait:
         state.running = False
@@ -86,9 +93,20 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self._devices_probed = False
         self._build()
         explain(self)
-        if self.state.result_dir:  # a dock opened again: where the viewer's runs went
+        self._showing = True  # the new fields' defaults are not kept: the state's are shown
+        self._sync_task()
+        self._showing = False
+        self._show_cfg(self.state.cfg)  # a dock opened again: the settings it had
+        if self.state.result_dir:  # and where the viewer's runs went
             self.result_dir.setText(self.state.result_dir)
             self.run_name.setText(self.state.run_name)
+        if self.state.closed_run:
+            self._offer_to_continue()
+        for field in (self.architecture, self.preset, self.device, self.precision):
+            field.currentIndexChanged.connect(self._keep_fields)
+        for spin in (self.epochs, self.batch, self.lr):
+            spin.valueChanged.connect(self._keep_fields)
+        self.augment.toggled.connect(self._keep_fields)
         self.updates = Coalescer(self, self._apply)  # progress, status, preview: once per tick
         self.updates.ticked.connect(self.plot.tick)  # the plot's image in the same repaint
         events = self.state.events  # connected until the dock is deleted
@@ -99,8 +117,19 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             (self.viewer.events.theme, self._follow_theme),
         )
         when_removed(self, partial(_shutdown, self.session, self.state))
-        self._sync_task()
         self._update_buttons()
+
+    def _offer_to_continue(self) -> None:
+        """A run stopped by closing the dock: Start continues it."""
+        state = self.state
+        self._layout = ResultsLayout(state.result_dir, state.run_name, state.closed_run)
+        state.closed_run = ""
+        self.start_mode.setCurrentIndex(1)
+        self.checkpoint.setText(str(self._layout.last_checkpoint))
+        self.status.setText(
+            f"Run {self._layout.tag} stopped when the dock was closed: Start continues it from "
+            "its last checkpoint (or choose 'new training')."
+        )
 
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -196,9 +225,12 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         start_device_probe(self, self._set_devices)
 
     def _set_devices(self, choices: list[tuple[str, str]]) -> None:
-        self.device.clear()
-        for label, value in choices:
-            self.device.addItem(label, value)
+        with self._setting_fields():
+            self.device.clear()
+            for label, value in choices:
+                self.device.addItem(label, value)
+            self.device.setCurrentIndex(max(0, self.device.findData(self.state.cfg.system.device)))
+            self._devices_listed = True
 
     def _sync_task(self) -> None:
         """The models of the Data dock's task (after the run, if one trains another's)."""
@@ -206,8 +238,11 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             return
         names = MODELS[self.state.cfg.pretext.task]
         if tuple(self.architecture.itemText(i) for i in range(self.architecture.count())) != names:
-            self.architecture.clear()
-            self.architecture.addItems(list(names))
+            with self._setting_fields():
+                self.architecture.clear()
+                self.architecture.addItems(list(names))
+                if self.state.cfg.model.architecture in names:
+                    self.architecture.setCurrentText(self.state.cfg.model.architecture)
         self.preset.setEnabled(names == ("mae",))
 
     def _update_buttons(self) -> None:
@@ -288,6 +323,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         if not (mode == 1 and same_run):
             self._layout = ResultsLayout(result_dir, name, next_run_id(result_dir, name))
         self.state.result_dir, self.state.run_name = result_dir, name
+        self.state.run_id = self._layout.run_id
         self.state.trained_on = TrainingInputs.of(
             str(self._layout.checkpoints_dir.resolve()),
             self._sources,
@@ -321,27 +357,6 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         axes = _layers.channel_axes(layers, state.ndim, state.channel_axis)  # each its layout
         self._sources, self._source_axes = layers, axes
         return [_layers.to_image(lyr, state.ndim, a) for lyr, a in zip(layers, axes, strict=True)]
-
-    def _config(self) -> Config:
-        cfg = self.state.cfg
-        arch = self.architecture.currentText()
-        return dataclasses.replace(
-            cfg,
-            model=dataclasses.replace(
-                cfg.model,
-                architecture=arch,
-                vit_preset=self.preset.currentData() if arch == "mae" else cfg.model.vit_preset,
-            ),
-            train=dataclasses.replace(
-                cfg.train,
-                epochs=self.epochs.value(),
-                batch_size=self.batch.value(),
-                lr=float(self.lr.value()),
-                augment=self.augment.isChecked(),
-                mixed_precision=self.precision.currentText(),
-            ),
-            system=dataclasses.replace(cfg.system, device=self.device.currentData() or "auto"),
-        )
 
     def _preview_spec(self, images: list[Image], cfg: Config) -> Any:
         if not self._sources:

@@ -279,7 +279,7 @@ def test_small_image_is_reflect_padded(sem_2d: np.ndarray, tmp_path: Path) -> No
 def test_a_stack_is_not_taken_for_channels(nuclei_3d: np.ndarray) -> None:
     """A 2D choice on a (Z, Y, X) stack: the hint says 3D; taken as channels, a note says so."""
     stack = nuclei_3d[:20, :64, :64]
-    with pytest.raises(DataError, match=r"a stack of 20 slices\? choose 3D \(or set the channel"):
+    with pytest.raises(DataError, match=r"a stack of 20 slices\? choose 3D; or a time series\?"):
         as_image(stack, "stack", 2)
     with pytest.raises(DataError, match=r"axes but 2D without channels was chosen; set the chan"):
         as_image(stack[:3], "three", 2)  # 3 along the extra axis: channels, likely
@@ -289,6 +289,19 @@ def test_a_stack_is_not_taken_for_channels(nuclei_3d: np.ndarray) -> None:
         "in 3D instead (PROBLEM.NDIM); a model of 20 channels only takes images of 20 channels."
     ]
     assert size_notes([as_image(stack[:8], "eight", 2, channel_axis=0)], (32, 32)) == []
+
+
+def test_a_time_series_is_not_taken_for_channels_or_z() -> None:
+    """Axes beyond the image's and its channels (time points?) are refused with what to do."""
+    tzyx = np.zeros((20, 16, 64, 64), np.uint16)
+    with pytest.raises(DataError, match=r"3D without channels was chosen; a time series\? .*"
+                       r"right-click the layer ▸ Split Stack"):  # fmt: skip
+        as_image(tzyx, "movie", 3)
+    tzcyx = np.zeros((3, 8, 2, 64, 64), np.uint16)
+    with pytest.raises(DataError, match=r"more axes than 3D images with channels: a time series"):
+        as_image(tzcyx, "movie", 3, channel_axis=2)
+    with pytest.raises(DataError, match=r"2D images with channels: choose 3D if it is a volume"):
+        as_image(tzcyx[0], "volume", 2, channel_axis=1)
 
 
 def test_a_constant_image_is_noted(sem_2d: np.ndarray, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ def test_detects_axes(viewer, docks, nuclei_3d):
     data.select([rgb.name])
     assert (data.state.ndim, data.state.channel_axis) == (2, 2)
     assert guess_axes((2, 5, 3, 64, 64), named=2) == (3, 2)  # TZCYX: 3D at most, C kept
+    assert guess_axes((20, 16, 64, 64)) == (3, None)  # no axis few enough for channels
     data.select(["cyx"])
     assert (data.state.ndim, data.state.channel_axis) == (2, 0)
     assert data.axes.detected.text() == (
@@ -36,6 +37,33 @@ def test_detects_axes(viewer, docks, nuclei_3d):
     assert data.state.cfg.data.ndim == 3 and data.state.cfg.data.patch_size == (64, 128, 128)
     data.ndim.setCurrentIndex(0)  # an untouched default patch follows the dimensions back
     assert data.state.cfg.data.patch_size == (256, 256)
+
+
+def test_a_time_series_is_split_into_time_points_first(qtbot, viewer, docks, sem_2d, notes):
+    """A layer whose axis is labelled time: the dock says to split it (not channels, nor Z);
+    its time points, split as napari's Split Stack does, preview and train."""
+    from napari.layers.utils.stack_utils import stack_to_images
+
+    movie = np.stack([np.roll(sem_2d[:64, :64], 3 * t, axis=1) for t in range(5)])
+    layer = viewer.add_image(movie, name="movie", axis_labels=("t", "y", "x"))
+    data, train = docks["Data and pretext"], docks["Train"]
+    assert data.axes.detected.text() == (
+        "detected: 2D, channel axis 0 (shape (5, 64, 64); axis 0 is time; right-click the layer "
+        "▸ Split Stack); edit if wrong"
+    )
+    said = "'movie': axis 0 is time (5 time points); napari-ssl trains on 2D or 3D images"
+    data.run_preview()
+    assert notes[-1][0] == "error" and said in notes[-1][1]
+    assert "movie [crappified]" not in viewer.layers
+    train.start_button.click()
+    assert notes[-1][1].startswith(f"Cannot start training: {said}")
+    viewer.layers.remove(layer)
+    for point in stack_to_images(layer, axis=0):  # right-click ▸ Split Stack
+        viewer.add_layer(point)
+    data.select([f"movie layer {t}" for t in range(5)])
+    assert (data.state.ndim, data.state.channel_axis) == (2, None)
+    data.run_preview()
+    assert all(f"movie layer {t} [crappified]" in viewer.layers for t in range(5))
 
 
 def test_crappify_preview_updates_in_place(qtbot, viewer, docks, sem_layer):
@@ -195,6 +223,26 @@ def test_big_layer_previews_a_bounded_crop(qtbot, viewer, docks):
     )
     viewer.layers["big"].name = "stripes"  # the hint names the source as it is now
     assert data.preview_hint.text().startswith("Preview of 'stripes': Y 476–2523")
+
+
+def test_a_cropped_preview_lies_on_its_source_rotated_and_sheared(
+    qtbot, viewer, docks, sem_2d, monkeypatch
+):
+    from napari_ssl.widgets import data_dock
+
+    monkeypatch.setitem(data_dock.PREVIEW_MAX, 2, (64, 48))
+    affine = np.array([[1.0, 0.0, 7.0], [0.1, 1.0, -3.0], [0.0, 0.0, 1.0]])
+    place = {"scale": (2.0, 0.5), "translate": (100.0, -50.0), "rotate": 30, "shear": [0.3]}
+    source = viewer.add_image(sem_2d[:300, :200].copy(), name="tilted", affine=affine, **place)
+    data = docks["Data and pretext"]
+    data.run_preview()
+    preview = viewer.layers["tilted [crappified]"]
+    assert preview.data.shape == (64, 48)
+    crop = data._where[0][1]  # where the crop was cut (pixels of the source)
+    assert (crop[0].start, crop[1].start) != (0, 0)
+    for pixel in ((0, 0), (63, 5), (20, 47)):
+        at_source = np.add(pixel, (crop[0].start, crop[1].start))
+        assert np.allclose(preview.data_to_world(pixel), source.data_to_world(at_source))
 
 
 OUTPUTS = (

@@ -75,12 +75,15 @@ def test_reconstruct_crappify_with_score(
     assert dock.checkpoint.text() == checkpoints["crappify"]
     dock.select(["sem"])
     dock.degrade.setChecked(True)
+    sem_layer.rotate, sem_layer.shear = 20, [0.3]  # e.g. a deskewed light-sheet stack
     original = sem_layer.data.copy()
     _run(qtbot, dock)
     for name in ("sem [reconstruction]", "sem [degraded]"):
         layer = viewer.layers[name]
         assert layer.data.shape == (96, 96) and tuple(layer.scale) == SCALE
         assert tuple(layer.translate) == (10.0, 20.0)
+        for pixel in ((0, 0), (95, 3), (40, 77)):  # on top of the source, pixel for pixel
+            assert np.allclose(layer.data_to_world(pixel), sem_layer.data_to_world(pixel))
     assert "PSNR" in dock.metrics.text() and "SSIM" in dock.metrics.text()
     assert same(sem_layer.data, original)
     count = len(viewer.layers)

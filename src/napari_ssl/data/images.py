@@ -15,6 +15,11 @@ from typing import Any
 import numpy as np
 
 MAX_CHANNELS = 8  # more than this along an extra axis: rather a stack (Z, T) than channels
+SPLIT = (  # what to do with a time series
+    "napari-ssl trains on 2D or 3D images: train on its time points as separate images (in "
+    "napari: right-click the layer ▸ Split Stack, then select the new layers; as files: one "
+    "file per time point)"
+)
 CHANNELS_SET_BY = "last entry of DATA.PATCH_SIZE"  # where a config sets its channel count
 
 
@@ -86,13 +91,20 @@ def as_image(
     """
     check_dtype(array.dtype, name)
     shape = tuple(array.shape)
+    if len(shape) > ndim + 1:
+        volume = " choose 3D if it is a volume with channels; or" * (ndim == 2 and len(shape) == 4)
+        raise DataError(
+            f"{name}: shape {shape} has more axes than {ndim}D images with channels:{volume} "
+            f"a time series (or another extra axis)? {SPLIT}."
+        )
     if channel_axis is None:
         if len(shape) != ndim:
             hint = f"choose {len(shape)}D or pick a {ndim}D image"
             if len(shape) == ndim + 1:
                 hint = "set the channel axis"
-                if ndim == 2 and min(shape[0], shape[-1]) > MAX_CHANNELS:  # not channels
-                    hint = f"a stack of {shape[0]} slices? choose 3D (or set the channel axis)"
+                if min(shape) > MAX_CHANNELS:  # no axis holds channels
+                    stack = f"a stack of {shape[0]} slices? choose 3D; or " * (ndim == 2)
+                    hint = f"{stack}a time series? {SPLIT}"
             raise DataError(
                 f"{name}: shape {shape} has {len(shape)} axes but {ndim}D without channels "
                 f"was chosen; {hint}."

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image as ImageLayer
+from napari.utils.transforms import Affine
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QListWidget
 
-from napari_ssl.data.images import MAX_CHANNELS, DataError, Image, as_image
+from napari_ssl.data.images import MAX_CHANNELS, SPLIT, DataError, Image, as_image
 
 PREVIEW_SUFFIXES = {"crappify": "[crappified]", "masking": "[masked]"}  # Data dock, per task
 LIVE_SUFFIX = "[live reconstruction]"  # the Train dock's preview of the network's output
@@ -87,6 +88,9 @@ def layer_data(layer: ImageLayer) -> Any:
     return layer.data[0] if layer.multiscale else layer.data
 
 
+TIME_LABELS = frozenset({"t", "time"})
+
+
 def guess_axes(shape: tuple[int, ...], named: int | None = None) -> tuple[int, int | None]:
     """Guess (spatial ndim 2 or 3, channel axis) from a shape: the channel axis ``named`` (RGB,
     a file's metadata) if any, else a small axis (at most :data:`MAX_CHANNELS`)."""
@@ -101,7 +105,7 @@ def guess_axes(shape: tuple[int, ...], named: int | None = None) -> tuple[int, i
             return 2, 2
         return 3, None
     small = [i for i, s in enumerate(shape) if s <= MAX_CHANNELS]
-    return 3, small[0] if small else 0
+    return 3, small[0] if small else None  # none: the extra axis is said to be one (time?)
 
 
 def describe_layer(layer: Any) -> str:
@@ -152,6 +156,21 @@ def spatial(values: Any, layer: ImageLayer, channel_axis: int | None) -> tuple[f
     return values[:axis] + values[axis + 1 :]
 
 
+def time_axes(layer: Any) -> tuple[int, ...]:
+    """The axes of ``layer`` labelled as time ('t', 'time': a reader's or the user's labels)."""
+    labels = getattr(layer, "axis_labels", ())
+    return tuple(i for i, label in enumerate(labels) if str(label).lower() in TIME_LABELS)
+
+
+def time_words(layer: Any) -> str:
+    """What to do with ``layer``'s time axis, or '' when it has none."""
+    axes = time_axes(layer)
+    if not axes:
+        return ""
+    count = layer_data(layer).shape[axes[0]]
+    return f"'{layer.name}': axis {axes[0]} is time ({count} time points); {SPLIT}."
+
+
 @dataclass(frozen=True)
 class LayerView:
     """What the engine needs of an image layer, taken on the GUI thread (a worker may use it)."""
@@ -161,15 +180,19 @@ class LayerView:
     scale: tuple[float, ...]
     translate: tuple[float, ...]
     rgb: bool
+    time: str = ""  # what to do with its time axis ('' when it has none)
 
     @classmethod
     def of(cls, layer: Any) -> LayerView:
         layer = check_image_layer(layer)
-        scale, translate = tuple(layer.scale), tuple(layer.translate)
-        return cls(layer.name, layer_data(layer), scale, translate, bool(layer.rgb))
+        place = tuple(layer.scale), tuple(layer.translate)
+        return cls(layer.name, layer_data(layer), *place, bool(layer.rgb), time_words(layer))
 
     def image(self, ndim: int, channel_axis: int | None) -> Image:
-        """A channels-first engine :class:`Image` (lazy: nothing is read)."""
+        """A channels-first engine :class:`Image` (lazy: nothing is read); a time series is
+        refused (its time points are not channels, nor Z)."""
+        if self.time:
+            raise DataError(self.time)
         data = self.data
         if channel_axis is not None and not -data.ndim <= channel_axis < data.ndim:
             raise DataError(
@@ -191,6 +214,8 @@ class LayerView:
         """The channel axis that fits a model of ``ndim`` spatial axes and ``channels`` input
         channels (``preferred``, the Data dock's choice, when several would); ``fit_to`` names
         what the image must fit and what else to do, for the message when it does not."""
+        if self.time:
+            raise DataError(self.time)
         shape = tuple(self.data.shape)
         if len(shape) == ndim + 1:
             fits = [a for a, size in enumerate(shape) if size == channels]
@@ -249,6 +274,27 @@ def upsert_crop(
     return upsert_image(viewer, name, data, source, offset=tuple(offset))
 
 
+def placement(source: ImageLayer, offset: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Where an output of ``source`` lies in the world: the source's scale, translate, rotate,
+    shear and affine; ``offset`` (pixels) moves a crop to where it was cut, along the source's
+    axes (rotated and sheared with them)."""
+    translate = np.asarray(source.translate, dtype=float)
+    if offset is not None:
+        axes = Affine(scale=source.scale, rotate=source.rotate, shear=source.shear)
+        translate = translate + axes.linear_matrix @ np.asarray(offset, dtype=float)
+    return {
+        "scale": source.scale,
+        "translate": translate,
+        "rotate": source.rotate,
+        "shear": source.shear,
+        "affine": source.affine,
+    }
+
+
+def _matrix(value: Any) -> np.ndarray:
+    return value.affine_matrix if isinstance(value, Affine) else np.asarray(value, dtype=float)
+
+
 def upsert_image(
     viewer: Any,
     name: str,
@@ -256,15 +302,13 @@ def upsert_image(
     source: ImageLayer,
     offset: tuple[int, ...] | None = None,
 ) -> ImageLayer:
-    """Add ``name`` on the source's scale/translate and contrast limits, or update its data in
-    place if it exists (the contrast the user set stays).
+    """Add ``name`` where the source lies (:func:`placement`) with its contrast limits, or
+    update its data in place if it exists (the contrast the user set stays).
 
     ``offset`` (in pixels, one per axis of ``data`` minus RGB) shifts a crop to where it lies in
     the source. RGB outputs take the source's integer type (napari draws float RGB as 0-1).
     """
-    translate = np.asarray(source.translate, dtype=float)
-    if offset is not None:
-        translate = translate + np.asarray(offset, dtype=float) * np.asarray(source.scale)
+    place = placement(source, offset)
     dtype = np.dtype(layer_data(source).dtype)
     if source.rgb and dtype.kind in "iu" and data.dtype != dtype:
         info = np.iinfo(dtype)
@@ -273,18 +317,16 @@ def upsert_image(
         layer = viewer.layers[name]
         if layer.data.shape == data.shape and layer.rgb == source.rgb:
             layer.data = data  # each setter below refreshes the layer: only when changed
-            if not np.allclose(layer.translate, translate):
-                layer.translate = translate
-            if not np.allclose(layer.scale, source.scale):
-                layer.scale = source.scale
+            for key, value in place.items():
+                if not np.allclose(_matrix(getattr(layer, key)), _matrix(value)):
+                    setattr(layer, key, value)
             return layer
         viewer.layers.remove(layer)
     return viewer.add_image(
         data,
         name=name,
-        scale=source.scale,
-        translate=translate,
         units=source.units,
         rgb=source.rgb,
         contrast_limits=source.contrast_limits,
+        **place,
     )

@@ -84,8 +84,11 @@ def first_shape(layers: list[Any], folder: str) -> tuple[tuple[int, ...], int | 
     of the dataset ``folder``."""
     if layers:
         shape = tuple(_layers.layer_data(layers[0]).shape)
-        rgb = layers[0].rgb
-        return shape, len(shape) - 1 if rgb else None, "RGB" if rgb else f"shape {shape}"
+        rgb, time = layers[0].rgb, _layers.time_axes(layers[0])
+        what = "RGB" if rgb else f"shape {shape}"
+        if time:  # refused at Preview and Start: say so now
+            what += f"; axis {time[0]} is time; right-click the layer ▸ Split Stack"
+        return shape, len(shape) - 1 if rgb else None, what
     if not folder:
         raise DataError("no layer selected")
     from napari_ssl.data.folders import first_image, resolve_dataset, split_key

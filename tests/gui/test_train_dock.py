@@ -229,35 +229,99 @@ def test_removing_dock_stops_training_without_freezing_the_viewer(
 
 
 def test_a_run_stopped_by_closing_the_dock_is_continued_when_it_opens_again(
-    qtbot, viewer, docks, sem_layer, notes, tmp_path
+    qtbot, viewer, docks, sem_layer, notes, tmp_path, monkeypatch
 ):
+    import threading
+
+    from napari_ssl.engine import checkpoints
     from napari_ssl.widgets.train_dock import TrainDock
+
+    def reopen() -> TrainDock:
+        dock = TrainDock(viewer)
+        viewer.window.add_dock_widget(dock, name="Train again")
+        return dock
+
+    def close(dock: TrainDock) -> None:
+        viewer.window.remove_dock_widget(dock)
+        dock.deleteLater()
+        qtbot.wait(50)
 
     train = docks["Train"]
     tiny(docks, epochs=LONG)
     train.result_dir.setText(str(tmp_path))
     train.start_button.click()
     qtbot.waitUntil(lambda: _steps(train) > 0, timeout=60_000)
-    viewer.window.remove_dock_widget(train)
+    saved, save = threading.Event(), checkpoints.save_checkpoint
+
+    def slow_save(payload, path):  # the last checkpoint is written once the test says so
+        if threading.current_thread() is not threading.main_thread():
+            saved.wait(30)
+        return save(payload, path)
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", slow_save)
+    viewer.window.remove_dock_widget(train)  # deleted once the run has ended (below)
     last = tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth"
     assert notes[-1] == ("info", (
         f"Training stopped: the Train dock was closed. Its last checkpoint is saved to {last}: "
         "open the Train dock again to continue the run."
     ))  # fmt: skip
+    early = reopen()  # while the run is still stopping: its models are listed all the same
+    assert train.state.running and early.architecture.currentText() == "unet"
+    assert train.state.cfg.model.architecture == "unet"
+    saved.set()
     qtbot.waitUntil(lambda: not train.state.running, timeout=30_000)
+    monkeypatch.undo()
     train.deleteLater()
-    qtbot.wait(50)
-    again = TrainDock(viewer)
-    viewer.window.add_dock_widget(again, name="Train again")
+    close(early)  # closed and opened again without starting: still offered
+    again = reopen()
     assert again.start_mode.currentIndex() == 1 and again.checkpoint.text() == str(last)
     assert again.status.text().startswith("Run ssl_1 stopped when the dock was closed")
     assert again.epochs.value() == LONG
     again.epochs.setValue(1)
+    again.run_name.setText("renamed")  # a continued run stays where it is
     again.start_button.click()
     qtbot.waitUntil(lambda: not again.state.running, timeout=60_000)
     assert "resumed from ssl_1-checkpoint-last.pth" in again.status.text()
     assert (tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-best.pth").is_file()
     assert not (tmp_path / "ssl" / "results" / "ssl_2").exists()  # the same run, continued
+    assert not (tmp_path / "renamed").exists() and again.state.run_name == "ssl"
+
+
+def test_a_closed_train_dock_no_longer_acts_and_the_vit_is_kept(qtbot, viewer, docks, sem_layer):
+    """A closed Train dock (alive until collected) stops following the shared config; the
+    ViT chosen under masking is shown again by a dock opened under crappify."""
+    from napari_ssl.widgets.train_dock import TrainDock
+
+    data, train = docks["Data and pretext"], docks["Train"]
+    data.task.setCurrentText("masking")
+    train.preset.setCurrentIndex(train.preset.findData("small"))
+    data.task.setCurrentText("crappify")
+    viewer.window.remove_dock_widget(train)  # kept alive by this test's reference
+    again = TrainDock(viewer)
+    viewer.window.add_dock_widget(again, name="Train again")
+    again.epochs.setValue(7)
+    data.task.setCurrentText("masking")
+    assert train.architecture.currentText() == "unet"  # the closed dock did not follow
+    assert again.architecture.currentText() == "mae"
+    assert again.preset.currentData() == "small" and train.state.cfg.model.vit_preset == "small"
+    assert train.state.cfg.train.epochs == 7  # not the closed dock's 100
+    train.deleteLater()
+    qtbot.wait(50)
+
+
+def test_train_fields_do_not_redo_the_data_docks_preview(qtbot, docks, sem_layer, monkeypatch):
+    from napari_ssl.widgets import data_dock
+
+    data, train = docks["Data and pretext"], docks["Train"]
+    data.run_preview()
+    redone = []
+    monkeypatch.setattr(data, "run_preview", lambda live=False: redone.append(live))
+    train.epochs.setValue(3)
+    train.lr.setValue(2e-4)
+    qtbot.wait(2 * data_dock.DEBOUNCE_MS)
+    assert redone == []
+    data.noise.setValue(0.3)  # its own fields still do
+    qtbot.waitUntil(lambda: redone == [True], timeout=5000)
 
 
 def test_a_start_refused_by_the_engine_leaves_no_folders(

@@ -12,12 +12,15 @@ from qtpy.QtWidgets import QWidget
 Link = tuple[Any, Callable[..., Any]]  # (a psygnal signal of the state, a slot of the widget)
 
 
-def link(widget: QObject, *links: Link) -> None:
-    """Connect each signal to its slot until ``widget`` is destroyed: the state outlives a
-    removed dock, and must not call into its deleted Qt objects."""
+def link(widget: QWidget, *links: Link) -> None:
+    """Connect each signal to its slot until ``widget`` is removed from the viewer or destroyed:
+    the state outlives a removed dock, which must neither act on it (a closed dock lives on
+    until it is collected) nor be called into once its Qt objects are deleted."""
     for signal, slot in links:
         signal.connect(slot)
-    widget.destroyed.connect(partial(_unlink, links))
+    unlink = partial(_unlink, links)
+    _RemovalWatch(widget, unlink)
+    widget.destroyed.connect(unlink)
 
 
 def layer_list_changes(viewer: Any, slot: Callable[..., Any]) -> tuple[Link, ...]:

@@ -20,7 +20,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
 from napari_ssl.biapy_config import BIAPY_KEYS, KeyTypoWarning
-from napari_ssl.config import VIT_PRESETS, Config, ConfigError, load_yaml
+from napari_ssl.config import VIT_PRESETS, Config, ConfigError, ModelConfig, load_yaml
 from napari_ssl.widgets.wording import in_dock_words
 
 
@@ -203,7 +203,7 @@ class ConfigFile:
 
     def _config(self) -> Config:
         cfg = self.state.cfg
-        arch = self.architecture.currentText()
+        arch = self.architecture.currentText() or cfg.model.architecture  # empty: being refilled
         return dataclasses.replace(
             cfg,
             model=dataclasses.replace(
@@ -228,12 +228,14 @@ class ConfigFile:
 
     def _show_preset(self, cfg: Config) -> None:
         """Select the config's ViT preset, or an entry with its own sizes (no preset); a CNN
-        config leaves the (then unused) preset box as it is."""
-        if cfg.model.architecture != "mae":
+        config that says nothing of the ViT (its default sizes) leaves the box as it is."""
+        m, default = cfg.model, ModelConfig()
+        sizes = (m.vit_embed_dim, m.vit_num_layers, m.vit_num_heads)
+        unsaid = sizes == (default.vit_embed_dim, default.vit_num_layers, default.vit_num_heads)
+        if m.architecture != "mae" and m.vit_preset is None and unsaid:
             return
         while self.preset.count() > len(VIT_PRESETS):
             self.preset.removeItem(self.preset.count() - 1)
-        m = cfg.model
         if m.vit_preset in VIT_PRESETS:
             self.preset.setCurrentIndex(self.preset.findData(m.vit_preset))
             return

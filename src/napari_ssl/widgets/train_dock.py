@@ -114,6 +114,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             self,
             (events.cfg, self._sync_task),
             (events.running, self._update_buttons),
+            (events.running, self._sync_task),  # a run ended: the task's models
             (self.viewer.events.theme, self._follow_theme),
         )
         when_removed(self, partial(_shutdown, self.session, self.state))
@@ -123,7 +124,6 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         """A run stopped by closing the dock: Start continues it."""
         state = self.state
         self._layout = ResultsLayout(state.result_dir, state.run_name, state.closed_run)
-        state.closed_run = ""
         self.start_mode.setCurrentIndex(1)
         self.checkpoint.setText(str(self._layout.last_checkpoint))
         self.status.setText(
@@ -234,7 +234,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
 
     def _sync_task(self) -> None:
         """The models of the Data dock's task (after the run, if one trains another's)."""
-        if self.state.running:
+        if self.state.running and self.architecture.count():
             return
         names = MODELS[self.state.cfg.pretext.task]
         if tuple(self.architecture.itemText(i) for i in range(self.architecture.count())) != names:
@@ -243,6 +243,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
                 self.architecture.addItems(list(names))
                 if self.state.cfg.model.architecture in names:
                     self.architecture.setCurrentText(self.state.cfg.model.architecture)
+                self._show_preset(self.state.cfg)  # the ViT the viewer's config has
         self.preset.setEnabled(names == ("mae",))
 
     def _update_buttons(self) -> None:
@@ -322,8 +323,9 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         same_run = self._layout is not None and Path(path).parent == self._layout.checkpoints_dir
         if not (mode == 1 and same_run):
             self._layout = ResultsLayout(result_dir, name, next_run_id(result_dir, name))
-        self.state.result_dir, self.state.run_name = result_dir, name
-        self.state.run_id = self._layout.run_id
+        run = self._layout  # a continued run keeps its folder whatever the fields say now
+        self.state.result_dir, self.state.run_name = str(run.result_dir), run.name
+        self.state.run_id, self.state.closed_run = run.run_id, ""
         self.state.trained_on = TrainingInputs.of(
             str(self._layout.checkpoints_dir.resolve()),
             self._sources,

@@ -48,10 +48,10 @@ def test_a_time_series_is_split_into_time_points_first(qtbot, viewer, docks, sem
     layer = viewer.add_image(movie, name="movie", axis_labels=("t", "y", "x"))
     data, train = docks["Data and pretext"], docks["Train"]
     assert data.axes.detected.text() == (
-        "detected: 2D, channel axis 0 (shape (5, 64, 64); axis 0 is time; right-click the layer "
-        "▸ Split Stack); edit if wrong"
+        "detected: 2D, no channel axis (shape (5, 64, 64); axis 0 is time; right-click the "
+        "layer ▸ Split Stack); edit if wrong"
     )
-    said = "'movie': axis 0 is time (5 time points); napari-ssl trains on 2D or 3D images"
+    said = "'movie': axis 0 is time (5 time points); napari-ssl works on 2D or 3D images"
     data.run_preview()
     assert notes[-1][0] == "error" and said in notes[-1][1]
     assert "movie [crappified]" not in viewer.layers
@@ -60,6 +60,12 @@ def test_a_time_series_is_split_into_time_points_first(qtbot, viewer, docks, sem
     viewer.layers.remove(layer)
     for point in stack_to_images(layer, axis=0):  # right-click ▸ Split Stack
         viewer.add_layer(point)
+    viewer.add_image(movie[:1], name="one", axis_labels=("t", "y", "x"))  # no series: 1 point
+    viewer.add_image(movie[:, 0], name="kymograph", axis_labels=("time", "x"))  # a 2D image
+    data.select(["one", "kymograph"])
+    assert "time" not in data.axes.detected.text()
+    data.run_preview()
+    assert "one [crappified]" in viewer.layers and "kymograph [crappified]" in viewer.layers
     data.select([f"movie layer {t}" for t in range(5)])
     assert (data.state.ndim, data.state.channel_axis) == (2, None)
     data.run_preview()

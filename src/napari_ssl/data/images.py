@@ -16,7 +16,7 @@ import numpy as np
 
 MAX_CHANNELS = 8  # more than this along an extra axis: rather a stack (Z, T) than channels
 SPLIT = (  # what to do with a time series
-    "napari-ssl trains on 2D or 3D images: train on its time points as separate images (in "
+    "napari-ssl works on 2D or 3D images: split it into its time points, separate images (in "
     "napari: right-click the layer ▸ Split Stack, then select the new layers; as files: one "
     "file per time point)"
 )

@@ -157,9 +157,14 @@ def spatial(values: Any, layer: ImageLayer, channel_axis: int | None) -> tuple[f
 
 
 def time_axes(layer: Any) -> tuple[int, ...]:
-    """The axes of ``layer`` labelled as time ('t', 'time': a reader's or the user's labels)."""
-    labels = getattr(layer, "axis_labels", ())
-    return tuple(i for i, label in enumerate(labels) if str(label).lower() in TIME_LABELS)
+    """The axes of ``layer`` labelled as time ('t', 'time': a reader's or the user's labels)
+    with several time points, beside at least two other axes (not a 2D kymograph)."""
+    shape, labels = layer_data(layer).shape, getattr(layer, "axis_labels", ())
+    if len(shape) < 3:
+        return ()
+    return tuple(
+        i for i, label in enumerate(labels) if str(label).lower() in TIME_LABELS and shape[i] > 1
+    )
 
 
 def time_words(layer: Any) -> str:

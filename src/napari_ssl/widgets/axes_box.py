@@ -49,6 +49,8 @@ class AxesBox(QWidget):
             set_hint(self.detected, in_dock_words(str(err)), error=bool(folder))
             return False
         ndim, axis = _layers.guess_axes(shape, named)
+        if layers and axis in _layers.time_axes(layers[0]):
+            axis = None  # time points are not channels (the dock says to split them)
         if keep_ndim is not None and ndim != keep_ndim:
             ndim, axis = keep_ndim, None
             if len(shape) == ndim + 1:  # the shorter end axis: channels first or last

@@ -75,6 +75,7 @@ class DataDock(QWidget):
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self._live_preview)
         self._writing = False  # True while this dock pushes its own values into the state
+        self._shown: tuple[Any, ...] = ()  # what of the config the fields show (_shown_part)
         self._detected_folder: str | None = None  # the folder whose axes are shown
         self._build()
         explain(self)
@@ -257,6 +258,7 @@ class DataDock(QWidget):
             self.state.update_cfg(data=data, pretext=pretext, model=model)
         finally:
             self._writing = False
+        self._shown = _shown_part(self.state.cfg)
 
     def _show_cfg(self, cfg: Config) -> None:
         """Show a config set from elsewhere (e.g. loaded from a YAML), then take it as ours.
@@ -264,8 +266,9 @@ class DataDock(QWidget):
         A value the widgets cannot hold (a non-square patch, a ratio out of range) becomes the
         nearest one they can; the Train dock's loader reports such differences.
         """
-        if self._writing:
+        if self._writing or _shown_part(cfg) == self._shown:  # e.g. a Train dock field
             return
+        self._shown = _shown_part(cfg)
         widgets = (*self._combos(), *self._spins(), self.folder)
         for widget in widgets:
             widget.blockSignals(True)
@@ -388,8 +391,14 @@ class DataDock(QWidget):
         of = f" of '{name}'" * bool(name)
         message = f"Preview{of} failed: {in_dock_words(plain_error(err))}"
         if any(self._preview_of(layer) for layer in self._previewed):
-            message += " The preview layers shown are of the last parameters that worked."
+            message = message.rstrip(".")
+            message += ". The preview layers shown are of the last parameters that worked."
         self._say(message, error=True)
         if not (live and message == self._shown_error):
             show_error(message)
         self._shown_error = message
+
+
+def _shown_part(cfg: Config) -> tuple[Any, ...]:
+    """The part of a config that the Data dock shows and previews."""
+    return cfg.data, cfg.pretext, cfg.model.vit_token_size

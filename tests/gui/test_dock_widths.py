@@ -107,3 +107,25 @@ def test_a_narrow_validation_row_goes_under_its_button(qtbot):
         assert words.height() <= 2 * one_line, width
         assert box.folder.isVisible() and box.browse.geometry().right() <= box.width()
         _grab(window, f"validation_box_{width}")
+
+
+def test_a_hint_that_wraps_to_more_lines_is_not_cut(qtbot, viewer, docks):
+    """A narrow Data dock: the 'detected' line of a second layer takes three lines where the
+    first took two; the label grows to show them all."""
+    import numpy as np
+    from qtpy.QtCore import Qt
+
+    viewer.add_image(np.zeros((96, 96), np.uint8), name="small")
+    viewer.add_image(np.zeros((2048, 2700), np.uint8), name="big")
+    frame = viewer.window._wrapped_dock_widgets["Data and pretext"]
+    viewer.window._qt_window.resizeDocks([frame], [300], Qt.Orientation.Horizontal)
+    qtbot.wait(500)
+    data = docks["Data and pretext"]
+    data.select(["small"])
+    qtbot.wait(500)
+    data.select(["big"])
+    qtbot.wait(500)
+    label = data.axes.detected
+    lines = label.heightForWidth(label.width())
+    assert lines > label.fontMetrics().lineSpacing() * 2  # three lines...
+    assert label.height() >= lines  # ... all shown

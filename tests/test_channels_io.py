@@ -160,6 +160,22 @@ def test_a_stack_named_by_its_axes_is_not_read_as_channels(
     )
 
 
+def test_a_time_series_named_by_its_axes_is_refused(sem_2d: np.ndarray, tmp_path: Path) -> None:
+    """An ImageJ TYX file would read as a 3D stack (time as Z): refused, with what to do."""
+    path = tmp_path / "movie.tif"
+    movie = np.stack([sem_2d[:48, :56], sem_2d[48:96, :56], sem_2d[96:144, :56]])
+    tifffile.imwrite(path, movie, imagej=True, metadata={"axes": "TYX"})
+    for ndim in (2, 3):
+        assert _message(path, ndim, None, False) == (
+            "'movie.tif' is a time series (axes TYX, shape (3, 48, 56)): napari-ssl works on 2D "
+            "or 3D images: split it into its time points, separate images (in napari: "
+            "right-click the layer ▸ Split Stack, then select the new layers; as files: one file "
+            "per time point)."
+        )
+    tifffile.imwrite(path, movie[:1], imagej=True, metadata={"axes": "TYX"})  # one time point
+    assert load_image(path, 2).spatial_shape == (48, 56)
+
+
 # ----- writing
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_ssl.data.images import CHANNELS_SET_BY, DataError, Image, as_image
+from napari_ssl.data.images import CHANNELS_SET_BY, SPLIT, DataError, Image, as_image
 from napari_ssl.results import safe_filename, save_tif
 
 EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
@@ -208,6 +208,8 @@ def load_image(
     path = Path(path)
     array, channel_axis, axes = read_array(path)
     shape = tuple(array.shape)
+    if axes and "T" in axes:  # its metadata says so (axes of length 1 are dropped)
+        raise DataError(f"'{path.name}' is a time series (axes {axes}, shape {shape}): {SPLIT}.")
     by_shape = channel_axis is None and array.ndim == ndim + 1
     if by_shape:
         channel_axis = _channel_axis_by_shape(path.name, shape, axes, ndim, channels, by_checkpoint)

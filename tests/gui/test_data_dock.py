@@ -234,9 +234,9 @@ def test_big_layer_previews_a_bounded_crop(qtbot, viewer, docks):
 def test_a_cropped_preview_lies_on_its_source_rotated_and_sheared(
     qtbot, viewer, docks, sem_2d, monkeypatch
 ):
-    from napari_ssl.widgets import data_dock
+    from napari_ssl.widgets import data_previews
 
-    monkeypatch.setitem(data_dock.PREVIEW_MAX, 2, (64, 48))
+    monkeypatch.setitem(data_previews.PREVIEW_MAX, 2, (64, 48))
     affine = np.array([[1.0, 0.0, 7.0], [0.1, 1.0, -3.0], [0.0, 0.0, 1.0]])
     place = {"scale": (2.0, 0.5), "translate": (100.0, -50.0), "rotate": 30, "shear": [0.3]}
     source = viewer.add_image(sem_2d[:300, :200].copy(), name="tilted", affine=affine, **place)
@@ -343,9 +343,9 @@ def test_a_lazy_preview_is_read_once_around_the_view(qtbot, viewer, docks, monke
 
     from napari_ssl.data.images import Image
     from napari_ssl.pretext import preview
-    from napari_ssl.widgets import data_dock, preview_runner
+    from napari_ssl.widgets import data_previews, preview_runner
 
-    monkeypatch.setitem(data_dock.PREVIEW_MAX, 3, (8, 64, 64))  # a small stand-in for 64x512²
+    monkeypatch.setitem(data_previews.PREVIEW_MAX, 3, (8, 64, 64))  # a small stand-in for 64x512²
     monkeypatch.setattr(preview_runner, "INLINE_MAX", 1000)
     reads, pretexts = [], []  # the threads that read the layer / degrade a crop
 

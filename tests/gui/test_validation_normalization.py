@@ -231,7 +231,13 @@ def test_a_closed_data_dock_is_left_alone(qtbot, viewer, docks):
     from napari_ssl.widgets.normalization_box import commit_inputs
 
     data, train = docks["Data and pretext"], docks["Train"]
+    data.normalization.kind.setCurrentIndex(
+        data.normalization.kind.findData("zero_mean_unit_variance")
+    )
+    data.normalization.mean.setText("abc")  # typed, never confirmed: refused at Start ...
+    assert commit_inputs(train.state)
     viewer.window.remove_dock_widget(data)
+    assert commit_inputs(train.state) == []  # ... but not once its dock is closed (still alive)
     data.deleteLater()  # napari hands a removed dock back without a parent: deleted in Qt
     qtbot.wait(50)
     train.validation.fraction.setValue(0.3)  # a config event: the deleted widgets are not called

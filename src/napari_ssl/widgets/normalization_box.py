@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
+from functools import partial
 from typing import Any
 
 from qtpy.QtGui import QIcon
@@ -36,7 +37,7 @@ from napari_ssl.data.images import DataError
 from napari_ssl.validation import check_data
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._hint import hint_label, set_hint
-from napari_ssl.widgets._links import link
+from napari_ssl.widgets._links import link, when_removed
 from napari_ssl.widgets.state import SslState
 from napari_ssl.widgets.wording import in_dock_words
 
@@ -48,6 +49,10 @@ KINDS = {
 DEFAULT_CLIP = (0.1, 99.9)
 CLIP_GAP = 0.01  # the least the upper percentile is above the lower one (the fields' decimals)
 _BOXES: weakref.WeakSet[NormalizationBox] = weakref.WeakSet()
+
+
+def _forget(box: NormalizationBox, wait: bool) -> None:
+    _BOXES.discard(box)
 
 
 def commit_inputs(state: SslState) -> list[str]:
@@ -81,7 +86,9 @@ def _spin(value: float) -> QDoubleSpinBox:
 class NormalizationBox(QWidget):
     """Normalisation type, percentile clipping and fixed mean / std, checked on every edit."""
 
-    def __init__(self, viewer: Any, state: SslState) -> None:
+    def __init__(self, viewer: Any, state: SslState, dock: QWidget | None = None) -> None:
+        """``dock``: the dock it is part of; once that is closed, the box neither follows the
+        state nor is committed at Start (a closed dock lives on until it is collected)."""
         super().__init__()
         self.viewer, self.state = viewer, state
         # arrows in the title, not icons: superqt paints those before napari's theme applies
@@ -134,10 +141,10 @@ class NormalizationBox(QWidget):
             box.valueChanged.connect(self.commit)
         self._show(state.cfg)
         events = state.events  # layers, axes or folder: the channel count to check may change
-        link(self, (events.cfg, self._show), *((e, self.commit) for e in (events.layers,
+        link(dock or self, (events.cfg, self._show), *((e, self.commit) for e in (events.layers,
              events.channel_axis, events.folder)))  # fmt: skip
         _BOXES.add(self)
-        self.destroyed.connect(lambda *_: _BOXES.discard(self))
+        when_removed(dock or self, partial(_forget, self))
 
     def commit(self) -> str:
         """Put valid fields into the shared config; else show why and return the message."""

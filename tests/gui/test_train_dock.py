@@ -262,8 +262,8 @@ def test_a_run_stopped_by_closing_the_dock_is_continued_when_it_opens_again(
     viewer.window.remove_dock_widget(train)  # deleted once the run has ended (below)
     last = tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth"
     assert notes[-1] == ("info", (
-        f"Training stopped: the Train dock was closed. Its last checkpoint is saved to {last}: "
-        "open the Train dock again to continue the run."
+        f"Training stops: the Train dock was closed. Its last checkpoint will be saved to "
+        f"{last}: open the Train dock again to continue the run."
     ))  # fmt: skip
     early = reopen()  # while the run is still stopping: its models are listed all the same
     assert train.state.running and early.architecture.currentText() == "unet"
@@ -318,6 +318,7 @@ def test_train_fields_do_not_redo_the_data_docks_preview(qtbot, docks, sem_layer
     monkeypatch.setattr(data, "run_preview", lambda live=False: redone.append(live))
     train.epochs.setValue(3)
     train.lr.setValue(2e-4)
+    train.validation.fraction.setValue(0.3)
     qtbot.wait(2 * data_dock.DEBOUNCE_MS)
     assert redone == []
     data.noise.setValue(0.3)  # its own fields still do

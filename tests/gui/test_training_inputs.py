@@ -150,3 +150,14 @@ def test_a_train_dock_opened_again_keeps_its_settings_and_where_the_runs_went(
     qtbot.waitUntil(lambda: again.device.count() > 1, timeout=30_000)  # the devices listed
     assert again.device.currentData() == "cpu"
     assert again._config() == train.state.cfg  # what Start would use: what the viewer had
+    again.start_mode.setCurrentIndex(2)  # fine-tune from a file: kept too
+    again.checkpoint.setText(str(tmp_path / "pretrained.pth"))
+    again.checkpoint.editingFinished.emit()
+    viewer.window.remove_dock_widget(again)
+    third = TrainDock(viewer)
+    viewer.window.add_dock_widget(third, name="Train third")
+    assert third.start_mode.currentIndex() == 2
+    assert third.checkpoint.text() == str(tmp_path / "pretrained.pth")
+    third.start_mode.setCurrentIndex(0)  # and back to a new training
+    assert not train.state.cfg.model.load_checkpoint and not train.state.cfg.model.checkpoint_file
+    again.deleteLater()

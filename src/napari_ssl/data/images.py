@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 MAX_CHANNELS = 8  # more than this along an extra axis: rather a stack (Z, T) than channels
+SPLIT_STACK = "right-click the layer ▸ Split Stack"  # napari's layer-list action
 SPLIT = (  # what to do with a time series
     "napari-ssl works on 2D or 3D images: split it into its time points, separate images (in "
-    "napari: right-click the layer ▸ Split Stack, then select the new layers; as files: one "
-    "file per time point)"
+    f"napari: {SPLIT_STACK}, then select the new layers; as files: one file per time point)"
 )
 CHANNELS_SET_BY = "last entry of DATA.PATCH_SIZE"  # where a config sets its channel count
 

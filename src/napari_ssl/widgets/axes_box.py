@@ -11,7 +11,7 @@ from typing import Any
 
 from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
 
-from napari_ssl.data.images import DataError
+from napari_ssl.data.images import SPLIT_STACK, DataError
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._hint import hint_label, set_hint
 from napari_ssl.widgets.wording import in_dock_words
@@ -89,7 +89,7 @@ def first_shape(layers: list[Any], folder: str) -> tuple[tuple[int, ...], int | 
         rgb, time = layers[0].rgb, _layers.time_axes(layers[0])
         what = "RGB" if rgb else f"shape {shape}"
         if time:  # refused at Preview and Start: say so now
-            what += f"; axis {time[0]} is time; right-click the layer ▸ Split Stack"
+            what += f"; axis {time[0]} is time; {SPLIT_STACK}"
         return shape, len(shape) - 1 if rgb else None, what
     if not folder:
         raise DataError("no layer selected")

@@ -206,10 +206,12 @@ class ConfigFile:
         arch = self.architecture.currentText() or cfg.model.architecture  # empty: being refilled
         return dataclasses.replace(
             cfg,
-            model=dataclasses.replace(
-                cfg.model,
-                architecture=arch,
-                vit_preset=self.preset.currentData() if arch == "mae" else cfg.model.vit_preset,
+            model=self._fine_tune(
+                dataclasses.replace(
+                    cfg.model,
+                    architecture=arch,
+                    vit_preset=self.preset.currentData() if arch == "mae" else cfg.model.vit_preset,
+                )
             ),
             train=dataclasses.replace(
                 cfg.train,
@@ -220,6 +222,14 @@ class ConfigFile:
                 mixed_precision=self.precision.currentText(),
             ),
             system=dataclasses.replace(cfg.system, device=self._device(cfg.system.device)),
+        )
+
+    def _fine_tune(self, model: ModelConfig) -> ModelConfig:
+        """The start mode and checkpoint fields: fine-tuning loads the checkpoint's weights
+        (continuing is not a setting of the config: the checkpoint is given at Start)."""
+        fine_tune, path = self.start_mode.currentIndex() == 2, self.checkpoint.text().strip()
+        return dataclasses.replace(
+            model, load_checkpoint=fine_tune, checkpoint_file=path if fine_tune else ""
         )
 
     def _device(self, kept: str) -> str:

@@ -134,7 +134,7 @@ class PreviewRunner(QObject):
             reads = job.image.channels * math.prod(job.image.spatial_shape) if needs_range else 0
             at_hand = (crop is not None or in_memory) and (not needs_range or in_memory)
             small = max(job.size, reads) <= INLINE_MAX  # the whole range is read too
-            if at_hand and small and "torch" in sys.modules:  # its import takes a second
+            if at_hand and small and _torch_loaded():  # its import takes a second
                 try:
                     outcome = _compute(job, crop, whole)
                 except Exception as err:  # reported as from the thread
@@ -180,6 +180,13 @@ class PreviewRunner(QObject):
             self._fail(job, out)
         else:
             self._deliver(job, out)
+
+
+def _torch_loaded() -> bool:
+    """Whether torch is imported, not being imported (by the Train dock's device probe: the
+    GUI thread would wait for that import to end)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and not getattr(torch.__spec__, "_initializing", False)
 
 
 def view_centre(viewer: Any, layer: ImageLayer, channel_axis: int | None) -> tuple[float, ...]:

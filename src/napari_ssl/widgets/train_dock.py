@@ -10,7 +10,6 @@ can, and the rest (model sizes, optimizer, ...) is used at Start as loaded.
 
 from __future__ import annotations
 
-import dataclasses
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -64,14 +63,26 @@ def _shutdown(session: TrainingSession, state: SslState, wait: bool) -> None:
     session's ``on_ended``), and the dock opened again offers to continue the run."""
     if session.running and not wait:
         state.closed_run = state.run_id
-        last = ResultsLayout(state.result_dir, state.run_name, state.run_id).last_checkpoint
         show_info(
-            f"Training stopped: the Train dock was closed. Its last checkpoint is saved to {last}: "
-            "open the Train dock again to continue the run."
+            f"Training stops: the Train dock was closed. Its last checkpoint will be saved to "
+            f"{_closed_run(state).last_checkpoint}: open the Train dock again to continue the run."
         )
     session.shutdown(wait)
     if wait:
         state.running = False
+
+
+def _closed_run(state: SslState) -> ResultsLayout:
+    """The run stopped by closing the Train dock."""
+    return ResultsLayout(state.result_dir, state.run_name, state.closed_run)
+
+
+def _ended(state: SslState) -> None:
+    """A training's worker has finished: Start is free; a run stopped by closing its dock is
+    offered to continue only if it saved its last checkpoint (it may have failed instead)."""
+    state.running = False
+    if state.closed_run and not _closed_run(state).last_checkpoint.is_file():
+        state.closed_run = ""
 
 
 class TrainDock(TrainEvents, ConfigFile, QWidget):
@@ -81,7 +92,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         super().__init__()
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
-        ended = partial(setattr, self.state, "running", False)  # outlives the dock
+        ended = partial(_ended, self.state)  # outlives the dock
         self.session = TrainingSession(self._on_event, self._on_done, ended)
         self._plan = (1, 1, 0)  # epochs, steps per epoch, start epoch
         self._started = False  # the engine has started the current run
@@ -107,6 +118,8 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         for spin in (self.epochs, self.batch, self.lr):
             spin.valueChanged.connect(self._keep_fields)
         self.augment.toggled.connect(self._keep_fields)
+        self.start_mode.currentIndexChanged.connect(self._keep_fields)
+        self.checkpoint.editingFinished.connect(self._keep_fields)
         self.updates = Coalescer(self, self._apply)  # progress, status, preview: once per tick
         self.updates.ticked.connect(self.plot.tick)  # the plot's image in the same repaint
         events = self.state.events  # connected until the dock is deleted
@@ -122,8 +135,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
 
     def _offer_to_continue(self) -> None:
         """A run stopped by closing the dock: Start continues it."""
-        state = self.state
-        self._layout = ResultsLayout(state.result_dir, state.run_name, state.closed_run)
+        self._layout = _closed_run(self.state)
         self.start_mode.setCurrentIndex(1)
         self.checkpoint.setText(str(self._layout.last_checkpoint))
         self.status.setText(
@@ -313,14 +325,12 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
                 f"checkpoint '{path}' not found: pick the .pth file to continue from (a stopped "
                 "run's '-checkpoint-last.pth'), or start a new training."
             )
-        cfg.model = dataclasses.replace(
-            cfg.model, load_checkpoint=mode == 2, checkpoint_file=path if mode == 2 else ""
-        )
         cfg.validate()
         self.validation.check()  # as the engine lists the folder (it reads the images at Start)
         name = self.run_name.text().strip()
         result_dir = str(output_folder(self.result_dir.text(), "result folder"))
-        same_run = self._layout is not None and Path(path).parent == self._layout.checkpoints_dir
+        last = self._layout.last_checkpoint if self._layout is not None else None
+        same_run = last is not None and Path(path).resolve() == last.resolve()
         if not (mode == 1 and same_run):
             self._layout = ResultsLayout(result_dir, name, next_run_id(result_dir, name))
         run = self._layout  # a continued run keeps its folder whatever the fields say now

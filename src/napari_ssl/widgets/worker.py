@@ -56,8 +56,9 @@ def _events(
     ``release`` gives garbage collection back (:mod:`~napari_ssl.widgets.gui_collection`): the
     GUI thread then collects the engine's garbage and empties the GPU cache.
     """
-    new, failed = kwargs["layout"].missing_folders(), False
+    new, failed = [], False
     try:
+        new = kwargs["layout"].missing_folders()
         from napari_ssl.engine.trainer import train
 
         events = train(control=control, **kwargs)

@@ -63,7 +63,7 @@ class DataDock(DataPreviews, QWidget):
         explain(self)
         self._refresh_layers()
         self._show_cfg(self.state.cfg)  # a config loaded before this dock opened stays
-        link(  # until the dock is deleted
+        link(  # until the dock is closed
             self,
             (self.state.events.cfg, self._show_cfg),
             _layers.theme_link(self.layer_list, self.viewer),

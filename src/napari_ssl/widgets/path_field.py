@@ -51,7 +51,7 @@ def path_row(edit: QLineEdit, title: str, folder: bool, button: str = "…") -> 
 
 def checkpoint_field(dock: QWidget, state: SslState) -> tuple[QLineEdit, QWidget]:
     """A checkpoint field (and its row): a file the user picks, or the checkpoint each training
-    of the viewer writes (followed until ``dock`` is deleted)."""
+    of the viewer writes (followed until ``dock`` is closed)."""
     edit = QLineEdit(placeholderText="the run just trained, or a .pth / .safetensors file")
 
     def follow(path: str) -> None:

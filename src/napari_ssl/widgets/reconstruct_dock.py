@@ -128,7 +128,7 @@ class ReconstructDock(QWidget):
         explain(self)
         self.updates = Coalescer(self, self._apply)  # the progress bar: one repaint per tick
         when_removed(self, self.session.shutdown)  # cancelled; no layer added after
-        link(  # until the dock is deleted
+        link(  # until the dock is closed
             self,
             _layers.theme_link(self.layer_list, self.viewer),
             (self.state.events.layers, self._follow_data),

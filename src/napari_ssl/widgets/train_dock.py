@@ -122,7 +122,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.checkpoint.editingFinished.connect(self._keep_fields)
         self.updates = Coalescer(self, self._apply)  # progress, status, preview: once per tick
         self.updates.ticked.connect(self.plot.tick)  # the plot's image in the same repaint
-        events = self.state.events  # connected until the dock is deleted
+        events = self.state.events  # connected until the dock is closed
         link(
             self,
             (events.cfg, self._sync_task),

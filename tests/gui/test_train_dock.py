@@ -287,6 +287,39 @@ def test_a_run_stopped_by_closing_the_dock_is_continued_when_it_opens_again(
     assert not (tmp_path / "renamed").exists() and again.state.run_name == "ssl"
 
 
+def test_a_closed_run_that_saved_nothing_is_not_offered(
+    qtbot, viewer, docks, sem_layer, tmp_path, monkeypatch
+):
+    """Closing the dock during a run whose last checkpoint cannot be written (a full disk):
+    the dock opened again offers a new training, not a checkpoint that does not exist."""
+    import threading
+
+    from napari_ssl.engine import checkpoints
+    from napari_ssl.widgets.train_dock import TrainDock
+
+    train = docks["Train"]
+    tiny(docks, epochs=LONG)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: _steps(train) > 0, timeout=60_000)
+    save = checkpoints.save_checkpoint
+
+    def full_disk(payload, path):
+        if threading.current_thread() is not threading.main_thread():
+            raise OSError(28, "No space left on device")
+        return save(payload, path)
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", full_disk)
+    viewer.window.remove_dock_widget(train)
+    qtbot.waitUntil(lambda: not train.state.running, timeout=30_000)
+    assert not (tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-last.pth").exists()
+    again = TrainDock(viewer)
+    viewer.window.add_dock_widget(again, name="Train again")
+    assert again.start_mode.currentIndex() == 0 and again.checkpoint.text() == ""
+    train.deleteLater()
+    qtbot.wait(50)
+
+
 def test_a_closed_train_dock_no_longer_acts_and_the_vit_is_kept(qtbot, viewer, docks, sem_layer):
     """A closed Train dock (alive until collected) stops following the shared config; the
     ViT chosen under masking is shown again by a dock opened under crappify."""

@@ -22,9 +22,9 @@ from napari_ssl.results import (
     atomic_write,
     make_tensorboard_writer,
     next_run_id,
-    save_tif,
     write_metrics_csv,
 )
+from napari_ssl.tiffs import save_tif
 
 
 def test_layout_paths(tmp_path: Path) -> None:

@@ -124,7 +124,8 @@ def predict(argv: list[str]) -> int:
     from napari_ssl.data.images import DataError
     from napari_ssl.engine.checkpoints import CheckpointError, load_trained
     from napari_ssl.inference.reconstruct import reconstruct
-    from napari_ssl.results import MAE_CHECK_KINDS, save_tif
+    from napari_ssl.results import MAE_CHECK_KINDS
+    from napari_ssl.tiffs import save_tif
 
     try:
         _must_exist("--checkpoint", args.checkpoint, "file")

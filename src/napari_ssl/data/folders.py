@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from napari_ssl.data.images import CHANNELS_SET_BY, SPLIT, DataError, Image, as_image
-from napari_ssl.results import safe_filename, save_tif
+from napari_ssl.results import safe_filename
+from napari_ssl.tiffs import save_tif
 
 EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
 PATH_KEYS = "DATA.TRAIN.PATH / DATA.TEST.PATH"

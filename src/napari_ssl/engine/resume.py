@@ -163,7 +163,7 @@ def write_start_outputs(run: Run) -> None:
     if not dist.is_main_process():
         return
     from napari_ssl.charts import write_model_plot
-    from napari_ssl.results import save_tif
+    from napari_ssl.tiffs import save_tif
 
     layout, cfg = run.layout, run.cfg
     write_config_files(run)

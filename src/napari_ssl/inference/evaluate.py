@@ -12,7 +12,8 @@ from napari_ssl.engine.tasks import HIDDEN
 from napari_ssl.inference.metrics import image_metrics
 from napari_ssl.inference.reconstruct import reconstruct
 from napari_ssl.pretext.masking import masked_mse
-from napari_ssl.results import MAE_CHECK_KINDS, ResultsLayout, save_tif, write_metrics_csv
+from napari_ssl.results import MAE_CHECK_KINDS, ResultsLayout, write_metrics_csv
+from napari_ssl.tiffs import save_tif
 
 
 def evaluate(

@@ -1,0 +1,66 @@
+"""ImageJ-compatible TIFFs, written atomically with their pixel size: the reconstructions, MAE
+views and augmented pairs of a run, ``predict``'s outputs and an exported dataset's images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_ssl.results import atomic_write
+
+_IMAGEJ_AXES = "TZCYXS"
+
+
+def save_tif(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    scale: tuple[float, ...] | None = None,
+    axes: str | None = None,
+    unit: str = "um",
+) -> Path:
+    """Write an ImageJ-compatible TIFF atomically, with the pixel size stored.
+
+    ``axes`` uses the letters T, Z, C, Y, X in any order; the default follows the package's
+    channels-first arrays: ``YX``, ``CYX`` or ``CZYX`` by ndim (pass ``ZYX`` for a bare stack).
+    The data is reordered to ImageJ's TZCYX. ``scale`` is the pixel size of the spatial
+    axes in ``axes`` order (Z if present, Y, X): X/Y go to the resolution tags, Z to ``spacing``.
+    uint8, uint16 and float32 are kept; bool becomes uint8; every other type float32.
+    Channels stay an ImageJ C axis, as BiaPy 3.7.1's own ``save_tif`` writes them (ImageJ keeps
+    no (y, x, c) order with 2 channels): BiaPy reads the file as ``(y, x, c)`` / ``(z, y, x, c)``
+    and napari-ssl by its axes, to the same values.
+    """
+    import tifffile
+
+    array = np.asarray(array)
+    axes = (axes or {2: "YX", 3: "CYX", 4: "CZYX"}.get(array.ndim, "")).upper()
+    if len(axes) != array.ndim or set(axes) - set(_IMAGEJ_AXES[:-1]) or len(set(axes)) != len(axes):
+        raise ValueError(f"axes {axes!r} do not describe an array of shape {array.shape}")
+    order = sorted(range(len(axes)), key=lambda i: _IMAGEJ_AXES.index(axes[i]))
+    data = _imagej_dtype(np.transpose(array, order))
+    ij_axes = "".join(axes[i] for i in order)
+    metadata: dict[str, Any] = {"axes": ij_axes}
+    kwargs: dict[str, Any] = {}
+    if scale is not None:
+        spatial = [a for a in axes if a in "ZYX"]
+        if len(scale) != len(spatial):
+            raise ValueError(f"scale {scale} needs one value per spatial axis {''.join(spatial)}")
+        size = dict(zip(spatial, (float(s) for s in scale), strict=True))
+        kwargs["resolution"] = (1.0 / size["X"], 1.0 / size["Y"])
+        metadata["unit"] = unit
+        if "Z" in size:
+            metadata["spacing"] = size["Z"]
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **kwargs)
+    return path
+
+
+def _imagej_dtype(data: np.ndarray) -> np.ndarray:
+    if data.dtype in (np.uint8, np.uint16, np.float32):
+        return data
+    if data.dtype == bool:
+        return data.astype(np.uint8)
+    return data.astype(np.float32)

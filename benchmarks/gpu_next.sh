@@ -10,13 +10,14 @@
 #      job on the same YAML, since the state dicts are identical;
 #   2. engine / bare loop at BiaPy's batch 6 (after the pinned, non-blocking copies), and with
 #      torch.compile (TRAIN.compile), for crappify;
-#   3. inference megapixels/s against BiaPy on the GPU (benchmarks/inference_vs_biapy.py --gpu 0).
+#   3. inference megapixels/s against BiaPy on the GPU (benchmarks/inference_vs_biapy.py --gpu 0),
+#      before torch.compile (a target of the issue; compile is an exploration).
 # EPOCHS (default 6) for part 1. Parts run in priority order within BUDGET seconds.
 BUDGET=${BUDGET:-480}
 TAIL=12
 source benchmarks/gpu_parts.sh
 export NUM_CPUS=16 NUM_WORKERS=5 VAL_SPLIT=0.1 CHART_FREQ=100 BIAPY_GPU=0
-epochs=${EPOCHS:-6}
+export epochs=${EPOCHS:-6}  # exported: ours() runs in a child shell (part)
 edit_yaml() {  # SRC DST KEY=VALUE...: a copy of a BiaPy YAML with dotted keys set
     python3 - "$@" <<'EOF'
 import sys, yaml
@@ -32,9 +33,10 @@ for pair in pairs:
 yaml.safe_dump(cfg, open(dst, "w"))
 EOF
 }
-ours() {  # NAME YAML: napari-ssl's whole job on a YAML, its epoch lines and test metrics
-    python3 -m napari_ssl --config "$2" --result_dir /tmp/ours --name "$1" --gpu 0 2>/dev/null \
-        | grep -e "^training" -e "epoch $epochs:" -e "test"
+ours() {  # NAME YAML: napari-ssl's whole job on a YAML: its last epoch, test metrics, errors
+    python3 -m napari_ssl --config "$2" --result_dir /tmp/ours --name "$1" --gpu 0 2>&1 \
+        | grep -e "^training" -e "epoch $epochs:" -e "test" -e "note: learning rate" \
+            -e "^napari-ssl:" -e "Error"
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__)"
@@ -65,7 +67,7 @@ else
 fi
 BENCH="python3 benchmarks/train_throughput.py --data /tmp/ds --task crappify --batch 6 --epochs 3"
 part ours_crappify_b6 60 $BENCH --patches-per-epoch 600
-part ours_crappify_b6_compile 120 $BENCH --patches-per-epoch 600 --compile --skip-bare
 part inference_vs_biapy 150 python3 benchmarks/inference_vs_biapy.py --gpu 0 --size 4096 \
     --rounds 1 --epochs 2 --work /tmp/infer
+part ours_crappify_b6_compile 120 $BENCH --patches-per-epoch 600 --compile --skip-bare
 echo "total $(( $(date +%s) - t0 )) s"

@@ -13,7 +13,11 @@ part() {  # NAME TIMEOUT COMMAND...: run unless fewer than TIMEOUT seconds are l
     if [ "$(left)" -lt "$limit" ]; then echo "== $name: SKIPPED (time budget)"; return; fi
     echo "== $name"
     local s=$(date +%s.%N)
-    timeout "$limit" "$@" 2>&1 | grep -v -i -e "warn" -e "^\s*$" | tee -a "$O/$name.log" \
+    if declare -F "$1" >/dev/null; then  # a shell function: timeout runs programs only
+        export -f "$1"
+        set -- bash -c '"$@"' _ "$@"
+    fi
+    timeout -k 10 "$limit" "$@" 2>&1 | grep -v -i -e "warn" -e "^\s*$" | tee -a "$O/$name.log" \
         | tail "-${TAIL:-25}"
     echo "   [$name: $(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s wall]"
 }

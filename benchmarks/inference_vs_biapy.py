@@ -213,22 +213,24 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     return round(float(10 * np.log10(data_range**2 / err)), 2)
 
 
-def untiled(ckpt: str, degraded: np.ndarray) -> np.ndarray:
-    """The same model on the whole image in one forward pass (per-image z-score, as both tools)."""
+def untiled(ckpt: str, degraded: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """The same model on the whole image in one forward pass (per-image z-score, as both tools),
+    in fp32 (no TF32 on a GPU)."""
     import torch
 
     from napari_ssl.engine.checkpoints import load_trained
 
     torch.set_num_threads(1)
-    model = load_trained(ckpt).model.eval()
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    model = load_trained(ckpt, device).model.eval()
     x = degraded.astype(np.float32)
     mean, std = x.mean(), x.std()
     with torch.inference_mode():
-        y = model(torch.from_numpy((x - mean) / std)[None, None])[0, 0].numpy()
-    return y * std + mean
+        y = model(torch.from_numpy((x - mean) / std)[None, None].to(device))[0, 0]
+    return y.float().cpu().numpy() * std + mean
 
 
-def quality(work: Path, ckpt: str, names: list[str]) -> dict:
+def quality(work: Path, ckpt: str, names: list[str], device: str) -> dict:
     """PSNR (data range 255, uint8 data) of the outputs of round 1, first test image."""
     name = names[0]
     clean = tifffile.imread(work / "ds" / "test" / "x" / name)
@@ -236,7 +238,7 @@ def quality(work: Path, ckpt: str, names: list[str]) -> dict:
     biapy = tifffile.imread(next((work / "biapy_r1" / "res").glob(f"**/per_image/{name}")))
     ours = tifffile.imread(next((work / "ours_r1").glob(f"**/per_image/{name}")))
     pred = tifffile.imread(work / "predict_r1" / name)
-    full = untiled(ckpt, degraded)
+    full = untiled(ckpt, degraded, device)
     return {
         "image": name,
         "biapy_degraded_vs_original": psnr(degraded, clean),
@@ -348,7 +350,7 @@ def main() -> None:
                 mean(b, "inference_s") / mean("napari-ssl predict", "wall_s"), 2
             ),
         },
-        "quality_psnr_db": quality(work, ckpt, names),
+        "quality_psnr_db": quality(work, ckpt, names, f"cuda:{args.gpu}" if args.gpu else "cpu"),
     }
     (work / "summary.json").write_text(json.dumps({"runs": runs, **summary}, indent=1))
     print(json.dumps(summary, indent=1))

@@ -1,6 +1,6 @@
 """GUI responsiveness and GUI-vs-headless throughput of napari-ssl (issue #5), measured by hand.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/gui_latency.py [--epochs 4]
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/gui_latency.py [--epochs 4] [--why]
 
 In a real ``napari.Viewer(show=True)`` it drives the Train and Reconstruct docks as a user would
 (Start / Reconstruct clicked, the Qt event loop running) while a 10 ms ``QTimer`` records its
@@ -13,6 +13,8 @@ thread keeps a core. Prints a markdown table and one JSON line.
 
 Targets: stall p99 <= 20 ms and max <= 50 ms while training and while reconstructing; GUI
 training >= 95 % and GUI reconstruction >= 90 % of headless; first dock shown within 1 s.
+``--why`` also explains each gap over 50 ms with napari's performance monitor
+(``stall_attribution.py``; it times every Qt event, so measure the ratios without it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -31,10 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import stall_attribution
 import tifffile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,7 +232,9 @@ def headless_reconstruct(checkpoint: str, image: np.ndarray) -> float:
 
 
 # ----- (b) and (d): the docks -----------------------------------------------------------------
-def gui_runs(crop: np.ndarray, big: np.ndarray, cfg: Any, checkpoint: str, tmp: Path) -> dict:
+def gui_runs(
+    crop: np.ndarray, big: np.ndarray, cfg: Any, checkpoint: str, tmp: Path, why: bool
+) -> dict:
     import napari
 
     from napari_ssl.widgets.launch import add_docks
@@ -235,6 +242,7 @@ def gui_runs(crop: np.ndarray, big: np.ndarray, cfg: Any, checkpoint: str, tmp: 
     slots = SlotTimes()  # before the docks connect their slots
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1500, 950)
+    recorder = stall_attribution.Recorder(viewer) if why else None
     docks = add_docks(viewer)
     data, train, recon = docks["Data and pretext"], docks["Train"], docks["Reconstruct"]
     viewer.add_image(crop, name="sem")
@@ -259,7 +267,8 @@ def gui_runs(crop: np.ndarray, big: np.ndarray, cfg: Any, checkpoint: str, tmp: 
     from napari_ssl.engine import events as ev
 
     events: list[Any] = []
-    with meter:
+    gaps: dict[str, list[dict[str, Any]]] = {}
+    with meter, _recording(recorder, meter, gaps, "training"):
         t = time.perf_counter()
         train.start_button.click()
         train.session.worker.yielded.connect(events.append)
@@ -273,7 +282,7 @@ def gui_runs(crop: np.ndarray, big: np.ndarray, cfg: Any, checkpoint: str, tmp: 
     recon.checkpoint.setText(checkpoint)
     recon.select(["big"])
     recon.overlap.setValue(0.25)
-    with meter:
+    with meter, _recording(recorder, meter, gaps, "reconstructing"):
         t = time.perf_counter()
         recon.run_button.click()
         wait_until(lambda: recon.worker is None, 600.0)
@@ -281,8 +290,23 @@ def gui_runs(crop: np.ndarray, big: np.ndarray, cfg: Any, checkpoint: str, tmp: 
     if "big [reconstruction]" not in viewer.layers:
         raise SystemExit("the Reconstruct dock added no layer")
     viewer.close()
-    return {"idle": idle, "train": training, "slots": slots.summary(),
+    return {"idle": idle, "train": training, "slots": slots.summary(), "long_gaps": gaps,
             "reconstruct": {"seconds": round(seconds, 2), "stalls": meter.summary()}}  # fmt: skip
+
+
+@contextlib.contextmanager
+def _recording(recorder: Any, meter: StallMeter, gaps: dict, phase: str) -> Iterator[None]:
+    """With ``--why``: the monitor's events of ``phase``, explaining its long gaps into ``gaps``
+    (the meter's ticks are read before the meter restarts)."""
+    if recorder is None:
+        yield
+        return
+    recorder.on = True
+    try:
+        yield
+    finally:
+        recorder.on = False
+        gaps[phase] = stall_attribution.explain(list(meter.ticks), recorder.take())
 
 
 # ----- report ---------------------------------------------------------------------------------
@@ -315,6 +339,8 @@ def report(res: dict[str, Any]) -> None:
             f"| {fd['dock']} | {fd['returned_s']} | {fd['painted_s']} | "
             f"{fd['torch_loaded_by_then']} |"
         )
+    for phase, rows in g["long_gaps"].items():
+        stall_attribution.report(phase, rows)
     print("\n" + json.dumps(res))
 
 
@@ -323,6 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--patches-per-epoch", type=int, default=256)
     p.add_argument("--recon-size", type=int, default=1024, help="side of the reconstructed image")
+    p.add_argument("--why", action="store_true", help="explain the gaps over 50 ms (slower)")
     p.add_argument("--first-dock", choices=DOCK_NAMES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.first_dock:
@@ -341,7 +368,9 @@ def main(argv: list[str] | None = None) -> None:
         train_h, ckpt = headless_train(crop, cfg, Path(tmp))
         res["headless"] = {"train": train_h, "reconstruct_s": round(
             headless_reconstruct(ckpt, big), 2)}  # fmt: skip
-        res["gui"] = gui_runs(crop, big, cfg, ckpt, Path(tmp))
+        if args.why:
+            stall_attribution.enable()  # before napari is imported
+        res["gui"] = gui_runs(crop, big, cfg, ckpt, Path(tmp), args.why)
     res["ratios"] = {
         **{f"train_{k}": res["gui"]["train"][k] / train_h[k]
            for k in ("step_patches_per_s", "epoch_patches_per_s", "overall_patches_per_s")},

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image as PILImage
 
 from biapy_peer import run_biapy
 from napari_ssl.data.folders import first_image, load_folder, load_image, write_image
@@ -158,6 +159,34 @@ def test_a_stack_named_by_its_axes_is_not_read_as_channels(
         "'z.tif' is a 3D stack (axes ZYX, shape (2, 48, 56)) but the checkpoint's model is 2D "
         "with 2 channels: give 2D images with 2 channels, or a checkpoint trained in 3D;"
     )
+
+
+def test_a_2d_image_with_channels_is_not_read_as_a_volume(
+    sem_2d: np.ndarray, tmp_path: Path
+) -> None:
+    """An ImageJ CYX file or an RGB PNG has as many axes as a volume: its metadata says the
+    first (last) holds channels, so a 3D config or checkpoint refuses it."""
+    cyx = tmp_path / "cyx.tif"
+    tifffile.imwrite(cyx, _two(sem_2d), imagej=True, metadata={"axes": "CYX"})
+    assert _message(cyx, 3, None, False) == (
+        "'cyx.tif' is a 2D image with 2 channels (axes CYX, shape (2, 48, 56)): not a 3D image "
+        "(3 spatial axes, optionally one channel axis). Check PROBLEM.NDIM."
+    )
+    assert _message(cyx, 3, 1, True).endswith(
+        "the checkpoint's model is 3D (3 spatial axes, optionally one channel axis): give 3D "
+        "images, or a checkpoint trained on images like this one."
+    )
+    png = tmp_path / "rgb.png"
+    PILImage.fromarray(np.stack([sem_2d[:48, :56]] * 3, axis=-1)).save(png)
+    assert _message(png, 3, None, False).startswith(
+        "'rgb.png' is a 2D image with 3 channels (axes YXS, shape (48, 56, 3)): not a 3D image"
+    )
+    # in a grayscale 2D folder: a colour image, said in channel words (no "3D stack?")
+    assert _message(png, 2, 1, False) == (
+        "'rgb.png' (shape (48, 56, 3)) has 3 channel(s) but the config expects 1 (last entry of "
+        "DATA.PATCH_SIZE)."
+    )
+    assert load_image(png, 2, 3).channels == 3
 
 
 def test_a_time_series_named_by_its_axes_is_refused(sem_2d: np.ndarray, tmp_path: Path) -> None:

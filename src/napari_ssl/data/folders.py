@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from napari_ssl.data.images import CHANNELS_SET_BY, SPLIT, DataError, Image, as_image
+from napari_ssl.data.images import (
+    CHANNELS_SET_BY,
+    SPLIT,
+    DataError,
+    Image,
+    as_image,
+    check_dtype,
+)
 from napari_ssl.results import safe_filename
 from napari_ssl.tiffs import save_tif
 
@@ -103,7 +110,9 @@ def read_array(path: str | Path) -> tuple[Any, int | None, str | None]:
             from PIL import Image as PILImage
 
             with PILImage.open(path) as img:
-                return np.asarray(img), None, None
+                array = np.asarray(img)
+            rgb = array.ndim == 3  # a PNG is 2D: its third axis holds colours (samples)
+            return array, 2 if rgb else None, "YXS" if rgb else "YX"
         if suffix == ".zarr":
             import zarr
 
@@ -125,7 +134,7 @@ def first_image(
         array, channel_axis, _ = read_array(path)
         return path, tuple(array.shape), channel_axis
     try:
-        shape, channel_axis, _ = _tiff_series(path, read=False)[1:]
+        shape, channel_axis = _tiff_series(path, read=False)[1:3]
     except Exception as err:
         raise _unreadable(path, err) from err
     return path, shape, channel_axis
@@ -136,14 +145,14 @@ def _unreadable(path: Path, err: Exception) -> DataError:
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, int | None, str | None]:
-    data, _, channel_axis, axes = _tiff_series(path, read=True)
+    data, _, channel_axis, axes, _ = _tiff_series(path, read=True)
     return data, channel_axis, axes
 
 
 def _tiff_series(
     path: Path, read: bool
-) -> tuple[np.ndarray | None, tuple[int, ...], int | None, str | None]:
-    """(data if ``read``, shape without axes of length 1 (2D kept), channel axis, axes)."""
+) -> tuple[np.ndarray | None, tuple[int, ...], int | None, str | None, np.dtype]:
+    """(data if ``read``, shape without axes of length 1 (2D kept), channel axis, axes, dtype)."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -154,10 +163,11 @@ def _tiff_series(
     shape = tuple(s for _, s in kept)
     data = data.reshape(shape) if data is not None else None
     known = "".join(a for a, _ in kept) if len(series.axes) == len(series.shape) else None
+    dtype = np.dtype(series.dtype)
     for name in ("C", "S"):
         if known and name in known:
-            return data, shape, known.index(name), known
-    return data, shape, None, known
+            return data, shape, known.index(name), known, dtype
+    return data, shape, None, known, dtype
 
 
 def write_image(image: Image, folder: str | Path) -> Path:
@@ -209,24 +219,53 @@ def load_image(
     path = Path(path)
     array, channel_axis, axes = read_array(path)
     shape = tuple(array.shape)
+    axis = _channel_axis(path.name, shape, channel_axis, axes, ndim, channels, by_checkpoint)
+    return as_image(array, path.stem, ndim, axis)
+
+
+def check_image_file(
+    path: str | Path, ndim: int, channels: int | None = None, *, by_checkpoint: bool = False
+) -> None:
+    """Refuse what :func:`load_image` would, reading a TIFF's header only (other formats open
+    lazily or are small): a batch is checked whole before anything is written."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            _, shape, channel_axis, axes, dtype = _tiff_series(path, read=False)
+        except Exception as err:
+            raise _unreadable(path, err) from err
+    else:
+        array, channel_axis, axes = read_array(path)
+        shape, dtype = tuple(array.shape), array.dtype
+    _channel_axis(path.name, shape, channel_axis, axes, ndim, channels, by_checkpoint)
+    check_dtype(dtype, path.name)
+
+
+def _channel_axis(
+    name: str,
+    shape: tuple[int, ...],
+    channel_axis: int | None,
+    axes: str | None,
+    ndim: int,
+    channels: int | None,
+    by_checkpoint: bool,
+) -> int | None:
+    """The channel axis of a file of ``shape`` (``channel_axis``: its metadata's), refusing a
+    file that is not ``ndim``-D with ``channels`` channels (when given)."""
     if axes and "T" in axes:  # its metadata says so (axes of length 1 are dropped)
-        raise DataError(f"'{path.name}' is a time series (axes {axes}, shape {shape}): {SPLIT}.")
-    by_shape = channel_axis is None and array.ndim == ndim + 1
+        raise DataError(f"'{name}' is a time series (axes {axes}, shape {shape}): {SPLIT}.")
+    by_shape = channel_axis is None and len(shape) == ndim + 1
     if by_shape:
-        channel_axis = _channel_axis_by_shape(path.name, shape, axes, ndim, channels, by_checkpoint)
-    if channel_axis is not None and array.ndim == ndim:
-        channel_axis = None  # a single-channel file whose metadata names C
-    if array.ndim not in (ndim, ndim + 1):
-        fix = (
-            f"the checkpoint's model is {ndim}D ({ndim} spatial axes, optionally one channel "
-            f"axis): give {ndim}D images, or a checkpoint trained on images like this one."
-            if by_checkpoint
-            else f"not a {ndim}D image ({ndim} spatial axes, optionally one channel axis). "
-            "Check PROBLEM.NDIM."
+        channel_axis = _channel_axis_by_shape(name, shape, axes, ndim, channels, by_checkpoint)
+    if channel_axis is not None and len(shape) == ndim:  # 2D with channels, not a volume
+        raise DataError(
+            f"'{name}' is a {ndim - 1}D image with {shape[channel_axis]} channels (axes "
+            f"{axes}, shape {shape}): {_not_ndim(ndim, by_checkpoint)}"
         )
-        raise DataError(f"'{path.name}' has shape {shape}: {fix}")
-    image = as_image(array, path.stem, ndim, channel_axis)
-    if channels is not None and image.channels != channels:
+    if len(shape) not in (ndim, ndim + 1):
+        raise DataError(f"'{name}' has shape {shape}: {_not_ndim(ndim, by_checkpoint)}")
+    count = 1 if channel_axis is None else shape[channel_axis]
+    if channels is not None and count != channels:
         expects = f"{_taker(by_checkpoint)} {channels}"
         if channels > 1:
             hint = f"channels first or last: {_layouts(ndim, channels)}"
@@ -242,10 +281,21 @@ def load_image(
             expects += f" ({hint})" if hint else ""
         else:
             expects += f" ({CHANNELS_SET_BY}{'; ' + hint if hint else ''})"
-        raise DataError(
-            f"'{path.name}' (shape {shape}) has {image.channels} channel(s) but {expects}."
+        raise DataError(f"'{name}' (shape {shape}) has {count} channel(s) but {expects}.")
+    return channel_axis
+
+
+def _not_ndim(ndim: int, by_checkpoint: bool) -> str:
+    """What to do with a file that is not a ``ndim``-D image."""
+    if by_checkpoint:
+        return (
+            f"the checkpoint's model is {ndim}D ({ndim} spatial axes, optionally one channel "
+            f"axis): give {ndim}D images, or a checkpoint trained on images like this one."
         )
-    return image
+    return (
+        f"not a {ndim}D image ({ndim} spatial axes, optionally one channel axis). "
+        "Check PROBLEM.NDIM."
+    )
 
 
 def _taker(by_checkpoint: bool) -> str:

@@ -110,6 +110,29 @@ def test_rerun_replaces_its_outputs_and_says_so(
     assert sorted(p.name for p in files_under(pred)) == ["img.tif", "notes.tif", "other.tif"]
 
 
+@pytest.mark.parametrize("bad", ["stack", "corrupt"])
+def test_a_bad_image_anywhere_in_a_batch_is_refused_before_writing(
+    trained: Path,  # noqa: F811
+    tmp_path: Path,
+    sem_2d: np.ndarray,
+    bad: str,
+) -> None:
+    """The last of three inputs does not fit the 2D checkpoint (a Z stack) or is no image:
+    refused before the first output is written (a long batch does not die on its last file)."""
+    write_images(tmp_path / "in", sem_2d, "a.tif", "b.tif")
+    last = tmp_path / "in" / "z.tif"
+    if bad == "stack":
+        tifffile.imwrite(last, np.stack([sem_2d[:40, :48]] * 3), imagej=True,
+                         metadata={"axes": "ZYX"})  # fmt: skip
+    else:
+        last.write_bytes(b"II*\x00 not a tiff")
+    pred = tmp_path / "pred"
+    ran = run_cli("predict", "--checkpoint", trained, "--input", tmp_path / "in", "--output", pred)
+    said = "'z.tif' is a 3D stack" if bad == "stack" else f"cannot read '{last}'"
+    assert ran.code == 1 and ran.out == "" and said in ran.err
+    assert not pred.exists()
+
+
 def test_masking_views_are_planned_too(tmp_path: Path, sem_2d: np.ndarray) -> None:
     """A masking checkpoint writes <stem>.tif and <stem>_<view>.tif: 'a_original.tif' as an
     input would collide with a.tif's view; a re-run replaces all five files of an image."""

@@ -309,11 +309,12 @@ def test_seeded_inference_is_deterministic(job2d: Job, job3d: Job, sem_2d, nucle
 
 def test_predict_command_on_a_3d_masking_checkpoint(job3d: Job, tmp_path: Path) -> None:
     ran = run_cli("predict", "--checkpoint", job3d.best, "--input", job3d.data / "test" / "x",
-                  "--output", tmp_path / "pred")  # fmt: skip
+                  "--output", tmp_path / "pred", "--overlap", "0.5")  # fmt: skip
     assert ran.code == 0, ran.err
-    assert ran.out == (  # every file written is said
-        f"t.tif -> {tmp_path / 'pred' / 't.tif'} (and t{{_original, _masked, _reconstruction, "
-        "_reconstruction_and_visible}.tif beside it)\n"
+    assert ran.out == (  # every file written is said, and the overlap left unused
+        "note: masking tiles never overlap (each token is seen once): --overlap unused\n"
+        f"t.tif -> {tmp_path / 'pred' / 't.tif'} (reconstruction + visible; beside it: "
+        "t_original.tif, t_masked.tif, t_reconstruction.tif, t_reconstruction_and_visible.tif)\n"
     )
     pred = tifffile.imread(tmp_path / "pred" / "t.tif")
     assert pred.shape == TEST_SHAPE[3] and np.isfinite(pred).all()

@@ -120,7 +120,7 @@ def predict(argv: list[str]) -> int:
         p.error(f"--overlap must be in [0, 1), got {args.overlap}")
     device = device_from_gpu(args.gpu) or "auto"
 
-    from napari_ssl.data.folders import list_images, load_image
+    from napari_ssl.data.folders import check_image_file, list_images, load_image
     from napari_ssl.data.images import DataError
     from napari_ssl.engine.checkpoints import CheckpointError, load_trained
     from napari_ssl.inference.reconstruct import reconstruct
@@ -139,8 +139,12 @@ def predict(argv: list[str]) -> int:
             for f in (list_images(i, "--input") if _is_folder(i) else [Path(i)])
         )
         masking = trained.cfg.pretext.task == "masking"
+        if masking and args.overlap:
+            print("note: masking tiles never overlap (each token is seen once): --overlap unused")
         plan = {f: _outputs_of(f, Path(args.output), masking) for f in files}
         replaced = _check_outputs(plan, args.output)
+        for path in plan:  # all refused before anything is written
+            check_image_file(path, trained.cfg.data.ndim, trained.in_channels, by_checkpoint=True)
         if replaced:
             print(f"replacing {replaced} existing file(s) in {args.output}")
         for path, planned in plan.items():
@@ -154,9 +158,9 @@ def predict(argv: list[str]) -> int:
             if not masking:  # crappify: the restored image
                 print(f"{path.name} -> {out}")
                 continue
-            # masking: the stitched reconstruction and the four MAE views beside it
-            views = ", ".join(f"_{view}" for view in MAE_CHECK_KINDS)
-            print(f"{path.name} -> {out} (and {path.stem}{{{views}}}.tif beside it)")
+            # masking: the reconstruction with the visible pixels, and the four views beside it
+            views = ", ".join(f"{path.stem}_{view}.tif" for view in MAE_CHECK_KINDS)
+            print(f"{path.name} -> {out} (reconstruction + visible; beside it: {views})")
     except (CheckpointError, DataError, ValueError) as err:
         print(f"napari-ssl predict: {err}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from napari_ssl.cli import main, replaced_run_note
 from napari_ssl.config import Config
 from napari_ssl.data.folders import dataset_folder
 from napari_ssl.data.images import DataError
+from napari_ssl.engine.checkpoints import load_trained
 from napari_ssl.results import ResultsLayout
 from test_cli import Ran, files_under, one_epoch_job, run_cli, write_dataset, write_yaml
 from test_training import no_charts, one_thread  # noqa: F401  (shared fixtures)
@@ -253,6 +254,28 @@ def test_relative_train_path_found_next_to_the_config(
     )
     assert (ran.code, ran.out, ran.err) == (1, "", expected)
     assert files_under(tmp_path / "out") == []
+
+
+def test_a_run_on_relative_paths_keeps_them_from_the_root(
+    tmp_path: Path, sem_2d: np.ndarray, monkeypatch
+) -> None:
+    """Read from the current folder as in BiaPy, the data folders are kept absolute in the
+    checkpoint, so that its export runs from anywhere (not only from where it trained)."""
+    project = tmp_path / "project"
+    write_dataset(project / "data", sem_2d)
+    monkeypatch.chdir(project)
+    config = write_yaml(project / "cfg.yaml", Path("data"), epochs=1)
+    ran = run_cli("--config", config, "--result_dir", tmp_path / "out", "--name", "rel")
+    assert ran.code == 0, ran.err
+    best = tmp_path / "out" / "rel" / "checkpoints" / "rel_1-checkpoint-best.pth"
+    data = load_trained(best).cfg.data
+    assert (data.train_path, data.test_path) == (
+        str(project / "data" / "train" / "x"), str(project / "data" / "test" / "x"))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    exported = run_cli("export", "--checkpoint", best, "--output", tmp_path / "exp")
+    assert exported.code == 0, exported.err
+    yaml_text = next((tmp_path / "exp").glob("*.yaml")).read_text()
+    assert str(project / "data" / "train" / "x") in yaml_text
 
 
 def test_dataset_folder_reads_relative_paths_from_the_current_folder(

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,6 +136,18 @@ def check_folders(cfg: Config, *, train: bool, test: bool, config_dir: str | Pat
         dataset_folder(cfg.data.test_path, "test", config_dir)
 
 
+def absolute_data_paths(cfg: Config) -> Config:
+    """``cfg`` with its data folders from the root, as they are read now (a relative path is
+    read from the current folder, as in BiaPy)."""
+    data = cfg.data
+    paths = {
+        key: os.path.abspath(value)
+        for key in ("train_path", "val_path", "test_path")
+        if (value := getattr(data, key).strip())
+    }
+    return replace(cfg, data=replace(data, **paths))
+
+
 def run_job(
     cfg: Config,
     layout: ResultsLayout,
@@ -185,6 +197,7 @@ def _run_job(
             cfg.test.enable and test is None,
         )
         check_folders(cfg, train=read_train, test=read_test, config_dir=config_dir)
+        cfg = absolute_data_paths(cfg)  # checkpoints and exports then work from any folder
         if read_test:
             test = folder_images(cfg, "test", config_dir)  # fail early, before hours of training
         if cfg.train.enable:

@@ -12,13 +12,13 @@ from napari_ssl.config import Config, ConfigError
 from napari_ssl.data.images import Image
 from napari_ssl.data.normalization import compute_stats
 from napari_ssl.engine.tasks import StatsTable, make_task
+from napari_ssl.inference.metrics import masked_mse
 from napari_ssl.models.mae import build_mae, patchify
 from napari_ssl.pretext.masking import (
     hidden_count,
     make_mask,
     mask_to_pixels,
     masked_loss,
-    masked_mse,
     preview_masked,
     reconstruct,
     token_grid,

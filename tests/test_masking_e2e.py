@@ -26,8 +26,8 @@ from napari_ssl.engine import events as ev
 from napari_ssl.engine.checkpoints import load_trained, read_checkpoint
 from napari_ssl.engine.tasks import HIDDEN
 from napari_ssl.engine.trainer import TrainingControl, train
+from napari_ssl.inference.metrics import masked_mse
 from napari_ssl.inference.reconstruct import reconstruct
-from napari_ssl.pretext.masking import masked_mse
 from napari_ssl.results import MAE_CHECK_KINDS, ResultsLayout
 from test_cli import files_under, run_cli, write_folders
 from test_training import no_charts, of_type, one_thread, run_events, tiny_config  # noqa: F401
@@ -164,6 +164,10 @@ def test_cli_job_writes_biapys_tree_and_full_size_mae_checks(
     assert job.best.is_file() and job.best.with_name(f"{NAME}_1-checkpoint-last.pth").is_file()
     for sub in ("per_image", "MAE_checks", "charts", "aug", "train_logs"):
         assert (job.run_dir / sub).is_dir(), sub
+    pair = tifffile.imread(job.run_dir / "aug" / "pair0_input.tif")  # what the network sees
+    target = tifffile.imread(job.run_dir / "aug" / "pair0_target.tif")
+    hidden = ~np.isclose(pair, target, atol=1e-3)  # hidden tokens: each at its patch's minimum
+    assert hidden.any() and np.allclose(pair[hidden], target.min(), atol=1e-3)
     shape = TEST_SHAPE[job.ndim]
     assert sorted(p.name for p in (job.run_dir / "MAE_checks").iterdir()) == sorted(
         f"t_{v}.tif" for v in VIEWS
@@ -191,6 +195,9 @@ def test_cli_job_writes_biapys_tree_and_full_size_mae_checks(
     # the stitched pixel mask scores what the tokens hidden in the written views give
     expected = masked_mse(views["reconstruction"], original, hidden)
     assert float(rows[0]["masked_mse"]) == pytest.approx(expected, rel=1e-6)
+    data_range = float(original.max() - original.min())  # PSNR of the hidden pixels only
+    masked_psnr = 10 * math.log10(data_range**2 / expected)
+    assert float(rows[0]["masked_psnr"]) == pytest.approx(masked_psnr, rel=1e-6)
     ckpt = torch.load(job.best, map_location="cpu", weights_only=True)
     assert ckpt["cfg"]["PROBLEM"]["SELF_SUPERVISED"]["PRETEXT_TASK"] == "masking"
     assert ckpt["cfg"]["PROBLEM"]["NDIM"] == f"{job.ndim}D"

@@ -115,6 +115,19 @@ def test_reconstruct_masking_views(qtbot, viewer, docks, sem_layer, checkpoints)
         assert layer.data.shape == (96, 96) and tuple(layer.scale) == SCALE
     assert same(viewer.layers["sem [MAE original]"].data, sem_layer.data)
     assert viewer.layers[-1].name == "sem [MAE reconstruction + visible]"
+    # scored where tokens were hidden: the MSE over the pixels masked in [MAE masked]
+    from napari_ssl.engine.checkpoints import load_trained
+
+    token = load_trained(checkpoints["masking"]).cfg.model.vit_token_size
+    original, masked = sem_layer.data.astype(np.float64), viewer.layers["sem [MAE masked]"].data
+    tokens = (masked != original).reshape(96 // token, token, 96 // token, token).any(axis=(1, 3))
+    hidden = np.kron(tokens, np.ones((token, token), dtype=bool))  # whole tokens
+    err = np.mean((viewer.layers["sem [MAE reconstruction]"].data[hidden] - original[hidden]) ** 2)
+    psnr = 10 * np.log10(np.ptp(original) ** 2 / err)
+    assert dock.metrics.text().startswith(f"sem: hidden pixels PSNR {psnr:.2f} dB, MSE {err:.4g}; ")
+    both = viewer.layers["sem [MAE reconstruction + visible]"].data  # as training validates
+    whole = 10 * np.log10(np.ptp(original) ** 2 / np.mean((both - original) ** 2))
+    assert f"with the visible pixels PSNR {whole:.2f} dB, SSIM 0." in dock.metrics.text()
     viewer.canvas.grid.enabled = True  # the views side by side, for the screenshot
     qtbot.wait(100)
     viewer.reset_view()

@@ -232,11 +232,12 @@ class MaskingTask:
     def examples(
         self, raw: torch.Tensor, idx: torch.Tensor, generator: torch.Generator
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Masked inputs show hidden tokens at the image mean."""
+        """Masked inputs show hidden tokens at each channel's minimum (as every masked view)."""
         x = self.table.normalize(raw, idx)
         mask = self._mask(x.shape[0], generator, x.device)
         hidden = self.masking.mask_to_pixels(mask, tuple(x.shape[2:]))
-        masked = self.table.denormalize(x.masked_fill(hidden, 0.0), idx)
+        low = x.amin(dim=tuple(range(2, x.ndim)), keepdim=True)
+        masked = self.table.denormalize(torch.where(hidden, low, x), idx)
         return [(m.cpu().numpy(), r.cpu().numpy()) for m, r in zip(masked, raw, strict=True)]
 
 

@@ -9,9 +9,8 @@ import numpy as np
 from napari_ssl.data.images import Image
 from napari_ssl.engine.checkpoints import TrainedModel
 from napari_ssl.engine.tasks import HIDDEN
-from napari_ssl.inference.metrics import image_metrics
+from napari_ssl.inference.metrics import image_metrics, masked_metrics
 from napari_ssl.inference.reconstruct import reconstruct
-from napari_ssl.pretext.masking import masked_mse
 from napari_ssl.results import MAE_CHECK_KINDS, ResultsLayout, write_metrics_csv
 from napari_ssl.tiffs import save_tif
 
@@ -37,8 +36,9 @@ def evaluate(
         scale = image.scale
         if masking:
             scores = image_metrics(outputs["reconstruction_and_visible"], original)
-            hidden = outputs[HIDDEN] > 0.5
-            scores["masked_mse"] = masked_mse(outputs["reconstruction"], original, hidden)
+            scores.update(
+                masked_metrics(outputs["reconstruction"], original, outputs[HIDDEN] > 0.5)
+            )
             for view in MAE_CHECK_KINDS:
                 save_tif(layout.mae_check(image.name, view), outputs[view], scale)
             save_tif(layout.per_image(image.name), outputs["reconstruction_and_visible"], scale)

@@ -154,3 +154,24 @@ def image_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
         "mae": mae(pred, target),
         "mse": mse(pred, target),
     }
+
+
+def masked_mse(pred: np.ndarray, target: np.ndarray, hidden: np.ndarray) -> float:
+    """Mean squared error over the hidden pixels (``hidden`` broadcasts to ``target``), summed in
+    float64: the masked-token MSE of the test step. NaN when nothing is hidden."""
+    hidden = np.broadcast_to(hidden, target.shape)
+    if not hidden.any():
+        return float("nan")
+    diff = pred[hidden].astype(np.float64) - target[hidden]
+    return float(np.mean(diff**2))
+
+
+def masked_metrics(
+    reconstruction: np.ndarray, target: np.ndarray, hidden: np.ndarray
+) -> dict[str, float]:
+    """Masking's own scores, over the hidden pixels only (the visible ones are the input's):
+    their MSE and its PSNR, data range as :func:`image_metrics`."""
+    err = masked_mse(reconstruction, target, hidden)
+    data_range = data_range_of(target)
+    psnr_db = float("inf") if err == 0 else float(10 * np.log10(data_range**2 / err))
+    return {"masked_mse": err, "masked_psnr": psnr_db}

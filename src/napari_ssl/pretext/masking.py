@@ -188,16 +188,6 @@ def views(
     }
 
 
-def masked_mse(pred: np.ndarray, target: np.ndarray, hidden: np.ndarray) -> float:
-    """Mean squared error over the hidden pixels (``hidden`` broadcasts to ``target``), summed in
-    float64: the masked-token MSE of the test step. NaN when nothing is hidden."""
-    hidden = np.broadcast_to(hidden, target.shape)
-    if not hidden.any():
-        return float("nan")
-    diff = pred[hidden].astype(np.float64) - target[hidden]
-    return float(np.mean(diff**2))
-
-
 def preview_masked(
     image: np.ndarray, token_size: int, mask_type: str, ratio: float, seed: int | None = 0
 ) -> np.ndarray:

@@ -82,7 +82,8 @@ def _reconstruct_all(
     """Worker body: load the checkpoint, read each layer as its model expects (axes, channels),
     reconstruct, score when degrading. None: cancelled."""
     from napari_ssl.engine.checkpoints import load_trained
-    from napari_ssl.inference.metrics import image_metrics
+    from napari_ssl.engine.tasks import HIDDEN
+    from napari_ssl.inference.metrics import image_metrics, masked_metrics
     from napari_ssl.inference.reconstruct import reconstruct
     from napari_ssl.inference.tiling import InferenceCancelled
 
@@ -105,6 +106,14 @@ def _reconstruct_all(
                 {
                     "degraded": image_metrics(out["degraded"], original),
                     "reconstruction": image_metrics(out["reconstruction"], original),
+                }
+            )
+        elif HIDDEN in out:  # masking: scored where tokens were hidden
+            original, hidden = out["original"], out[HIDDEN] > 0.5
+            scores.append(
+                {
+                    "masked": masked_metrics(out["reconstruction"], original, hidden),
+                    "whole": image_metrics(out["reconstruction_and_visible"], original),
                 }
             )
     return Reconstructions(trained.cfg.pretext.task, results, axes, scores)
@@ -301,12 +310,22 @@ class ReconstructDock(QWidget):
                 _layers.upsert_image(self.viewer, output_name(source.name, key, task), data, source)
         self.updates.flush()
         set_progress(self.progress, self.progress.maximum(), "%p%")
-        lines = [
-            f"{src.name}: degraded PSNR {s['degraded']['psnr']:.2f} dB, SSIM "
-            f"{s['degraded']['ssim']:.3f} → reconstruction PSNR {s['reconstruction']['psnr']:.2f}"
-            f" dB, SSIM {s['reconstruction']['ssim']:.3f}"
-            for src, s in zip(self._sources, scores, strict=False)
-        ]
+        lines = [_score_line(src.name, s) for src, s in zip(self._sources, scores, strict=False)]
         if self.degrade.isChecked() and task != "crappify":
             lines.append(f"Not scored: “degrade first and score” is for crappify, not {task}.")
         self.metrics.setText("\n".join(lines))
+
+
+def _score_line(name: str, scores: dict[str, dict[str, float]]) -> str:
+    """One layer's scores, as the dock shows them."""
+    if "masked" in scores:  # the second PSNR is the one training validates with
+        m, w = scores["masked"], scores["whole"]
+        return (
+            f"{name}: hidden pixels PSNR {m['masked_psnr']:.2f} dB, MSE {m['masked_mse']:.4g}; "
+            f"with the visible pixels PSNR {w['psnr']:.2f} dB, SSIM {w['ssim']:.3f}"
+        )
+    d, r = scores["degraded"], scores["reconstruction"]
+    return (
+        f"{name}: degraded PSNR {d['psnr']:.2f} dB, SSIM {d['ssim']:.3f} → reconstruction PSNR "
+        f"{r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}"
+    )

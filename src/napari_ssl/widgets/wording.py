@@ -110,7 +110,8 @@ TIPS = {  # the tooltip of a form row, by its label
     "Start as": "new training: fresh weights; continue: a stopped run from its last checkpoint "
     "(optimizer and epoch too); fine-tune: the weights of a checkpoint, a new run",
     "Tile overlap": "The fraction of each tile shared with its neighbours when stitching: more "
-    "overlap, smoother seams, slower",
+    "overlap, smoother seams, slower (crappify; masking tiles never overlap: each token is "
+    "masked and reconstructed once)",
     "Task": "crappify: restore the image from a noisy, down- and up-sampled copy (a U-Net); "
     "masking: fill in hidden patches (a masked autoencoder, ViT)",
     "Model": "The network to pretrain: U-Nets for crappify, mae (a vision transformer) for masking",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from napari_ssl.config import Config, ConfigError, load_yaml
+from napari_ssl.config import Config, ConfigError, load_yaml, save_yaml
 from napari_ssl.validation import validate_config
 
 
@@ -187,3 +188,26 @@ def test_load_yaml_wrong_kinds_are_config_errors(tmp_path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError):
         load_yaml(path)
+
+
+def test_a_vit_preset_writes_its_sizes_and_says_which_it_overrides(tmp_path: Path) -> None:
+    """The ViT sizes beside a preset are the model's (an exported config says what it trained),
+    and sizes a user edits there while the preset stays are said to be unused."""
+    import yaml
+
+    cfg = Config()
+    cfg.pretext.task, cfg.model.architecture, cfg.model.vit_preset = "masking", "mae", "tiny"
+    path = save_yaml(cfg, tmp_path / "tiny.yaml")
+    model = yaml.safe_load(path.read_text())["model"]
+    assert (model["vit_embed_dim"], model["vit_num_layers"], model["vit_num_heads"]) == (192, 12, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as written: nothing to say
+        assert load_yaml(path).model.vit_preset == "tiny"
+    path.write_text(path.read_text().replace("vit_embed_dim: 192", "vit_embed_dim: 64"))
+    with pytest.warns(UserWarning) as caught:
+        load_yaml(path)
+    assert str(caught[0].message) == (
+        f"{path}: model.vit_preset 'tiny' sets the ViT's sizes (vit_embed_dim 192, "
+        "vit_num_layers 12, vit_num_heads 3): vit_embed_dim 64 in the file is not used. To use "
+        "it, set model.vit_preset to null."
+    )

@@ -184,11 +184,38 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+VIT_SIZES = ("vit_embed_dim", "vit_num_layers", "vit_num_heads")  # what a preset sets
+
+
 def save_yaml(cfg: Config, path: str | Path) -> Path:
+    """Write ``cfg`` in our layout; a ViT preset's sizes are written as the model has them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    data = cfg.to_dict()
+    if cfg.model.vit_preset in VIT_PRESETS:
+        data["model"].update(zip(VIT_SIZES, VIT_PRESETS[cfg.model.vit_preset], strict=True))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def _warn_unused_vit_sizes(model: Any, cfg: Config, source: str) -> None:
+    """Warn when a file sets ViT sizes that its ``vit_preset`` overrides."""
+    preset = cfg.model.vit_preset
+    if not isinstance(model, dict) or preset not in VIT_PRESETS:
+        return
+    given = {k: model[k] for k in VIT_SIZES if k in model}
+    sizes = dict(zip(VIT_SIZES, VIT_PRESETS[preset], strict=True))
+    unused = {k: v for k, v in given.items() if v != sizes[k]}
+    if unused:
+        warnings.warn(
+            f"{source}: model.vit_preset '{preset}' sets the ViT's sizes "
+            f"({', '.join(f'{k} {v}' for k, v in sizes.items())}): "
+            f"{', '.join(f'{k} {v}' for k, v in unused.items())} in the file "
+            f"{'is' if len(unused) == 1 else 'are'} not used. To use "
+            f"{'it' if len(unused) == 1 else 'them'}, set model.vit_preset to null.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _parse(text: str) -> tuple[Any, yaml.Node | None]:
@@ -256,6 +283,7 @@ def load_yaml(path: str | Path, train: bool = False) -> Config:
 
             return from_biapy(data, source=str(path), train=train)
         cfg = Config.from_dict(data)
+        _warn_unused_vit_sizes(data.get("model"), cfg, str(path))
         return enable_training(cfg, str(path)) if train else cfg
     except (TypeError, AttributeError) as err:  # e.g. a section that is a number, not a mapping
         raise ConfigError(f"{path}: a section or value has the wrong kind ({err})") from err

@@ -13,9 +13,9 @@ import tifffile
 from PIL import Image as PILImage
 
 from biapy_peer import run_biapy
-from napari_ssl.data.folders import first_image, load_folder, load_image, write_image
+from napari_ssl.data.folders import first_image, load_folder, load_image
 from napari_ssl.data.images import DataError, as_image
-from napari_ssl.tiffs import save_tif
+from napari_ssl.tiffs import save_tif, write_image
 from test_cli import run_cli, write_yaml
 from test_training import no_charts, one_thread  # noqa: F401  (shared fixtures)
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_ssl.results import atomic_write
+from napari_ssl.data.images import Image
+from napari_ssl.results import atomic_write, safe_filename
 
 _IMAGEJ_AXES = "TZCYXS"
 
@@ -64,3 +65,21 @@ def _imagej_dtype(data: np.ndarray) -> np.ndarray:
     if data.dtype == bool:
         return data.astype(np.uint8)
     return data.astype(np.float32)
+
+
+def write_image(image: Image, folder: str | Path) -> Path:
+    """Write ``image`` as ``folder/<name>.tif`` so that napari-ssl and BiaPy 3.7.1 read it back
+    the same (the Export dock's dataset folder): an ImageJ TIFF whose axes name the channels,
+    ``CYX`` / ``ZCYX`` (one channel: ``YX`` / ``ZYX``), as BiaPy's own ``save_tif`` writes; BiaPy
+    reads it as ``(y, x, c)`` / ``(z, y, x, c)``. The pixel size is kept (napari's default scale
+    of 1, no pixel size, is not written as 1 um). uint8, uint16 and float32 stay; other types
+    become float32 (ImageJ's types).
+    """
+    data = image.read()
+    spatial = "YX" if image.ndim == 2 else "ZYX"
+    axes = spatial if image.channels == 1 else "C" + spatial
+    data = data[0] if image.channels == 1 else data
+    scale = image.scale
+    if scale is not None and all(float(s) == 1.0 for s in scale):
+        scale = None
+    return save_tif(Path(folder) / f"{safe_filename(image.name)}.tif", data, scale, axes)

@@ -1,5 +1,5 @@
-"""Reading image folders: ``dataset/{train,test}/x/*.{tif,tiff,png,npy,zarr}``; writing one image
-as napari-ssl and BiaPy read it back (:func:`write_image`).
+"""Reading image folders: ``dataset/{train,test}/x/*.{tif,tiff,png,npy,zarr}`` (writing one
+image as napari-ssl and BiaPy read it back: :func:`napari_ssl.tiffs.write_image`).
 
 Files are opened lazily where the format allows (``.npy`` memory-mapped, ``.zarr`` as a zarr
 array); TIFF and PNG files are read whole. The channel axis of a file with one axis more than the
@@ -13,6 +13,7 @@ axis is a stack (Z, T, or tifffile's unnamed Q / I pages of a plain TIFF).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,12 @@ from napari_ssl.data.images import (
     as_image,
     check_dtype,
 )
-from napari_ssl.results import safe_filename
-from napari_ssl.tiffs import save_tif
 
 EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
 PATH_KEYS = "DATA.TRAIN.PATH / DATA.TEST.PATH"
 VAL_KEY = "data.val_path (BiaPy DATA.VAL.PATH)"  # a key of ours: BiaPy reads it only when told
+SPLITS = ("train", "val", "test")
+logging.getLogger("tifffile").addHandler(logging.NullHandler())  # a damaged file: our message
 PAGE_AXES = "QI"  # tifffile's names for the pages of a plain TIFF: they say nothing of the axes
 
 
@@ -44,7 +45,9 @@ def list_images(folder: str | Path, key: str = PATH_KEYS) -> list[Path]:
         raise DataError(f"folder not found: '{_absolute(folder)}'. Check {key}.")
     if not folder.is_dir():
         raise DataError(f"'{folder}' is a file; give the folder that holds the images ({key}).")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
+    files = sorted(  # hidden files (macOS' ._name.tif beside name.tif) are not images
+        p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
+    )
     if not files:
         raise DataError(
             f"no images in '{folder}' (looked for {', '.join(EXTENSIONS)}). "
@@ -62,7 +65,15 @@ def resolve_dataset(path: str | Path, split: str = "train") -> Path:
         )
     path = Path(path)
     nested = path / split / "x"
-    return nested if nested.is_dir() else path
+    if nested.is_dir():
+        return nested
+    others = [f"{name}/x" for name in SPLITS if name != split and (path / name / "x").is_dir()]
+    if others:  # a dataset folder without this split
+        raise DataError(
+            f"no {split}/x in '{path}' (it has {' and '.join(others)}): the {split} images go in "
+            f"'{nested}'."
+        )
+    return path
 
 
 def split_key(split: str) -> str:
@@ -141,7 +152,11 @@ def first_image(
 
 
 def _unreadable(path: Path, err: Exception) -> DataError:
-    return DataError(f"cannot read '{path}': {err}. Is the file complete and an image?")
+    """A file that cannot be read, said in file words (a library's own words when it has some,
+    e.g. tifffile's "not a TIFF file")."""
+    if isinstance(err, (OSError, ValueError)) and str(err):
+        return DataError(f"cannot read '{path}': {err}. Is the file complete and an image?")
+    return DataError(f"cannot read '{path}': the file is damaged, or not an image.")
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, int | None, str | None]:
@@ -168,24 +183,6 @@ def _tiff_series(
         if known and name in known:
             return data, shape, known.index(name), known, dtype
     return data, shape, None, known, dtype
-
-
-def write_image(image: Image, folder: str | Path) -> Path:
-    """Write ``image`` as ``folder/<name>.tif`` so that napari-ssl and BiaPy 3.7.1 read it back
-    the same (the Export dock's dataset folder): an ImageJ TIFF whose axes name the channels,
-    ``CYX`` / ``ZCYX`` (one channel: ``YX`` / ``ZYX``), as BiaPy's own ``save_tif`` writes; BiaPy
-    reads it as ``(y, x, c)`` / ``(z, y, x, c)``. The pixel size is kept (napari's default scale
-    of 1, no pixel size, is not written as 1 um). uint8, uint16 and float32 stay; other types
-    become float32 (ImageJ's types).
-    """
-    data = image.read()
-    spatial = "YX" if image.ndim == 2 else "ZYX"
-    axes = spatial if image.channels == 1 else "C" + spatial
-    data = data[0] if image.channels == 1 else data
-    scale = image.scale
-    if scale is not None and all(float(s) == 1.0 for s in scale):
-        scale = None
-    return save_tif(Path(folder) / f"{safe_filename(image.name)}.tif", data, scale, axes)
 
 
 def load_folder(

@@ -70,8 +70,8 @@ def _export(
 ) -> tuple[dict[str, Path], bool]:
     """Worker body: load the checkpoint, save the training images (if any; an earlier export's
     images are removed first), export. Returns the paths and whether the config has data."""
-    from napari_ssl.data.folders import write_image
     from napari_ssl.engine.checkpoints import export_checkpoint, load_trained
+    from napari_ssl.tiffs import write_image
 
     trained = load_trained(path)
     if images:

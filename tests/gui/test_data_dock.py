@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from gui_helpers import SCALE, same, screenshot
@@ -152,6 +154,26 @@ def test_one_preview_per_layer_and_a_deleted_one_stays_deleted(
     qtbot.wait(500)
     assert [layer.name for layer in viewer.layers] == ["sem"]
     assert len(reads) == 1  # masking's preview does not need the whole image's range
+
+
+def test_the_mask_ratio_shows_what_a_grid_hides(docks):
+    """A grid hides half the tokens: the greyed Mask ratio says 0.5; the ratio chosen for random
+    masks (MAE's 0.75 at first, or a loaded config's) comes back with them."""
+    data = docks["Data and pretext"]
+    data.task.setCurrentText("masking")
+    shown = (data.mask_type.currentText(), data.ratio.value(), data.ratio.isEnabled())
+    assert shown == ("grid", 0.5, False)
+    data.mask_type.setCurrentText("random")
+    assert data.ratio.isEnabled() and data.ratio.value() == 0.75
+    data.ratio.setValue(0.6)
+    data.mask_type.setCurrentText("grid")
+    assert data.ratio.value() == 0.5 and data.state.cfg.pretext.mask_ratio == 0.5
+    data.mask_type.setCurrentText("random")
+    assert data.ratio.value() == 0.6 and data.state.cfg.pretext.mask_ratio == 0.6
+    cfg = data.state.cfg
+    data.state.update_cfg(pretext=replace(cfg.pretext, mask_type="grid", mask_ratio=0.5))
+    data.state.update_cfg(pretext=replace(cfg.pretext, mask_type="random", mask_ratio=0.4))
+    assert (data.ratio.value(), data.ratio.isEnabled()) == (0.4, True)  # a config's own
 
 
 def test_3d_masking_takes_cubic_patches(viewer, docks, nuclei_3d):

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from napari_ssl.config import Config, ModelConfig
-from napari_ssl.data.images import DataError, Image
+from napari_ssl.data.images import Image
 
 
 def data_range(
@@ -63,12 +63,10 @@ def apply_pretext(
 
         out = crappify(crop, pretext.noise, pretext.resizing_factor, seed=0, data_range=whole_range)
         return np.asarray(out)
+    from napari_ssl.data.sampling import pad_reflect
     from napari_ssl.pretext.masking import preview_masked
 
-    token = cfg.model.vit_token_size
-    if min(crop.shape[1:]) < token:
-        raise DataError(
-            f"the image ({crop.shape[1:]}) is smaller than one token ({token}); "
-            "lower the token size."
-        )
-    return np.asarray(preview_masked(crop, token, pretext.mask_type, pretext.mask_ratio, 0))
+    token, shape = cfg.model.vit_token_size, crop.shape[1:]
+    padded = pad_reflect(crop, [(0, 0)] + [(0, max(0, token - n)) for n in shape])  # as training
+    masked = preview_masked(padded, token, pretext.mask_type, pretext.mask_ratio, 0)
+    return np.asarray(masked)[(slice(None), *(slice(0, n) for n in shape))]

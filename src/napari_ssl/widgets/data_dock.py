@@ -39,7 +39,7 @@ from napari_ssl.widgets.axes_box import AxesBox
 from napari_ssl.widgets.data_previews import DataPreviews
 from napari_ssl.widgets.normalization_box import NormalizationBox
 from napari_ssl.widgets.path_field import path_row
-from napari_ssl.widgets.pretext_box import DEFAULT_XY, PretextBox
+from napari_ssl.widgets.pretext_box import DEFAULT_XY, GRID_RATIO, RANDOM_RATIO, PretextBox
 from napari_ssl.widgets.state import state_for, unwrap
 from napari_ssl.widgets.wording import explain
 
@@ -59,6 +59,8 @@ class DataDock(DataPreviews, QWidget):
         self._writing = False  # True while this dock pushes its own values into the state
         self._shown: tuple[Any, ...] = ()  # what of the config the fields show (_shown_part)
         self._detected_folder: str | None = None  # the folder whose axes are shown
+        self._random_ratio = RANDOM_RATIO  # the Mask ratio for random masks, kept while on grid
+        self._was_grid: bool | None = None  # the mask type the ratio field was last shown for
         self._build()
         explain(self)
         self._refresh_layers()
@@ -199,7 +201,7 @@ class DataDock(DataPreviews, QWidget):
     def _read_params(self) -> None:
         """Push the widgets' values into the shared state (data and pretext config sections)."""
         task = self.task.currentText()
-        self.ratio.setEnabled(self.mask_type.currentText() == "random")
+        self._show_ratio(self.mask_type.currentText() == "grid")
         ndim = self.ndim.currentIndex() + 2
         cubic = ndim == 3 and task == "masking"  # a 3D ViT takes cubic patches
         self.patch_z.setEnabled(ndim == 3 and not cubic)
@@ -221,7 +223,7 @@ class DataDock(DataPreviews, QWidget):
             noise=float(self.noise.value()),
             resizing_factor=float(self.factor.value()),
             mask_type=self.mask_type.currentText(),
-            mask_ratio=0.5 if self.mask_type.currentText() == "grid" else float(self.ratio.value()),
+            mask_ratio=float(self.ratio.value()),  # a grid's half (shown) or the random ratio
         )
         model = dataclasses.replace(cfg.model, vit_token_size=int(self.token.value()))
         folder = self.folder.text().strip()
@@ -242,6 +244,20 @@ class DataDock(DataPreviews, QWidget):
             self._writing = False
         self._shown = _shown_part(self.state.cfg)
 
+    def _show_ratio(self, grid: bool) -> None:
+        """A grid hides half the tokens: the Mask ratio shows 0.5, greyed; the ratio chosen for
+        random masks comes back with them."""
+        shown = None
+        if grid and (self._was_grid is False or self.ratio.value() != GRID_RATIO):
+            self._random_ratio, shown = self.ratio.value(), GRID_RATIO
+        elif not grid and self._was_grid:
+            shown = self._random_ratio
+        if shown is not None:
+            with QSignalBlocker(self.ratio):
+                self.ratio.setValue(shown)
+        self.ratio.setEnabled(not grid)
+        self._was_grid = grid
+
     def _show_cfg(self, cfg: Config) -> None:
         """Show a config set from elsewhere (e.g. loaded from a YAML), then take it as ours.
 
@@ -261,6 +277,8 @@ class DataDock(DataPreviews, QWidget):
             self.noise.setValue(cfg.pretext.noise)
             self.factor.setValue(cfg.pretext.resizing_factor)
             self.ratio.setValue(cfg.pretext.mask_ratio)
+            if cfg.pretext.mask_type == "random":
+                self._random_ratio = cfg.pretext.mask_ratio  # the one shown with random masks
             self.token.setValue(cfg.model.vit_token_size)
             self.patch_xy.setValue(cfg.data.patch_size[-1])
             if cfg.data.ndim == 3:

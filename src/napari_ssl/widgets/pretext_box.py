@@ -19,6 +19,8 @@ from qtpy.QtWidgets import (
 )
 
 DEFAULT_XY = {2: 256, 3: 128}  # patch side (Y, X) by dimensionality: 2D 256², 3D 64 x 128²
+GRID_RATIO = 0.5  # a checkerboard hides half the tokens
+RANDOM_RATIO = 0.75  # MAE's mask ratio, the first one offered for random masks
 
 
 def _spin(lo: float, hi: float, value: float, step: float, decimals: int = 0) -> Any:

@@ -106,6 +106,17 @@ def folder_images(cfg: Config, split: str, config_dir: str | Path | None = None)
     return images
 
 
+def dataset_test_images(dataset: str, ndim: int, channels: int) -> tuple[Path, list[Image]] | None:
+    """The folder ``dataset/test/x`` and its images, read and checked as the test step reads
+    them (None when the dataset folder has no test/x)."""
+    folder = Path(dataset) / "test" / "x"
+    if not dataset.strip() or not folder.is_dir():
+        return None
+    images = load_folder(folder, ndim, channels, split_key("test"))
+    _check_output_names(folder, images)
+    return folder, images
+
+
 def _check_output_names(folder: Path, images: list[Image]) -> None:
     """Raise :class:`DataError` when two test images (``t.tif``, ``t.png``) would write the same
     ``per_image/<name>.tif`` and metrics row."""

@@ -56,6 +56,44 @@ def test_a_channels_first_folder_trains_with_its_channels(
     assert not train.state.running
 
 
+def test_a_dataset_folders_test_images_are_scored_after_training(
+    qtbot, viewer, docks, sem_2d, notes, tmp_path
+):
+    """As the CLI on the same folder: test/x is read at Start (a bad file refuses it), then
+    reconstructed and scored with the best checkpoint; the dock says the means and where."""
+    from napari_ssl.engine.checkpoints import load_trained
+
+    data, train = docks["Data and pretext"], docks["Train"]
+    dataset = _dataset(tmp_path, [sem_2d[:64, :64], sem_2d[64:128, :64]])
+    test = dataset / "test" / "x"
+    test.mkdir(parents=True)
+    tifffile.imwrite(test / "t1.tif", sem_2d[200:264, :80])
+    np.save(test / "t1.npy", sem_2d[300:364, :80])  # the same output name as t1.tif
+    _choose(data, dataset)
+    tiny(docks, epochs=1)
+    train.result_dir.setText(str(tmp_path / "out"))
+    train.run_name.setText("folder")
+    train.start_button.click()
+    severity, message = notes[-1]
+    assert severity == "error" and "test images t1.npy, t1.tif" in message
+    assert not train.state.running and not (tmp_path / "out").exists()
+    (test / "t1.npy").rename(test / "t2.npy")
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    run = tmp_path / "out" / "folder"
+    assert sorted(p.name for p in (run / "results" / "folder_1" / "per_image").iterdir()) == [
+        "t1.tif", "t2.tif"]  # fmt: skip
+    assert (run / "results" / "folder_1" / "test_results_metrics.csv").is_file()
+    assert train.progress.format() == "finished: 1 epoch · tested 2 images"
+    assert "test mean: psnr " in train.status.text()
+    viewer.window._wrapped_dock_widgets["Train"].raise_()
+    qtbot.wait(300)
+    screenshot(viewer, "train_dock_tested", "Train")
+    assert notes[-1][0] == "info" and notes[-1][1].startswith("Test images scored (2 images): psnr")
+    cfg = load_trained(train.state.checkpoint).cfg  # its exported config tests the same folder
+    assert cfg.test.enable and cfg.data.test_path == str(test)
+
+
 def test_a_volume_folder_is_3d_and_a_missing_one_is_said(viewer, docks, nuclei_3d, tmp_path):
     data = docks["Data and pretext"]
     dataset = _dataset(tmp_path, [nuclei_3d[:12, :64, :64]])

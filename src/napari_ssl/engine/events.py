@@ -1,4 +1,4 @@
-"""Typed events yielded by the training generator.
+"""Typed events yielded by the training generator (and by the test step that may follow it).
 
 The CLI prints them, the GUI's thread worker relays them to the docks. Events are small and
 plain (numbers, strings, small numpy previews): nothing heavy crosses threads.
@@ -90,4 +90,30 @@ class Failed:
     message: str  # plain words, with the fix when there is one
 
 
-Event = Started | Step | Epoch | Preview | CheckpointSaved | Finished | Stopped | Failed
+@dataclass(frozen=True)
+class Testing:
+    """After training, the test images are reconstructed and scored (a folder with test/x)."""
+
+    images: int
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class Tested:
+    images: int
+    metrics: dict[str, float]  # means over the test images (test_results_metrics.csv has each)
+    folder: str  # the run's folder: per_image/, MAE_checks/, the metrics CSV
+
+
+Event = (
+    Started
+    | Step
+    | Epoch
+    | Preview
+    | CheckpointSaved
+    | Finished
+    | Stopped
+    | Failed
+    | Testing
+    | Tested
+)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from napari_ssl.config import Config
 from napari_ssl.data.images import Image
-from napari_ssl.engine.checkpoints import TrainedModel
+from napari_ssl.engine import events as ev
+from napari_ssl.engine.checkpoints import TrainedModel, load_trained
 from napari_ssl.engine.tasks import HIDDEN
 from napari_ssl.inference.metrics import image_metrics, masked_metrics
 from napari_ssl.inference.reconstruct import reconstruct
@@ -50,3 +52,15 @@ def evaluate(
     write_metrics_csv(rows, layout.metrics_csv)
     keys = [k for k in rows[0] if k != "image"]
     return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+
+
+def test_step(
+    cfg: Config, layout: ResultsLayout, images: list[Image], checkpoint: str
+) -> Iterator[ev.Testing | ev.Tested]:
+    """:func:`evaluate` after a training, as events (the Train dock's; the CLI prints lines)."""
+    yield ev.Testing(len(images), checkpoint)
+    metrics = evaluate(
+        load_trained(checkpoint), images, layout, device=cfg.system.device, seed=cfg.system.seed,
+        batch_size=cfg.test.batch_size, log=lambda _line: None,
+    )  # fmt: skip
+    yield ev.Tested(len(images), metrics, str(layout.run_dir))

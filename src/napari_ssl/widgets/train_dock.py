@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 
 from napari_ssl.config import VIT_PRESETS, Config, ConfigError
 from napari_ssl.data.images import DataError, Image
+from napari_ssl.job import dataset_test_images
 from napari_ssl.results import DEFAULT_RESULT_DIR, ResultsLayout, next_run_id
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import link, when_removed
@@ -317,6 +318,9 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             raise ConfigError("\n".join(errors))
         images = self._images()
         cfg = self._config()
+        test = dataset_test_images(self.state.folder, self.state.ndim, images[0].channels)
+        if test:  # scored after training (read now: refused before it); exports test it too
+            cfg.data.test_path, cfg.test.enable = str(test[0]), True
         self.schedule.check(cfg)  # named "Learning-rate schedule" and shown under it
         mode = self.start_mode.currentIndex()
         path = self.checkpoint.text().strip()
@@ -348,6 +352,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             "layout": self._layout,
             "resume": path if mode == 1 else None,
             "preview": self._preview_spec(images, cfg),
+            "test": test and test[1],
         }
 
     def _images(self) -> list[Image]:

@@ -157,6 +157,19 @@ class TrainEvents:
         show_error(f"{'Training failed' if self._started else 'Cannot start training'}: {message}")
         self._add_status(f"{what}: {message}")
 
+    def _on_testing(self, e: ev.Testing) -> None:
+        testing = f" · testing {count_of(e.images, 'image')}…"
+        set_progress(self.progress, fmt=self.progress.format() + testing)
+
+    def _on_tested(self, e: ev.Tested) -> None:
+        """The test images' mean scores, and where their reconstructions went."""
+        means = ", ".join(f"{k} {v:.4g}" for k, v in e.metrics.items())
+        finished = self.progress.format().split(" · testing")[0]
+        set_progress(self.progress, fmt=f"{finished} · tested {count_of(e.images, 'image')}")
+        where = f"per-image reconstructions and test_results_metrics.csv in {e.folder}"
+        show_info(f"Test images scored ({count_of(e.images, 'image')}): {means}; {where}")
+        self._add_status(f"test mean: {means} ({where})")
+
     def _add_status(self, line: str) -> None:
         """The end of a run also in the dock (a notification shows its first line only)."""
         self.status.setText("\n".join(filter(None, (self.status.text(), line))))

@@ -56,7 +56,9 @@ def _events(
     ``release`` gives garbage collection back (:mod:`~napari_ssl.widgets.gui_collection`): the
     GUI thread then collects the engine's garbage and empties the GPU cache.
     """
-    new, failed = [], False
+    new, failed, last = [], False, None
+    kwargs = dict(kwargs)
+    test = kwargs.pop("test", None)  # a dataset folder's test images: scored after training
     try:
         new = kwargs["layout"].missing_folders()
         from napari_ssl.engine.trainer import train
@@ -65,11 +67,17 @@ def _events(
         try:
             for event in events:  # not `yield from`: it would close `events` on exit
                 failed = failed or isinstance(event, ev.Failed)
+                last = event
                 yield event
         finally:  # closed early: let the engine reach its step boundary and write its checkpoint
             control.stop()
             for _ in events:
                 pass
+        if test and isinstance(last, ev.Finished):
+            from napari_ssl.inference.evaluate import test_step
+
+            best = last.best_checkpoint or last.last_checkpoint
+            yield from test_step(kwargs["cfg"], kwargs["layout"], test, best)
     except Exception as err:  # the engine reports its own errors as Failed; this is the rest
         failed = True
         yield ev.Failed(plain_error(err))

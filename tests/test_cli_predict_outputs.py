@@ -173,3 +173,23 @@ def test_output_help_says_what_is_replaced(capsys, monkeypatch) -> None:
     out = " ".join(capsys.readouterr().out.split())
     assert "files there from an earlier run are replaced" in out
     assert "refused, with nothing written, when an output would overwrite an input image" in out
+
+
+def test_the_inputs_pixel_size_is_kept(
+    trained: Path,  # noqa: F811
+    tmp_path: Path,
+    sem_2d: np.ndarray,
+) -> None:
+    """An ImageJ TIFF's pixel size (here in nm) comes back on its output, in µm as ImageJ
+    reads it; a plain TIFF (its dots per inch say nothing of pixels) gives none."""
+    from napari_ssl.tiffs import imagej_pixel_size
+
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "sized.tif", sem_2d[:40, :48], imagej=True,
+                     resolution=(1 / 250, 1 / 500), metadata={"unit": "nm"})  # fmt: skip
+    write_images(tmp_path / "in", sem_2d, "plain.tif")
+    ran = run_cli("predict", "--checkpoint", trained, "--input", tmp_path / "in", "--output",
+                  tmp_path / "pred")  # fmt: skip
+    assert ran.code == 0, ran.err
+    assert imagej_pixel_size(tmp_path / "pred" / "sized.tif", 2) == pytest.approx((0.5, 0.25))
+    assert imagej_pixel_size(tmp_path / "pred" / "plain.tif", 2) is None

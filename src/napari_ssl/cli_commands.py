@@ -153,7 +153,7 @@ def predict(argv: list[str]) -> int:
                 trained, image, device=device, overlap=args.overlap, batch_size=args.batch
             )
             for key, out in planned:
-                save_tif(out, outputs[key])
+                save_tif(out, outputs[key], image.scale)  # the input's pixel size, if it has one
             out = planned[0][1]
             if not masking:  # crappify: the restored image
                 print(f"{path.name} -> {out}")

@@ -1,5 +1,6 @@
 """ImageJ-compatible TIFFs, written atomically with their pixel size: the reconstructions, MAE
-views and augmented pairs of a run, ``predict``'s outputs and an exported dataset's images."""
+views and augmented pairs of a run, ``predict``'s outputs and an exported dataset's images; and
+the pixel size an ImageJ TIFF gives (:func:`imagej_pixel_size`), for the outputs made from it."""
 
 from __future__ import annotations
 
@@ -57,6 +58,31 @@ def save_tif(
     with atomic_write(path) as tmp:
         tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **kwargs)
     return path
+
+
+MICRONS_PER = {"um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "micron": 1.0, "microns": 1.0,
+               "nm": 1e-3, "mm": 1e3}  # fmt: skip
+
+
+def imagej_pixel_size(path: str | os.PathLike, ndim: int) -> tuple[float, ...] | None:
+    """The pixel size in µm of an ImageJ TIFF's spatial axes (Z, Y, X or Y, X: ``spacing`` and
+    the resolution tags), as :func:`save_tif` writes it; None without a length unit ImageJ
+    names (a plain TIFF's dots per inch say nothing of a microscope's pixels)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        meta = tif.imagej_metadata or {}
+        tags = tif.pages.first.tags
+        factor = MICRONS_PER.get(str(meta.get("unit", "")).strip())
+        if factor is None or "XResolution" not in tags or "YResolution" not in tags:
+            return None
+        (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+    if not (xn and yn):
+        return None
+    size = [yd / yn * factor, xd / xn * factor]
+    if ndim == 3:
+        size.insert(0, float(meta.get("spacing", 1.0)) * factor)
+    return tuple(float(v) for v in size)
 
 
 def _imagej_dtype(data: np.ndarray) -> np.ndarray:

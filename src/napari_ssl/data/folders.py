@@ -28,6 +28,7 @@ from napari_ssl.data.images import (
     as_image,
     check_dtype,
 )
+from napari_ssl.tiffs import imagej_pixel_size
 
 EXTENSIONS = (".tif", ".tiff", ".png", ".npy", ".zarr")
 PATH_KEYS = "DATA.TRAIN.PATH / DATA.TEST.PATH"
@@ -217,7 +218,9 @@ def load_image(
     array, channel_axis, axes = read_array(path)
     shape = tuple(array.shape)
     axis = _channel_axis(path.name, shape, channel_axis, axes, ndim, channels, by_checkpoint)
-    return as_image(array, path.stem, ndim, axis)
+    tiff = path.suffix.lower() in (".tif", ".tiff")
+    scale = imagej_pixel_size(path, ndim) if tiff else None  # kept by the outputs made from it
+    return as_image(array, path.stem, ndim, axis, scale=scale)
 
 
 def check_image_file(

@@ -39,7 +39,7 @@ def demo(argv: list[str]) -> int:
     import tifffile
 
     from napari_ssl.config import save_yaml
-    from napari_ssl.job import exit_code, run_job
+    from napari_ssl.job import count_of, exit_code, run_job
     from napari_ssl.results import ResultsLayout
 
     name = f"demo_{args.task}"
@@ -55,7 +55,7 @@ def demo(argv: list[str]) -> int:
         )
     config_path = save_yaml(cfg, root / f"{name}.yaml")
     print(
-        f"demo: SEM sample (skan, BSD-3-Clause), {args.task}, {args.epochs} epochs; "
+        f"demo: SEM sample (skan, BSD-3-Clause), {args.task}, {count_of(args.epochs, 'epoch')}; "
         f"config {config_path}"
     )
     code = exit_code(run_job(cfg, layout))

@@ -75,7 +75,7 @@ def describe(event: ev.Event) -> str | None:
         )
     if isinstance(event, ev.Epoch):
         metrics = "".join(f", {k} {v:.4g}" for k, v in event.metrics.items())
-        star = " *" if event.best else ""
+        star = " (best: saved)" if event.best else ""
         if event.skipped_nonfinite:
             star += f" ({event.skipped_nonfinite} non-finite losses skipped so far)"
         return (

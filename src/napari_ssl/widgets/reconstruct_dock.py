@@ -52,7 +52,7 @@ OUTPUT_NAMES = {  # in stacking order: the last one added ends on top
     "reconstruction": "[reconstruction]",
     "reconstruction_and_visible": "[MAE reconstruction + visible]",
 }
-LOADING = "loading the checkpoint…"  # the bar's words until the first tile is done
+LOADING = "loading the checkpoint, reading the image…"  # the words until the first tile is done
 
 
 def output_name(layer_name: str, key: str, task: str) -> str:

@@ -94,6 +94,31 @@ def test_a_dataset_folders_test_images_are_scored_after_training(
     assert cfg.test.enable and cfg.data.test_path == str(test)
 
 
+def test_a_failed_test_step_keeps_the_finished_training(
+    qtbot, viewer, docks, sem_2d, notes, tmp_path, monkeypatch
+):
+    from napari_ssl.inference import evaluate
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(evaluate, "evaluate", out_of_memory)
+    data, train = docks["Data and pretext"], docks["Train"]
+    dataset = _dataset(tmp_path, [sem_2d[:64, :64]])
+    (dataset / "test" / "x").mkdir(parents=True)
+    tifffile.imwrite(dataset / "test" / "x" / "t.tif", sem_2d[200:264, :80])
+    _choose(data, dataset)
+    tiny(docks, epochs=1)
+    train.result_dir.setText(str(tmp_path / "out"))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    assert train.progress.format() == "finished: 1 epoch · test failed"
+    severity, message = notes[-1]
+    assert severity == "error" and message.startswith("Testing failed (the training finished")
+    assert "Out of GPU memory: lower the batch size" in message
+    assert Path(train.state.checkpoint).is_file()
+
+
 def test_a_volume_folder_is_3d_and_a_missing_one_is_said(viewer, docks, nuclei_3d, tmp_path):
     data = docks["Data and pretext"]
     dataset = _dataset(tmp_path, [nuclei_3d[:12, :64, :64]])

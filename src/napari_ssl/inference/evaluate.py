@@ -54,7 +54,7 @@ def evaluate(
     return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
 
 
-def test_step(
+def score_test_images(
     cfg: Config, layout: ResultsLayout, images: list[Image], checkpoint: str
 ) -> Iterator[ev.Testing | ev.Tested]:
     """:func:`evaluate` after a training, as events (the Train dock's; the CLI prints lines)."""

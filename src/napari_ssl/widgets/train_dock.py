@@ -97,6 +97,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.session = TrainingSession(self._on_event, self._on_done, ended)
         self._plan = (1, 1, 0)  # epochs, steps per epoch, start epoch
         self._started = False  # the engine has started the current run
+        self._testing = False  # ... and scores the test images after it
         self._notes: list[str] = []  # the current run's notes, shown under its status
         self._sources: list[Any] = []  # layers trained on (for the live reconstruction)
         self._source_axes: list[int | None] = []  # their channel axes
@@ -289,7 +290,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         self.plot.clear()
         set_progress(self.progress, 0, "starting…")
         self.status.setText(f"results: {self._layout.root}")
-        self._started = False  # until the engine's Started: a failure is a refusal to start
+        self._started = self._testing = False  # until Started: a failure is a refusal to start
         self.session.start(**job)
 
     def toggle_pause(self) -> None:

@@ -152,12 +152,21 @@ class TrainEvents:
         """Refused while setting up (a check of the data or checkpoint), or failed mid-run."""
         self.updates.flush()
         message = in_dock_words(e.message)
+        if self._testing:  # the training itself finished: its checkpoints stay
+            finished = self.progress.format().split(" · testing")[0]
+            set_progress(self.progress, fmt=f"{finished} · test failed")
+            show_error(
+                f"Testing failed (the training finished, its checkpoints are saved): {message}"
+            )
+            self._add_status(f"test failed: {message}")
+            return
         what = "failed" if self._started else "not started"
         set_progress(self.progress, fmt=what)
         show_error(f"{'Training failed' if self._started else 'Cannot start training'}: {message}")
         self._add_status(f"{what}: {message}")
 
     def _on_testing(self, e: ev.Testing) -> None:
+        self._testing = True
         testing = f" · testing {count_of(e.images, 'image')}…"
         set_progress(self.progress, fmt=self.progress.format() + testing)
 

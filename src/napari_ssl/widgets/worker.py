@@ -74,10 +74,10 @@ def _events(
             for _ in events:
                 pass
         if test and isinstance(last, ev.Finished):
-            from napari_ssl.inference.evaluate import test_step
+            from napari_ssl.inference.evaluate import score_test_images
 
             best = last.best_checkpoint or last.last_checkpoint
-            yield from test_step(kwargs["cfg"], kwargs["layout"], test, best)
+            yield from score_test_images(kwargs["cfg"], kwargs["layout"], test, best)
     except Exception as err:  # the engine reports its own errors as Failed; this is the rest
         failed = True
         yield ev.Failed(plain_error(err))

@@ -69,6 +69,20 @@ def next_run_id(result_dir: str | Path, name: str) -> int:
     return max(ids, default=0) + 1
 
 
+def run_of_last_checkpoint(checkpoint: str | Path) -> ResultsLayout | None:
+    """The run a ``<result_dir>/<name>/checkpoints/<name>_<run_id>-checkpoint-last.pth`` file is
+    the last checkpoint of (continuing it goes on in that run), or None for another file."""
+    path = Path(checkpoint)
+    name = path.parent.parent.name
+    found = re.fullmatch(rf"{re.escape(name)}_(.+)-checkpoint-last\.pth", path.name)
+    if path.parent.name != "checkpoints" or found is None:
+        return None
+    try:
+        return ResultsLayout(path.parent.parent.parent, name, found.group(1))
+    except ValueError:  # not a plain run id
+        return None
+
+
 def safe_filename(text: str) -> str:
     """A file-name-safe version of a free-form label (layer names may hold '/', ':' ...)."""
     cleaned = _FORBIDDEN.sub("_", str(text)).strip(" .")

@@ -9,13 +9,13 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from qtpy.QtCore import QEvent, QObject
 
 from napari_ssl.engine import events as ev
+from napari_ssl.results import ResultsLayout
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ def _raise(viewer, title: str) -> None:
 
 
 def _started(train, steps: int = 100) -> None:
-    train._layout = SimpleNamespace(root="results")
+    train._layout = ResultsLayout("results", "ssl", 1)
     train._on_event(ev.Started(2, steps, 0, "cpu", "fp32", "unet", 1000, 4 * steps))
 
 

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from gui_helpers import SCREENSHOTS
 
+from napari_ssl.results import ResultsLayout
+
 pytestmark = pytest.mark.gui
 
 
@@ -257,7 +259,6 @@ def test_the_train_dock_shows_the_first_epoch_at_its_size(qtbot, viewer, docks, 
     """As in the review: the status grows to more lines with epoch 1's PSNR and the plot shrinks;
     the plot then shows that epoch's PSNR at its new size without waiting for the throttle (here
     made endless, so that only an epoch or a resize can make it render)."""
-    from types import SimpleNamespace
 
     from napari_ssl.engine import events as ev
     from napari_ssl.widgets import loss_plot
@@ -266,7 +267,7 @@ def test_the_train_dock_shows_the_first_epoch_at_its_size(qtbot, viewer, docks, 
     viewer.window._wrapped_dock_widgets["Train"].raise_()
     plot = train.plot
     received = _spy(plot)
-    train._layout = SimpleNamespace(root="results")
+    train._layout = ResultsLayout("results", "ssl", 1)
     train._on_event(ev.Started(3, 10, 0, "cpu", "fp32", "unet", 1000, 40))
     for step in range(1, 10):
         train._on_event(ev.Step(1, step, 1.0 / step, 1e-4, 30.0, 60.0))

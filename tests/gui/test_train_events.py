@@ -4,17 +4,16 @@ how a slow epoch's rate and a one-epoch run read."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from napari_ssl.engine import events as ev
+from napari_ssl.results import ResultsLayout
 
 pytestmark = pytest.mark.gui
 
 
 def _started(train, steps: int, start: int, history=()) -> None:
-    train._layout = SimpleNamespace(root="results")
+    train._layout = ResultsLayout("results", "ssl", 1)
     train.plot.clear()  # as Start does
     event = ev.Started(20, steps, start, "cpu", "fp32", "unet", 1000, 4 * steps, history=history)
     train._on_event(event)

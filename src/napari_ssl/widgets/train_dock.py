@@ -11,7 +11,6 @@ can, and the rest (model sizes, optimizer, ...) is used at Start as loaded.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from napari.utils.notifications import show_error, show_info
@@ -34,7 +33,7 @@ from qtpy.QtWidgets import (
 from napari_ssl.config import VIT_PRESETS, Config, ConfigError
 from napari_ssl.data.images import DataError, Image
 from napari_ssl.job import dataset_test_images
-from napari_ssl.results import DEFAULT_RESULT_DIR, ResultsLayout, next_run_id
+from napari_ssl.results import DEFAULT_RESULT_DIR
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import link, when_removed
 from napari_ssl.widgets._scroll import scrolling
@@ -42,12 +41,12 @@ from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.config_file import ConfigFile
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors
 from napari_ssl.widgets.normalization_box import commit_inputs
-from napari_ssl.widgets.output_folder import output_folder
 from napari_ssl.widgets.path_field import path_row
 from napari_ssl.widgets.schedule_box import ScheduleBox
 from napari_ssl.widgets.sci_spinbox import SciSpinBox
 from napari_ssl.widgets.state import SslState, TrainingInputs, state_for, unwrap
 from napari_ssl.widgets.train_events import TrainEvents
+from napari_ssl.widgets.train_runs import RunChoice, check_start_checkpoint, closed_run, run_ended
 from napari_ssl.widgets.validation_box import ValidationBox
 from napari_ssl.widgets.wording import explain, in_dock_words
 from napari_ssl.widgets.worker import TrainingSession, start_device_probe
@@ -66,34 +65,21 @@ def _shutdown(session: TrainingSession, state: SslState, wait: bool) -> None:
         state.closed_run = state.run_id
         show_info(
             f"Training stops: the Train dock was closed. Its last checkpoint will be saved to "
-            f"{_closed_run(state).last_checkpoint}: open the Train dock again to continue the run."
+            f"{closed_run(state).last_checkpoint}: open the Train dock again to continue the run."
         )
     session.shutdown(wait)
     if wait:
         state.running = False
 
 
-def _closed_run(state: SslState) -> ResultsLayout:
-    """The run stopped by closing the Train dock."""
-    return ResultsLayout(state.result_dir, state.run_name, state.closed_run)
-
-
-def _ended(state: SslState) -> None:
-    """A training's worker has finished: Start is free; a run stopped by closing its dock is
-    offered to continue only if it saved its last checkpoint (it may have failed instead)."""
-    state.running = False
-    if state.closed_run and not _closed_run(state).last_checkpoint.is_file():
-        state.closed_run = ""
-
-
-class TrainDock(TrainEvents, ConfigFile, QWidget):
+class TrainDock(TrainEvents, RunChoice, ConfigFile, QWidget):
     """Configure and run a training; watch it live."""
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = unwrap(napari_viewer)
         self.state = state_for(self.viewer)
-        ended = partial(_ended, self.state)  # outlives the dock
+        ended = partial(run_ended, self.state)  # outlives the dock
         self.session = TrainingSession(self._on_event, self._on_done, ended)
         self._plan = (1, 1, 0)  # epochs, steps per epoch, start epoch
         self._started = False  # the engine has started the current run
@@ -121,6 +107,7 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
             spin.valueChanged.connect(self._keep_fields)
         self.augment.toggled.connect(self._keep_fields)
         self.start_mode.currentIndexChanged.connect(self._keep_fields)
+        self.start_mode.currentIndexChanged.connect(self._continue_this_run)
         self.checkpoint.editingFinished.connect(self._keep_fields)
         self.updates = Coalescer(self, self._apply)  # progress, status, preview: once per tick
         self.updates.ticked.connect(self.plot.tick)  # the plot's image in the same repaint
@@ -134,16 +121,6 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         )
         when_removed(self, partial(_shutdown, self.session, self.state))
         self._update_buttons()
-
-    def _offer_to_continue(self) -> None:
-        """A run stopped by closing the dock: Start continues it."""
-        self._layout = _closed_run(self.state)
-        self.start_mode.setCurrentIndex(1)
-        self.checkpoint.setText(str(self._layout.last_checkpoint))
-        self.status.setText(
-            f"Run {self._layout.tag} stopped when the dock was closed: Start continues it from "
-            "its last checkpoint (or choose 'new training')."
-        )
 
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -323,21 +300,11 @@ class TrainDock(TrainEvents, ConfigFile, QWidget):
         if test:  # scored after training (read now: refused before it); exports test it too
             cfg.data.test_path, cfg.test.enable = str(test[0]), True
         self.schedule.check(cfg)  # named "Learning-rate schedule" and shown under it
-        mode = self.start_mode.currentIndex()
-        path = self.checkpoint.text().strip()
-        if mode and not Path(path).is_file():
-            raise DataError(
-                f"checkpoint '{path}' not found: pick the .pth file to continue from (a stopped "
-                "run's '-checkpoint-last.pth'), or start a new training."
-            )
+        mode, path = self.start_mode.currentIndex(), self.checkpoint.text().strip()
+        check_start_checkpoint(mode, path)
         cfg.validate()
         self.validation.check()  # as the engine lists the folder (it reads the images at Start)
-        name = self.run_name.text().strip()
-        result_dir = str(output_folder(self.result_dir.text(), "result folder"))
-        last = self._layout.last_checkpoint if self._layout is not None else None
-        same_run = last is not None and Path(path).resolve() == last.resolve()
-        if not (mode == 1 and same_run):
-            self._layout = ResultsLayout(result_dir, name, next_run_id(result_dir, name))
+        self._layout = self._run_for_start(mode, path)
         run = self._layout  # a continued run keeps its folder whatever the fields say now
         self.state.result_dir, self.state.run_name = str(run.result_dir), run.name
         self.state.run_id, self.state.closed_run = run.run_id, ""

@@ -9,6 +9,7 @@ failed) applies what is pending at once.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from napari.utils.notifications import show_error, show_info
@@ -109,8 +110,14 @@ class TrainEvents:
         """The best checkpoint of this run (the last one until there is a best) goes to the
         shared state on the next tick: the other docks show it in the same repaint."""
         current = self.updates.latest("checkpoint", self.state.checkpoint)
-        if e.kind == "best" or not current.startswith(str(self._layout.root)):
+        if e.kind == "best" or not self._of_this_run(current):
             self.updates.put("checkpoint", e.path)
+
+    def _of_this_run(self, checkpoint: str) -> bool:
+        """Whether ``checkpoint`` is one of the current run's (not an earlier run's of the name)."""
+        path = Path(checkpoint)
+        mine = path.parent == self._layout.checkpoints_dir
+        return mine and path.name.startswith(f"{self._layout.tag}-checkpoint-")
 
     def _on_finished(self, e: ev.Finished) -> None:
         self.updates.flush()
@@ -128,6 +135,8 @@ class TrainEvents:
     def _on_stopped(self, e: ev.Stopped) -> None:
         self.updates.flush()
         self.checkpoint.setText(e.last_checkpoint)
+        if not self._of_this_run(self.state.checkpoint):  # stopped before its first best:
+            self.state.checkpoint = e.last_checkpoint  # Reconstruct and Export get this run
         where, again = self._stopped_where(e)
         set_progress(self.progress, fmt=f"stopped {where}")
         show_info(

@@ -77,14 +77,7 @@ def check_data(cfg: Config) -> None:
         _fail("data.patch_size", f"must be {d.ndim} positive whole numbers (spatial); got {size}")
     if d.channels is not None:
         _whole("data.channels", d.channels, 1)
-    _choice("data.normalization", d.normalization, NORMALIZATIONS)
-    if d.percentile_clip is not None:
-        clip = tuple(d.percentile_clip)
-        ok = len(clip) == 2 and all(isinstance(c, Real) for c in clip)
-        if not ok or not 0 <= clip[0] < clip[1] <= 100:
-            rule = "must be (lower, upper) percentiles with 0 <= lower < upper <= 100"
-            _fail("data.percentile_clip", f"{rule}; got {d.percentile_clip!r}")
-    _check_fixed_normalization(d)
+    check_normalization(d)
     _range("data.val_fraction", d.val_fraction, 0, 1, open_lo=False, open_hi=True)
     _range("data.test_overlap", d.test_overlap, 0, 1, open_lo=False, open_hi=True)
     if d.test_padding is not None:
@@ -94,6 +87,18 @@ def check_data(cfg: Config) -> None:
         ):
             rule = f"must be {d.ndim} whole numbers >= 0 (pixels per side) under half of {size}"
             _fail("data.test_padding", f"{rule}; got {d.test_padding!r}")
+
+
+def check_normalization(d: DataConfig) -> None:
+    """The normalisation keys of the ``data`` section alone (the Normalisation fields')."""
+    _choice("data.normalization", d.normalization, NORMALIZATIONS)
+    if d.percentile_clip is not None:
+        clip = tuple(d.percentile_clip)
+        ok = len(clip) == 2 and all(isinstance(c, Real) for c in clip)
+        if not ok or not 0 <= clip[0] < clip[1] <= 100:
+            rule = "must be (lower, upper) percentiles with 0 <= lower < upper <= 100"
+            _fail("data.percentile_clip", f"{rule}; got {d.percentile_clip!r}")
+    _check_fixed_normalization(d)
 
 
 def _check_fixed_normalization(d: DataConfig) -> None:

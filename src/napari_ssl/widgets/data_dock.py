@@ -157,6 +157,8 @@ class DataDock(DataPreviews, QWidget):
         elif self._showing_where:
             self._show_where()  # a source may have been renamed
         new = event.value if event is not None and event.type == "inserted" else None
+        if event is None and len(inputs) == 1:  # the dock opened on one image (a sample)
+            new = inputs[0]
         if not selected and not self.state.folder and any(layer is new for layer in inputs):
             self.select([new.name])
             return
@@ -215,8 +217,9 @@ class DataDock(DataPreviews, QWidget):
         patch = (xy, xy) if ndim == 2 else (self.patch_z.value(), xy, xy)
         cfg = self.state.cfg
         data = dataclasses.replace(
-            cfg.data, ndim=ndim, patch_size=patch, train_path=self.folder.text().strip()
-        )
+            cfg.data, ndim=ndim, patch_size=patch, train_path=self.folder.text().strip(),
+            test_padding=_fitting(cfg.data.test_padding, patch),
+        )  # fmt: skip
         pretext = dataclasses.replace(
             cfg.pretext,
             task=task,
@@ -297,3 +300,12 @@ def _shown_part(cfg: Config) -> tuple[Any, ...]:
     dock's)."""
     data = dataclasses.replace(cfg.data, val_path="", val_fraction=0.0)
     return data, cfg.pretext, cfg.model.vit_token_size
+
+
+def _fitting(padding: tuple[int, ...] | None, patch: tuple[int, ...]) -> tuple[int, ...] | None:
+    """A loaded config's test padding while it fits the patch (under half of it per axis), else
+    the default (an eighth of the tile): a BiaPy template's padding does not refuse a smaller
+    patch chosen here."""
+    if padding is None or len(padding) != len(patch):
+        return None
+    return padding if all(2 * p < s for p, s in zip(padding, patch, strict=True)) else None

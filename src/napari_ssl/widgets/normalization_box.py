@@ -34,7 +34,7 @@ from superqt import QCollapsible
 
 from napari_ssl.config import Config, ConfigError, DataConfig
 from napari_ssl.data.images import DataError
-from napari_ssl.validation import check_data
+from napari_ssl.validation import check_normalization
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._hint import hint_label, set_hint
 from napari_ssl.widgets._links import link, when_removed
@@ -185,7 +185,7 @@ class NormalizationBox(QWidget):
             normalization_mean=parse_values(self.mean.text(), "Fixed mean") if zmuv else None,
             normalization_std=parse_values(self.std.text(), "Fixed std") if zmuv else None,
         )
-        check_data(Config(data=data))
+        check_normalization(data)
         layer = self._first_layer()
         if layer is not None and data.channels is None:
             name, channels = layer

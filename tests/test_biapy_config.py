@@ -145,6 +145,23 @@ def test_template_3d_masking() -> None:
     assert not cfg.test.enable and not cfg.train.augment  # AUGMENTOR absent: BiaPy's default off
 
 
+def test_the_mae_decoder_is_biapys_unless_the_config_changes_it() -> None:
+    """BiaPy 3.7.1 builds its MAE decoder 512/8/16 with an MLP of 512 x VIT_MLP_RATIO, whatever
+    its config says: a BiaPy YAML's decoder MLP follows the ratio too, so that BiaPy loads what
+    napari-ssl trains; a decoder of our own is said at Start."""
+    from napari_ssl.models.mae_config import biapy_decoder_note
+
+    data = _set(yaml.safe_load(TEMPLATE_3D_MAE), "MODEL.VIT_MLP_RATIO", 2.0)
+    model = _read(yaml.safe_dump(data)).model
+    assert model.mae_dec_mlp_dims == 1024 and biapy_decoder_note(model) is None
+    model = _read(yaml.safe_dump(_set(data, "MODEL.MAE_DEC_HIDDEN_SIZE", 128))).model
+    assert biapy_decoder_note(model) == (
+        "the MAE decoder (width 128, 8 blocks, 16 heads, MLP 256) is not BiaPy 3.7.1's (512, 8, "
+        "16, MLP 1024, built whatever the config says): its checkpoints load in napari-ssl, not "
+        "in BiaPy"
+    )
+
+
 def test_string_tuples_and_yaml_lists_parse_alike() -> None:
     as_lists = (
         TEMPLATE_3D_MAE.replace("(32, 32, 32, 2)", "[32, 32, 32, 2]")

@@ -182,6 +182,8 @@ def from_biapy(
             default = getattr(getattr(cfg, section), name)
             value = convert(key, r.get(key, _BIAPY_DEFAULTS.get(key, default)), default)
             setattr(getattr(cfg, section), name, value)
+    if r.get("MODEL.MAE_DEC_MLP_DIMS", None) is None:  # BiaPy builds it from VIT_MLP_RATIO
+        cfg.model.mae_dec_mlp_dims = int(cfg.model.mae_dec_hidden_size * cfg.model.vit_mlp_ratio)
     _read_shape(r, cfg)
     _read_tiling(r, cfg)
     _read_clip(r, cfg)

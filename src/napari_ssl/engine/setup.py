@@ -33,6 +33,7 @@ from napari_ssl.engine.lr_schedule import LrSchedule, describe, warmup_note
 from napari_ssl.engine.resume import checkpoint_to_load, restore, write_start_outputs
 from napari_ssl.engine.state import RunState
 from napari_ssl.engine.tasks import StatsTable, Task, augment, make_task
+from napari_ssl.models.mae_config import biapy_decoder_note
 from napari_ssl.results import ResultsLayout
 
 VAL_BATCH = 8
@@ -309,6 +310,8 @@ def prepare_run(
         write_start_outputs(run)
     run.schedule = LrSchedule(cfg.train, optimizer, steps, run.start_epoch)
     run.schedule.load_state_dict(resumed.get("lr_schedule", {}))
+    if cfg.model.architecture == "mae" and (note := biapy_decoder_note(cfg.model)):
+        run.notes.append(note)
     if cfg.train.lr_schedule:
         run.notes.append(f"learning rate ({cfg.train.lr_schedule}): {describe(cfg.train)}")
         if note := warmup_note(cfg.train):

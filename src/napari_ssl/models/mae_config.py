@@ -111,9 +111,8 @@ def mae_build_kwargs(
     device_type: str = "cpu",
 ) -> dict[str, Any]:
     """The ``model_build_kwargs`` BiaPy 3.7.1 stores in an mae checkpoint (the arguments of its
-    ``MaskedAutoencoderViT``). The decoder entries are ours (BiaPy always writes 512/8/16, our
-    defaults), so BiaPy rebuilding from them gets our decoder. BiaPy's decoder MLP is always
-    ``decoder_embed_dim * mlp_ratio`` wide: ``mae_dec_mlp_dims`` has no BiaPy equivalent.
+    ``MaskedAutoencoderViT``). The decoder entries are ours; BiaPy itself builds its decoder from
+    none of them (:func:`biapy_decoder_note`), nor from ``mae_dec_mlp_dims``.
     """
     dim, depth, heads = vit_dims(cfg)
     return {
@@ -133,3 +132,21 @@ def mae_build_kwargs(
         "return_just_preds": False,
         "device": str(device_type),
     }
+
+
+BIAPY_DECODER = (512, 8, 16)  # width, blocks, heads: what BiaPy 3.7.1 builds, whatever its config
+
+
+def biapy_decoder_note(cfg: ModelConfig) -> str | None:
+    """Why BiaPy 3.7.1 could not load this MAE's checkpoints, or None when it could: BiaPy always
+    builds its decoder 512 wide with 8 blocks of 16 heads and an MLP 512 x VIT_MLP_RATIO wide."""
+    biapy = (*BIAPY_DECODER, int(BIAPY_DECODER[0] * cfg.vit_mlp_ratio))
+    ours = (cfg.mae_dec_hidden_size, cfg.mae_dec_num_layers, cfg.mae_dec_num_heads,
+            cfg.mae_dec_mlp_dims)  # fmt: skip
+    if ours == biapy:
+        return None
+    return (
+        f"the MAE decoder (width {ours[0]}, {ours[1]} blocks, {ours[2]} heads, MLP {ours[3]}) is "
+        f"not BiaPy 3.7.1's ({biapy[0]}, {biapy[1]}, {biapy[2]}, MLP {biapy[3]}, built whatever "
+        "the config says): its checkpoints load in napari-ssl, not in BiaPy"
+    )

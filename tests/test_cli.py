@@ -368,6 +368,18 @@ def test_test_only_run_uses_the_given_checkpoint(job: Job, tmp_path: Path) -> No
     written = yaml.safe_load((out / "eval" / "config_files" / "eval.yaml").read_text())
     assert written["TRAIN"]["ENABLE"] is False and written["TEST"]["ENABLE"] is True
     assert written["PATHS"]["CHECKPOINT_FILE"] == str(pretrained)
+    # as BiaPy: the model from the checkpoint, the degradation from the YAML (noise 0 here)
+    clean = write_yaml(tmp_path / "clean.yaml", job.data, train_enable=False, load=True,
+                       checkpoint=pretrained, noise=0.0)  # fmt: skip
+    again = run_cli("--config", clean, "--result_dir", out, "--name", "clean")
+    assert again.code == 0, again.err
+    noisy, quiet = (_test_mean(ran.out), _test_mean(again.out))
+    assert quiet["psnr"] != noisy["psnr"]
+
+
+def _test_mean(out: str) -> dict[str, float]:
+    line = next(ln for ln in out.splitlines() if ln.startswith("test mean: "))
+    return {k: float(v) for k, v in (p.split() for p in line[len("test mean: ") :].split(", "))}
 
 
 def test_empty_test_path_is_not_the_current_folder(job: Job, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from napari_ssl.engine import events as ev
 from napari_ssl.results import ResultsLayout, remove_empty
 
 if TYPE_CHECKING:
+    from napari_ssl.engine.checkpoints import TrainedModel
     from napari_ssl.engine.trainer import TrainingControl
 
 Log = Callable[[str], None]
@@ -230,7 +231,7 @@ def _run_job(
         if cfg.test.enable and test and main:
             path = _checkpoint_for_test(cfg, layout, result)
             log(f"testing {len(test)} image(s) with {Path(path).name}")
-            trained = load_trained(path)
+            trained = with_test_settings(load_trained(path), cfg)
             if not cfg.train.enable:  # a training run wrote them as it started
                 write_config_yamls(cfg, layout)
             result.metrics = evaluate(
@@ -244,6 +245,16 @@ def _run_job(
         distributed.shutdown()
     log(f"results in {layout.root}")
     return result
+
+
+def with_test_settings(trained: TrainedModel, cfg: Config) -> TrainedModel:
+    """The checkpoint's model (MAE masks included) and normalisation, with the config's crappify
+    degradation and test tiling: what BiaPy 3.7.1 takes from each when it tests a checkpoint."""
+    own = trained.cfg
+    pretext = replace(own.pretext, noise=cfg.pretext.noise,
+                      resizing_factor=cfg.pretext.resizing_factor)  # fmt: skip
+    data = replace(own.data, test_overlap=cfg.data.test_overlap, test_padding=cfg.data.test_padding)
+    return replace(trained, cfg=replace(own, pretext=pretext, data=data))
 
 
 INTERRUPTED = "interrupted (Ctrl-C): training stopped and saved, no test step"

@@ -181,8 +181,9 @@ def config_of(data: dict[str, Any]) -> Config:
     except ConfigError as err:
         raise CheckpointError(f"the checkpoint's configuration is not usable: {err}") from err
     raise CheckpointError(
-        "the checkpoint holds weights but no configuration ('cfg') to rebuild its model from: "
-        "use a checkpoint written by napari-ssl or BiaPy >= 3.5.1."
+        "the checkpoint holds weights but no configuration ('cfg') to rebuild its model from "
+        "(BiaPy's .safetensors files hold none): use the run's .pth, or a checkpoint written by "
+        "napari-ssl (its .safetensors too) or by BiaPy >= 3.5.1 as .pth."
     )
 
 

@@ -41,3 +41,20 @@ def test_bf16_cpu_reconstruction_is_close_to_fp32(sem_2d: np.ndarray) -> None:
     fp32, bf16 = out["off"], out["auto"]
     assert not np.array_equal(fp32, bf16)  # bf16 did run
     assert psnr(bf16, fp32, float(fp32.max() - fp32.min())) > 40.0
+
+
+def test_a_precision_the_device_cannot_run_is_said(sem_2d: np.ndarray, tmp_path) -> None:
+    """fp16 asked for on a CPU trains in fp32, and the run's notes say so."""
+    from napari_ssl.engine import events as ev
+    from napari_ssl.engine.trainer import train
+    from napari_ssl.results import ResultsLayout
+    from test_training import tiny_config
+
+    cfg = tiny_config(epochs=1, patches_per_epoch=4)
+    cfg.train.mixed_precision = "fp16"
+    image = as_image(sem_2d[:64, :64].copy(), "sem", 2)
+    events = train(cfg, [image], layout=ResultsLayout(tmp_path, "fp16", 1))
+    started = next(e for e in events if isinstance(e, ev.Started))
+    assert started.precision == "fp32"
+    assert "mixed precision fp16 needs a GPU here: fp32 instead" in started.notes
+    events.close()

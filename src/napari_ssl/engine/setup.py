@@ -290,6 +290,8 @@ def prepare_run(
         model = model.to(memory_format=fmt)
     optimizer = _make_optimizer(cfg, model, device)
     amp = autocast_dtype(device, cfg.train.mixed_precision)
+    if cfg.train.mixed_precision in ("fp16", "bf16") and precision_name(amp) == "fp32":
+        notes.append(f"mixed precision {cfg.train.mixed_precision} needs a GPU here: fp32 instead")
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     per_epoch = cfg.train.patches_per_epoch or coverage_count(train_regions, patch)
     steps = max(1, -(-per_epoch // (cfg.train.batch_size * dist.world_size())))

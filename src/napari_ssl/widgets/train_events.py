@@ -172,7 +172,10 @@ class TrainEvents:
         what = "failed" if self._started else "not started"
         set_progress(self.progress, fmt=what)
         show_error(f"{'Training failed' if self._started else 'Cannot start training'}: {message}")
-        self._add_status(f"{what}: {message}")
+        if self._started:
+            self._add_status(f"{what}: {message}")
+        else:  # no "results: <folder>" line above it: nothing was written there
+            self.status.setText(f"{what}: {message}")
 
     def _on_testing(self, e: ev.Testing) -> None:
         self._testing = True

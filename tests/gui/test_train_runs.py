@@ -22,6 +22,16 @@ def _long_epochs(docks) -> None:
     state.update_cfg(train=replace(state.cfg.train, patches_per_epoch=2000))
 
 
+def _one_epoch_run(qtbot, docks, tmp_path: Path):
+    """The Train dock after a finished one-epoch run ssl_1 in ``tmp_path``."""
+    train = docks["Train"]
+    tiny(docks, epochs=1)
+    train.result_dir.setText(str(tmp_path))
+    train.start_button.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    return train
+
+
 def _stop_after_steps(qtbot, train, steps: int = 2) -> None:
     qtbot.waitUntil(lambda: train.plot.step_points >= steps, timeout=60_000)
     train.stop_button.click()
@@ -54,11 +64,7 @@ def test_continuing_a_runs_last_checkpoint_goes_on_in_that_run(
 
 
 def test_a_fine_tuned_run_is_the_one_continued(qtbot, docks, sem_layer, tmp_path):
-    train = docks["Train"]
-    tiny(docks, epochs=1)
-    train.result_dir.setText(str(tmp_path))
-    train.start_button.click()
-    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    train = _one_epoch_run(qtbot, docks, tmp_path)
     best = tmp_path / "ssl" / "checkpoints" / "ssl_1-checkpoint-best.pth"
     train.start_mode.setCurrentIndex(2)
     train.checkpoint.setText(str(best))
@@ -93,11 +99,7 @@ def test_a_dock_opened_on_one_image_selects_it(viewer, sem_2d):
 
 def test_a_stop_in_the_first_epoch_is_the_checkpoint_offered(qtbot, docks, sem_layer, tmp_path):
     """Run 1 finished; run 2 stopped before its first best: Reconstruct and Export get run 2."""
-    train = docks["Train"]
-    tiny(docks, epochs=1)
-    train.result_dir.setText(str(tmp_path))
-    train.start_button.click()
-    qtbot.waitUntil(lambda: not train.state.running, timeout=120_000)
+    train = _one_epoch_run(qtbot, docks, tmp_path)
     assert Path(train.state.checkpoint).name == "ssl_1-checkpoint-best.pth"
     train.epochs.setValue(LONG)
     _long_epochs(docks)

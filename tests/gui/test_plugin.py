@@ -148,3 +148,23 @@ def test_docks_scroll_on_a_laptop_screen(qtbot, viewer, docks):
     assert window.height() <= 760
     assert train.height() < train.layout().itemAt(0).widget().widget().minimumSizeHint().height()
     screenshot(viewer, "train_dock_laptop", "Train")
+
+
+def test_docks_opened_from_the_plugins_menu_share_one_tab_group(qtbot, viewer):
+    """As Plugins ▸ napari-ssl ▸ each dock in turn: napari would stack them, each too short for
+    its fields; they end up tabbed, the last one opened in front."""
+    from npe2 import PluginManager, PluginManifest
+
+    pm = PluginManager.instance()
+    if "napari-ssl" not in pm._manifests:  # not pip-installed here: registered as napari would
+        pm.register(PluginManifest.from_file(MANIFEST))
+    frames = []
+    for name in ("Data and pretext", "Train", "Reconstruct", "Export"):
+        frame, _ = viewer.window.add_plugin_dock_widget("napari-ssl", name)
+        frames.append(frame)
+        qtbot.wait(50)  # the menu's event loop turns between two clicks
+    window = viewer.window._qt_window
+    qtbot.waitUntil(lambda: len(window.tabifiedDockWidgets(frames[0])) == 3, timeout=5_000)
+    in_front = frames[-1].widget().visibleRegion  # the last opened, as after a click
+    qtbot.waitUntil(lambda: not in_front().isEmpty(), timeout=5_000)
+    assert frames[0].widget().visibleRegion().isEmpty()

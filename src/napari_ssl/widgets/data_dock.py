@@ -35,6 +35,7 @@ from napari_ssl.widgets import _layers
 from napari_ssl.widgets._hint import hint_label
 from napari_ssl.widgets._links import layer_list_changes, link, when_removed
 from napari_ssl.widgets._scroll import scrolling
+from napari_ssl.widgets._tabs import tab_with_siblings
 from napari_ssl.widgets.axes_box import AxesBox
 from napari_ssl.widgets.data_previews import DataPreviews
 from napari_ssl.widgets.normalization_box import NormalizationBox
@@ -76,6 +77,7 @@ class DataDock(DataPreviews, QWidget):
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(scrolling(self))
+        tab_with_siblings(self)  # opened from the Plugins menu: a tab, not a stack
         images = QGroupBox("Images")
         form = QVBoxLayout(images)
         self.layer_list = _layers.layer_list(self.viewer)

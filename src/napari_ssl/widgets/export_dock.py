@@ -32,6 +32,7 @@ from napari_ssl.results import check_plain_name, next_run_id
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import link, when_removed
 from napari_ssl.widgets._scroll import scrolling
+from napari_ssl.widgets._tabs import tab_with_siblings
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.output_folder import output_folder
 from napari_ssl.widgets.path_field import checkpoint_field, field_row, path_row
@@ -116,6 +117,7 @@ class ExportDock(QWidget):
 
     def _build(self) -> None:
         layout = QVBoxLayout(scrolling(self))
+        tab_with_siblings(self)  # opened from the Plugins menu: a tab, not a stack
         form = QFormLayout()
         self.checkpoint, row = checkpoint_field(self, self.state)
         form.addRow("Checkpoint", row)

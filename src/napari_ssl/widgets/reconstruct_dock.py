@@ -38,6 +38,7 @@ from napari_ssl.data.images import DataError
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import layer_list_changes, link, when_removed
 from napari_ssl.widgets._scroll import scrolling
+from napari_ssl.widgets._tabs import tab_with_siblings
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.gui_collection import holding
 from napari_ssl.widgets.path_field import checkpoint_field
@@ -147,6 +148,7 @@ class ReconstructDock(QWidget):
 
     def _build(self) -> None:
         layout = QVBoxLayout(scrolling(self))
+        tab_with_siblings(self)  # opened from the Plugins menu: a tab, not a stack
         form = QFormLayout()
         self.checkpoint, row = checkpoint_field(self, self.state)
         form.addRow("Checkpoint", row)

@@ -37,6 +37,7 @@ from napari_ssl.results import DEFAULT_RESULT_DIR
 from napari_ssl.widgets import _layers
 from napari_ssl.widgets._links import link, when_removed
 from napari_ssl.widgets._scroll import scrolling
+from napari_ssl.widgets._tabs import tab_with_siblings
 from napari_ssl.widgets.coalesce import Coalescer, set_progress
 from napari_ssl.widgets.config_file import ConfigFile
 from napari_ssl.widgets.loss_plot import LossPlot, theme_colors
@@ -125,6 +126,7 @@ class TrainDock(TrainEvents, RunChoice, ConfigFile, QWidget):
     # ---- UI -------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(scrolling(self))
+        tab_with_siblings(self)  # opened from the Plugins menu: a tab, not a stack
         self.load_button = QPushButton("Load config…")
         self.load_button.setToolTip(
             "Read a napari-ssl or BiaPy self-supervised YAML: every setting, also those the docks "

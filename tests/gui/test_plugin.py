@@ -168,3 +168,7 @@ def test_docks_opened_from_the_plugins_menu_share_one_tab_group(qtbot, viewer):
     in_front = frames[-1].widget().visibleRegion  # the last opened, as after a click
     qtbot.waitUntil(lambda: not in_front().isEmpty(), timeout=5_000)
     assert frames[0].widget().visibleRegion().isEmpty()
+    from qtpy.QtWidgets import QTabBar
+
+    tabs = [[bar.tabText(i) for i in range(bar.count())] for bar in window.findChildren(QTabBar)]
+    assert [frame.windowTitle() for frame in frames] in tabs  # in the order they were opened

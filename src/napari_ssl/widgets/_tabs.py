@@ -1,6 +1,7 @@
 """napari-ssl's docks share one tab group. Opened one by one from the Plugins menu, napari would
 stack them in its right area, each too short for its fields (Start and the plot out of sight);
-``napari-ssl gui`` tabs them as it adds them, and then nothing is changed here."""
+``napari-ssl gui`` tabs them as it adds them (:data:`TABBED`), and then nothing is changed here
+(Qt's own record of the tabs is not up to date yet when this runs)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 MARK = "napari_ssl_dock"  # a Qt property set on each napari-ssl dock
+TABBED = "napari_ssl_tabbed"  # ... and on those tabbed by whoever added them (napari-ssl gui)
 
 
 def tab_with_siblings(dock: QWidget) -> None:
@@ -22,7 +24,10 @@ def tab_with_siblings(dock: QWidget) -> None:
 
 def _tab(ref: weakref.ref) -> None:
     try:
-        frame = _frame_of(ref())
+        dock = ref()
+        if dock is None or dock.property(TABBED):
+            return
+        frame = _frame_of(dock)
         window = None if frame is None else frame.parentWidget()
         if not isinstance(window, QMainWindow) or window.tabifiedDockWidgets(frame):
             return

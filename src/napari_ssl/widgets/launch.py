@@ -19,6 +19,8 @@ def add_docks(viewer: Any) -> dict[str, Any]:
 
     from qtpy.QtCore import QCoreApplication
 
+    from napari_ssl.widgets._tabs import TABBED
+
     docks, frames = {}, []
     for title, module, cls in DOCKS:
         widget = getattr(importlib.import_module(module), cls)(viewer)
@@ -26,6 +28,8 @@ def add_docks(viewer: Any) -> dict[str, Any]:
             viewer.window.add_dock_widget(widget, name=title, area="right", tabify=bool(docks))
         )
         docks[title] = widget
+    for widget in docks.values():
+        widget.setProperty(TABBED, True)  # in this order: left as they are
     QCoreApplication.sendPostedEvents()  # Qt lays the tabs out (the last added is in front),
     frames[0].raise_()  # then the first is brought to the front: a caller may raise another
     return docks

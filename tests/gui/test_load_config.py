@@ -136,6 +136,7 @@ def test_biapy_yaml_selects_its_train_folder(
     severity, message = notes[-1]
     assert severity == "warning" and "SYSTEM.NUM_CPUS" in message  # BiaPy's reading notes
     assert f"Training data: the folder {folder}" in message
+    assert train.status.text() == message  # all of it in the dock too
     state = train.state
     assert state.folder == str(folder) and state.layers == ()  # the folder, not the layer
     assert data.axes.detected.text() == (  # the config's 2D kept; the folder's first file read

@@ -96,6 +96,7 @@ class ConfigFile:
     device: Any
     start_mode: Any
     checkpoint: Any
+    status: Any
     _showing = False  # the fields are being set from the state, not by the user
     _devices_listed = False  # the device field lists this machine's devices
 
@@ -127,6 +128,7 @@ class ConfigFile:
             notes.append("The docks' fields cannot hold these values: " + "; ".join(unshown))
         message = "\n".join([*typos, f"Loaded {Path(path).name}. {source}", *notes])
         (show_warning if typos or notes else show_info)(message)  # typos: the line shown first
+        self.status.setText(message)  # a notification folds all but its first line
 
     def _set_state(self, cfg: Config, folder: str, ndim: int) -> None:
         self.state.folder, self.state.ndim = folder, ndim

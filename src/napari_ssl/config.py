@@ -193,9 +193,14 @@ def save_yaml(cfg: Config, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = cfg.to_dict()
     if cfg.model.vit_preset in VIT_PRESETS:
-        data["model"].update(zip(VIT_SIZES, VIT_PRESETS[cfg.model.vit_preset], strict=True))
+        data["model"].update(_preset_sizes(cfg.model.vit_preset))
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def _preset_sizes(preset: str) -> dict[str, int]:
+    """The ViT sizes a preset sets, by field name."""
+    return dict(zip(VIT_SIZES, VIT_PRESETS[preset], strict=True))
 
 
 def _warn_unused_vit_sizes(model: Any, cfg: Config, source: str) -> None:
@@ -204,7 +209,7 @@ def _warn_unused_vit_sizes(model: Any, cfg: Config, source: str) -> None:
     if not isinstance(model, dict) or preset not in VIT_PRESETS:
         return
     given = {k: model[k] for k in VIT_SIZES if k in model}
-    sizes = dict(zip(VIT_SIZES, VIT_PRESETS[preset], strict=True))
+    sizes = _preset_sizes(preset)
     unused = {k: v for k, v in given.items() if v != sizes[k]}
     if unused:
         warnings.warn(

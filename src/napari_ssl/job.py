@@ -24,7 +24,6 @@ from napari_ssl.engine import events as ev
 from napari_ssl.results import ResultsLayout, remove_empty
 
 if TYPE_CHECKING:
-    from napari_ssl.engine.checkpoints import TrainedModel
     from napari_ssl.engine.trainer import TrainingControl
 
 Log = Callable[[str], None]
@@ -101,7 +100,12 @@ def folder_images(cfg: Config, split: str, config_dir: str | Path | None = None)
     images must have names of their own (their outputs are named after them)."""
     path = cfg.data.train_path if split == "train" else cfg.data.test_path
     folder = dataset_folder(path, split, config_dir)
-    images = load_folder(folder, cfg.data.ndim, cfg.data.channels, split_key(split))
+    return _split_images(folder, cfg.data.ndim, cfg.data.channels, split)
+
+
+def _split_images(folder: Path, ndim: int, channels: int | None, split: str) -> list[Image]:
+    """The images of one split's folder; test images need names of their own."""
+    images = load_folder(folder, ndim, channels, split_key(split))
     if split == "test":
         _check_output_names(folder, images)
     return images
@@ -113,9 +117,7 @@ def dataset_test_images(dataset: str, ndim: int, channels: int) -> tuple[Path, l
     folder = Path(dataset) / "test" / "x"
     if not dataset.strip() or not folder.is_dir():
         return None
-    images = load_folder(folder, ndim, channels, split_key("test"))
-    _check_output_names(folder, images)
-    return folder, images
+    return folder, _split_images(folder, ndim, channels, "test")
 
 
 def _check_output_names(folder: Path, images: list[Image]) -> None:
@@ -196,7 +198,7 @@ def _run_job(
     from napari_ssl.engine.checkpoints import CheckpointError, load_trained
     from napari_ssl.engine.resume import write_config_yamls
     from napari_ssl.engine.trainer import TrainingControl, train
-    from napari_ssl.inference.evaluate import evaluate
+    from napari_ssl.inference.evaluate import score_trained
 
     main = distributed.is_main_process()  # under torchrun only rank 0 prints and tests
     if not main:
@@ -231,13 +233,10 @@ def _run_job(
         if cfg.test.enable and test and main:
             path = _checkpoint_for_test(cfg, layout, result)
             log(f"testing {len(test)} image(s) with {Path(path).name}")
-            trained = with_test_settings(load_trained(path), cfg)
+            trained = load_trained(path)
             if not cfg.train.enable:  # a training run wrote them as it started
                 write_config_yamls(cfg, layout)
-            result.metrics = evaluate(
-                trained, test, layout, device=cfg.system.device, seed=cfg.system.seed,
-                batch_size=cfg.test.batch_size, log=log,
-            )  # fmt: skip
+            result.metrics = score_trained(trained, cfg, layout, test, log)
             log("test mean: " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()))
     except (DataError, CheckpointError, ValueError) as err:
         return JobResult(False, str(err))
@@ -245,16 +244,6 @@ def _run_job(
         distributed.shutdown()
     log(f"results in {layout.root}")
     return result
-
-
-def with_test_settings(trained: TrainedModel, cfg: Config) -> TrainedModel:
-    """The checkpoint's model (MAE masks included) and normalisation, with the config's crappify
-    degradation and test tiling: what BiaPy 3.7.1 takes from each when it tests a checkpoint."""
-    own = trained.cfg
-    pretext = replace(own.pretext, noise=cfg.pretext.noise,
-                      resizing_factor=cfg.pretext.resizing_factor)  # fmt: skip
-    data = replace(own.data, test_overlap=cfg.data.test_overlap, test_padding=cfg.data.test_padding)
-    return replace(trained, cfg=replace(own, pretext=pretext, data=data))
 
 
 INTERRUPTED = "interrupted (Ctrl-C): training stopped and saved, no test step"

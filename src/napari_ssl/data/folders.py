@@ -142,14 +142,20 @@ def first_image(
     """The first image file of ``folder`` (given by the config key ``key``), its shape as read
     and the channel axis its metadata names (TIFF: from the header alone, nothing else read)."""
     path = list_images(folder, key)[0]
+    shape, channel_axis = _header(path)[:2]
+    return path, shape, channel_axis
+
+
+def _header(path: Path) -> tuple[tuple[int, ...], int | None, str | None, np.dtype]:
+    """(shape, channel axis, axes, dtype) of a file: a TIFF's from its header alone, other
+    formats opened as they are read (lazily, or small)."""
     if path.suffix.lower() not in (".tif", ".tiff"):
-        array, channel_axis, _ = read_array(path)
-        return path, tuple(array.shape), channel_axis
+        array, channel_axis, axes = read_array(path)
+        return tuple(array.shape), channel_axis, axes, np.dtype(array.dtype)
     try:
-        shape, channel_axis = _tiff_series(path, read=False)[1:3]
+        return _tiff_series(path, read=False)[1:]
     except Exception as err:
         raise _unreadable(path, err) from err
-    return path, shape, channel_axis
 
 
 def _unreadable(path: Path, err: Exception) -> DataError:
@@ -229,14 +235,7 @@ def check_image_file(
     """Refuse what :func:`load_image` would, reading a TIFF's header only (other formats open
     lazily or are small): a batch is checked whole before anything is written."""
     path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            _, shape, channel_axis, axes, dtype = _tiff_series(path, read=False)
-        except Exception as err:
-            raise _unreadable(path, err) from err
-    else:
-        array, channel_axis, axes = read_array(path)
-        shape, dtype = tuple(array.shape), array.dtype
+    shape, channel_axis, axes, dtype = _header(path)
     _channel_axis(path.name, shape, channel_axis, axes, ndim, channels, by_checkpoint)
     check_dtype(dtype, path.name)
 

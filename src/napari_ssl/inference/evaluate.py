@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 
@@ -54,13 +55,36 @@ def evaluate(
     return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
 
 
+def with_test_settings(trained: TrainedModel, cfg: Config) -> TrainedModel:
+    """The checkpoint's model (MAE masks included) and normalisation, with the config's crappify
+    degradation and test tiling: what BiaPy 3.7.1 takes from each when it tests a checkpoint."""
+    own = trained.cfg
+    pretext = replace(own.pretext, noise=cfg.pretext.noise,
+                      resizing_factor=cfg.pretext.resizing_factor)  # fmt: skip
+    data = replace(own.data, test_overlap=cfg.data.test_overlap, test_padding=cfg.data.test_padding)
+    return replace(trained, cfg=replace(own, pretext=pretext, data=data))
+
+
+def score_trained(
+    trained: TrainedModel,
+    cfg: Config,
+    layout: ResultsLayout,
+    images: list[Image],
+    log: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """The test step of a job of ``cfg``: :func:`evaluate` with :func:`with_test_settings`, on
+    its device, seed and test batch."""
+    return evaluate(
+        with_test_settings(trained, cfg), images, layout, device=cfg.system.device,
+        seed=cfg.system.seed, batch_size=cfg.test.batch_size, log=log,
+    )  # fmt: skip
+
+
 def score_test_images(
     cfg: Config, layout: ResultsLayout, images: list[Image], checkpoint: str
 ) -> Iterator[ev.Testing | ev.Tested]:
-    """:func:`evaluate` after a training, as events (the Train dock's; the CLI prints lines)."""
+    """:func:`score_trained` after a training, as events (the Train dock's; the CLI prints
+    lines)."""
     yield ev.Testing(len(images), checkpoint)
-    metrics = evaluate(
-        load_trained(checkpoint), images, layout, device=cfg.system.device, seed=cfg.system.seed,
-        batch_size=cfg.test.batch_size, log=lambda _line: None,
-    )  # fmt: skip
+    metrics = score_trained(load_trained(checkpoint), cfg, layout, images, log=lambda _line: None)
     yield ev.Tested(len(images), metrics, str(layout.run_dir))

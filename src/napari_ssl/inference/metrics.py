@@ -73,7 +73,11 @@ def psnr(pred: np.ndarray, target: np.ndarray, data_range: float) -> float:
     """Peak signal-to-noise ratio in dB, ``10 log10(data_range² / MSE)``; ``inf`` if equal."""
     if data_range <= 0:
         raise ValueError(f"data_range must be > 0, got {data_range}")
-    err = mse(pred, target)
+    return _psnr_of(mse(pred, target), data_range)
+
+
+def _psnr_of(err: float, data_range: float) -> float:
+    """``10 log10(data_range² / err)`` in dB; ``inf`` for no error."""
     return float("inf") if err == 0 else float(10 * np.log10(data_range**2 / err))
 
 
@@ -172,6 +176,4 @@ def masked_metrics(
     """Masking's own scores, over the hidden pixels only (the visible ones are the input's):
     their MSE and its PSNR, data range as :func:`image_metrics`."""
     err = masked_mse(reconstruction, target, hidden)
-    data_range = data_range_of(target)
-    psnr_db = float("inf") if err == 0 else float(10 * np.log10(data_range**2 / err))
-    return {"masked_mse": err, "masked_psnr": psnr_db}
+    return {"masked_mse": err, "masked_psnr": _psnr_of(err, data_range_of(target))}
